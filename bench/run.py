@@ -1,0 +1,425 @@
+"""botfleet benchmark: real bot processes on a real PostgreSQL, six figures as name=value lines.
+
+    .venv/bin/python bench/run.py [--quick]
+
+Starts its own embedded PostgreSQL in a temp dir (or uses BENCH_DATABASE_URL, where it creates and
+later drops a scratch database), runs a 3-state pipeline bench/pipe (1 a -> 2 b -> 3 c, final) with
+one `botfleet bot run` process per state, and measures throughput, hop and end-to-end latency, the
+cost of one sweep over a big table, and a bot's memory. See bench/README.md for what each figure means.
+"""
+
+import argparse
+import math
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit, urlunsplit
+
+from psycopg.conninfo import make_conninfo
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common import config as config_module  # noqa: E402
+from common import database, engine, sql  # noqa: E402
+
+METASERVICE, TICKET_TYPE = "bench", "pipe"
+BOTS = ["bench-pipe-1-a", "bench-pipe-2-b", "bench-pipe-3-c"]
+SIZES = {
+    "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000},
+    "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000},
+}
+LATENCY_SPACING_S = 0.020
+SWEEP_DUE = 10  # tickets due in the "a little due" sweep
+SWEEP_WARMUP_RUNS = 6  # psycopg prepares a statement on its 5th run; bots run prepared statements
+SWEEP_RUNS = 15
+# Deadlines: nothing here waits without one.
+REGISTER_TIMEOUT_S = 30
+BURST_TIMEOUT_S = 180
+LATENCY_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 20
+STATEMENT_TIMEOUT = "600s"
+OVERALL_TIMEOUT_S = 1800
+
+
+def say(message):
+    print(message, flush=True)
+
+
+# -- setup -------------------------------------------------------------------------------------------
+
+
+def write_config(root: Path):
+    (root / "ticket_types" / METASERVICE).mkdir(parents=True)
+    (root / "bots").mkdir()
+    (root / "fleet.yaml").write_text(
+        "heartbeat_interval: 2s\nmetaservices:\n  bench: {description: benchmark pipeline}\n")
+    (root / "ticket_types" / METASERVICE / f"{TICKET_TYPE}.yaml").write_text(
+        "lifetime: 1h\nnotification_frequency: 1h\nretention: 1d\n"
+        "states:\n  - {code: 1, name: a}\n  - {code: 2, name: b}\n  - {code: 3, name: c, final: true}\n"
+        "transitions: [[1, 2], [2, 3]]\n")
+    # Bots keep the shipped defaults (4 threads, batch 32): the figures are for an untuned fleet.
+    for name in BOTS[:-1]:
+        (root / "bots" / f"{name}.yaml").write_text("handler: bench.handlers:step\n")
+    (root / "bots" / f"{BOTS[-1]}.yaml").write_text("# final state: no handler\n")
+
+
+def start_embedded_with_commit_timestamps(pgdata):
+    """Start the embedded server with track_commit_timestamp on: hops then start at the real commit.
+
+    The setting only takes effect at server start, so the server is started, set and restarted.
+    """
+    url = database.start_embedded(pgdata)
+    with database.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+    database.stop_embedded(pgdata)
+    return database.start_embedded(pgdata)
+
+
+LATENCY_METHODS = {
+    True: "commit timestamps (pg_xact_commit_timestamp of the ticket_events rows)",
+    False: "state_entered_at, and closed_at - created_at: track_commit_timestamp is off on this server, "
+           "so the hops start, and e2e ends, before the commit",
+}
+
+
+def has_commit_timestamps(conn):
+    return conn.execute("SHOW track_commit_timestamp").fetchone()["track_commit_timestamp"] == "on"
+
+
+def with_dbname(url, dbname):
+    url = database.libpq_url(url)
+    if "://" not in url:  # a "key=value" conninfo
+        return make_conninfo(url, dbname=dbname)
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
+
+
+def connect(url):
+    conn = database.connect(url, autocommit=True, application_name="bench")
+    conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+    return conn
+
+
+# -- bot processes -----------------------------------------------------------------------------------
+
+
+def start_bots(cfg_dir, url, tmp):
+    env = {**os.environ, "DATABASE_URL": url, "BENCH_LATENCY_DIR": str(tmp / "hops"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    botfleet = Path(sys.executable).parent / "botfleet"
+    procs = {}
+    for name in BOTS:
+        log = open(tmp / f"{name}.log", "wb")
+        procs[name] = subprocess.Popen([str(botfleet), "--config", str(cfg_dir), "bot", "run", name],
+                                       cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+    return procs
+
+
+def check_alive(procs, tmp):
+    for name, proc in procs.items():
+        if proc.poll() is not None:
+            tail = (tmp / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"bot {name} exited with code {proc.returncode}:\n{tail}")
+
+
+def wait_swept(conn, procs, tmp):
+    """Until every bot has registered and run its loop once (first heartbeat comes after the first sweep)."""
+    deadline = time.monotonic() + REGISTER_TIMEOUT_S
+    while True:
+        check_alive(procs, tmp)
+        rows = conn.execute("SELECT bot_name, heartbeat_at > started_at AS looped FROM bot_processes "
+                            "WHERE stopped_at IS NULL").fetchall()
+        registered = {r["bot_name"] for r in rows}
+        if registered >= set(BOTS) and all(r["looped"] for r in rows):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bots not registered and swept after {REGISTER_TIMEOUT_S}s: {sorted(registered)}")
+        time.sleep(0.2)
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def stop_bots(procs):
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# -- measurements ------------------------------------------------------------------------------------
+
+
+def percentile(values, fraction):
+    """Nearest-rank percentile: a value that was actually measured."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def wait_closed(conn, ids, timeout_s, procs, tmp, progress=False):
+    deadline = time.monotonic() + timeout_s
+    last_print = time.monotonic()
+    while True:
+        # The partial claim index serves this count; every earlier bench ticket is already closed.
+        open_count = conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = %s AND ticket_type = %s "
+                                  "AND closed_at IS NULL", (METASERVICE, TICKET_TYPE)).fetchone()["n"]
+        if open_count == 0:
+            return
+        check_alive(procs, tmp)
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"{open_count} of {len(ids)} tickets still open after {timeout_s}s")
+        if progress and now - last_print >= 1:
+            say(f"  {len(ids) - open_count} of {len(ids)} closed")
+            last_print = now
+        time.sleep(0.05)
+
+
+def measure_throughput(conn, types, count, procs, tmp):
+    say(f"throughput: creating {count} tickets in one transaction")
+    ids = engine.create_tickets(conn, types, METASERVICE, TICKET_TYPE, [{} for _ in range(count)], creator="bench")
+    created_s = time.time()
+    wait_closed(conn, ids, BURST_TIMEOUT_S, procs, tmp, progress=True)
+    row = conn.execute("SELECT extract(epoch FROM max(closed_at)) AS last_close_s FROM tickets WHERE id = ANY(%s)",
+                       (ids,)).fetchone()
+    transitions = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE ticket_id = ANY(%s) "
+                               "AND kind = 'transitioned'", (ids,)).fetchone()["n"]
+    elapsed_s = float(row["last_close_s"]) - created_s
+    say(f"  {transitions} transitions in {elapsed_s:.2f}s after the create committed")
+    return transitions / elapsed_s
+
+
+def read_handler_starts(tmp, ids):
+    """{(ticket id, state): (handler start, state_entered_at)} in epoch seconds, from the handlers' logs."""
+    wanted, starts = set(ids), {}
+    for path in (tmp / "hops").glob("hops-*.txt"):
+        for line in path.read_text().splitlines():
+            ticket_id, state, started_s, entered_s = line.split()
+            if int(ticket_id) in wanted:
+                starts[(int(ticket_id), int(state))] = (float(started_s), float(entered_s))
+    if len(starts) != 2 * len(ids):
+        raise RuntimeError(f"expected {2 * len(ids)} hop records, found {len(starts)}")
+    return starts
+
+
+def commit_times_s(conn, ids):
+    """Commit times (epoch s) of the tickets' events: {(ticket id, state entered): s}, {ticket id: closed s}.
+
+    A 'created' event enters the initial state, a 'transitioned' one its to_state; the 'closed' event
+    is written in the same transaction as the transition into the final state.
+    """
+    rows = conn.execute("""
+        SELECT ticket_id, kind, to_state, extract(epoch FROM pg_xact_commit_timestamp(xmin)) AS committed_s
+        FROM ticket_events WHERE ticket_id = ANY(%s) AND kind IN ('created', 'transitioned', 'closed')
+    """, (ids,)).fetchall()
+    if any(r["committed_s"] is None for r in rows):
+        raise RuntimeError("an event has no commit timestamp: was track_commit_timestamp on before it committed?")
+    entered_s = {(r["ticket_id"], r["to_state"]): float(r["committed_s"]) for r in rows if r["kind"] != "closed"}
+    closed_s = {r["ticket_id"]: float(r["committed_s"]) for r in rows if r["kind"] == "closed"}
+    return entered_s, closed_s
+
+
+def measure_latency(conn, types, count, procs, tmp, commit_timestamps):
+    say(f"latency: creating {count} tickets one at a time, {LATENCY_SPACING_S * 1000:.0f} ms apart")
+    ids = []
+    start = time.monotonic()
+    for i in range(count):
+        pause_s = start + i * LATENCY_SPACING_S - time.monotonic()
+        if pause_s > 0:
+            time.sleep(pause_s)
+        ids.append(engine.create_ticket(conn, types, METASERVICE, TICKET_TYPE, {"latency": True}, creator="bench"))
+    wait_closed(conn, ids, LATENCY_TIMEOUT_S, procs, tmp)
+    handler_starts = read_handler_starts(tmp, ids)
+    initial = types[(METASERVICE, TICKET_TYPE)].initial
+    if commit_timestamps:
+        entered_s, closed_s = commit_times_s(conn, ids)
+        hops_ms = {key: (started_s - entered_s[key]) * 1000 for key, (started_s, _) in handler_starts.items()}
+        e2e_ms = [(closed_s[i] - entered_s[(i, initial)]) * 1000 for i in ids]
+    else:
+        # state_entered_at is clock_timestamp() in the UPDATE, closed_at and created_at are now() at
+        # the start of their transactions: all of them come before the commit.
+        hops_ms = {key: (started_s - state_entered_s) * 1000
+                   for key, (started_s, state_entered_s) in handler_starts.items()}
+        e2e_ms = [float(r["ms"]) for r in conn.execute(
+            "SELECT extract(epoch FROM closed_at - created_at) * 1000 AS ms FROM tickets WHERE id = ANY(%s)",
+            (ids,)).fetchall()]
+    hops = list(hops_ms.values())
+    say(f"  hops: n={len(hops)} min={min(hops):.2f} p50={percentile(hops, .5):.2f} "
+        f"p90={percentile(hops, .9):.2f} p99={percentile(hops, .99):.2f} max={max(hops):.2f} ms")
+    # Into state 1 the commit is the creator's, into state 2 a bot's outcome write: both are hops.
+    by_state = {}
+    for (_, state), hop_ms in hops_ms.items():
+        by_state.setdefault(state, []).append(hop_ms)
+    say("  hop p50 by state entered: " + ", ".join(f"{state}: {percentile(v, .5):.2f} ms"
+                                                  for state, v in sorted(by_state.items())))
+    say(f"  end to end: p50={percentile(e2e_ms, .5):.2f} p99={percentile(e2e_ms, .99):.2f} ms")
+    return percentile(hops, .5), percentile(hops, .99), percentile(e2e_ms, .5)
+
+
+def fill_sweep_table(conn, closed, open_):
+    """`closed` closed tickets and `open_` open ones over 4 types x 2 states of metaservice 'sweep'."""
+    say(f"sweep: inserting {closed} closed and {open_} open tickets")
+    started = time.monotonic()
+    conn.execute("""
+        INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, created_at, state_entered_at,
+                             deadline_at, next_reminder_at, due_at, step, closed_at)
+        SELECT 'sweep', 't' || (g %% 4), 3, '{"n": 1}', 'bench', c - interval '1 hour', c - interval '1 minute',
+               c + interval '1 hour', c + interval '1 hour', c, 2, c
+        FROM generate_series(1, %(n)s) g, LATERAL (SELECT now() - g * interval '1 second' AS c) t
+    """, {"n": closed})
+    # Open tickets wait for a time spread over the next hour: nothing is due until set_due() says so.
+    conn.execute("""
+        INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, created_at, state_entered_at,
+                             deadline_at, next_reminder_at, due_at, step)
+        SELECT 'sweep', 't' || (g %% 4), 1 + (g / 4) %% 2, '{"n": 1}', 'bench', now(), now(),
+               now() + interval '2 hours', now() + interval '2 hours', now() + (g %% 3600 + 1) * interval '1 second', 1
+        FROM generate_series(1, %(n)s) g
+    """, {"n": open_})
+    say(f"  inserted in {time.monotonic() - started:.1f}s; VACUUM ANALYZE")
+    started = time.monotonic()
+    conn.execute("VACUUM ANALYZE tickets")
+    say(f"  vacuumed in {time.monotonic() - started:.1f}s")
+
+
+def set_due(conn, ticket_type, state, count):
+    """Make `count` tickets of one state due now (and unleased), as they were before a claim took them."""
+    conn.execute("""
+        UPDATE tickets SET due_at = now(), lease_owner = NULL, lease_expires_at = NULL
+        WHERE id IN (SELECT id FROM tickets WHERE metaservice = 'sweep' AND ticket_type = %s AND state = %s
+                     AND closed_at IS NULL ORDER BY id LIMIT %s)
+    """, (ticket_type, state, count))
+
+
+def sweep_ms(bot_conn, admin_conn, ticket_type, state, due):
+    """Median time of one sweep step, the way a bot's _sweep does it: CLAIM, then NEXT_DUE."""
+    spec = SimpleNamespace(metaservice="sweep", ticket_type=ticket_type, state=state, lease_s=30.0)
+    params = {"metaservice": "sweep", "ticket_type": ticket_type, "state": state}
+    times_ms = []
+    for run in range(SWEEP_WARMUP_RUNS + SWEEP_RUNS):
+        if due:
+            set_due(admin_conn, ticket_type, state, due)
+        started = time.perf_counter()
+        claimed = engine.get_current_ticket_list(bot_conn, spec, "bench-sweep", 32)
+        bot_conn.execute(sql.NEXT_DUE, params).fetchone()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if len(claimed) != due:
+            raise RuntimeError(f"sweep claimed {len(claimed)} tickets, expected {due}")
+        if run >= SWEEP_WARMUP_RUNS:
+            times_ms.append(elapsed_ms)
+    return percentile(times_ms, .5)
+
+
+def measure_sweep(url, closed, open_):
+    with connect(url) as admin, database.connect(url, autocommit=True, application_name="bench-sweep") as bot:
+        fill_sweep_table(admin, closed, open_)
+        bot.execute(sql.BOT_SESSION_SETUP)
+        bot.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+        idle_ms = sweep_ms(bot, admin, "t1", 1, 0)
+        busy_ms = sweep_ms(bot, admin, "t0", 1, SWEEP_DUE)
+    say(f"  sweep step: {idle_ms:.2f} ms with nothing due, {busy_ms:.2f} ms with {SWEEP_DUE} due (medians)")
+    return max(idle_ms, busy_ms)
+
+
+def measure_scrape(url):
+    """A watchdog's /metrics body computed on the big sweep table: the median of a few scrapes."""
+    from watchdog.collector import scrape_text
+
+    times_ms = []
+    for _ in range(SWEEP_RUNS):
+        started = time.perf_counter()
+        scrape_text(url)
+        times_ms.append((time.perf_counter() - started) * 1000)
+    say(f"  /metrics scrape with the same table: {percentile(times_ms, .5):.2f} ms (median)")
+    return percentile(times_ms, .5)
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+
+def on_alarm(signum, frame):
+    raise TimeoutError(f"benchmark did not finish within {OVERALL_TIMEOUT_S}s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs and a 100k-row sweep table")
+    args = parser.parse_args()
+    size = SIZES["quick" if args.quick else "full"]
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(OVERALL_TIMEOUT_S)  # a last resort behind the deadline on every wait
+
+    # Other work on the machine moves every figure; the load average says how busy it was.
+    say("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    tmp = Path(tempfile.mkdtemp(prefix="botfleet-bench-"))
+    (tmp / "hops").mkdir()
+    pgdata = tmp / "pgdata"
+    server_url = os.environ.get("BENCH_DATABASE_URL")
+    dbname = f"botfleet_bench_{os.getpid()}"
+    embedded = not server_url
+    procs = {}
+    figures = {}
+    try:
+        if embedded:
+            say(f"starting embedded PostgreSQL in {pgdata}, with track_commit_timestamp = on")
+            server_url = start_embedded_with_commit_timestamps(pgdata)
+        with connect(server_url) as admin:
+            commit_timestamps = has_commit_timestamps(admin)
+            admin.execute(f'CREATE DATABASE "{dbname}"')
+        latency_method = LATENCY_METHODS[commit_timestamps]
+        say(f"latency measured from: {latency_method}")
+        url = with_dbname(server_url, dbname)
+        write_config(tmp / "config")
+        cfg = config_module.load(tmp / "config")
+        database.upgrade(url, cfg)
+        types = engine.type_index(cfg)
+
+        say("starting bots: " + ", ".join(BOTS))
+        procs = start_bots(tmp / "config", url, tmp)
+        with connect(url) as conn:
+            wait_swept(conn, procs, tmp)
+            rss = {name: rss_mb(proc.pid) for name, proc in procs.items()}
+            say("  idle RSS: " + ", ".join(f"{name} {mb:.1f} MB" for name, mb in rss.items()))
+            figures["bot_rss_mb"] = max(rss.values())
+
+            figures["throughput_per_s"] = measure_throughput(conn, types, size["burst"], procs, tmp)
+            hop_p50, hop_p99, e2e_p50 = measure_latency(conn, types, size["latency"], procs, tmp,
+                                                        commit_timestamps)
+            figures.update(hop_p50_ms=hop_p50, hop_p99_ms=hop_p99, e2e_p50_ms=e2e_p50)
+            say("  RSS after load: " + ", ".join(f"{n} {rss_mb(p.pid):.1f} MB" for n, p in procs.items()))
+        stop_bots(procs)  # the sweep is timed on a quiet server
+        figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
+        figures["scrape_ms"] = measure_scrape(url)
+    finally:
+        signal.alarm(0)
+        stop_bots(procs)
+        if embedded:
+            database.stop_embedded(pgdata)  # also a server that a failed setup left running
+        elif server_url:
+            with connect(server_url) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    say(f"latency measured from: {latency_method}")
+    for name in ("throughput_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "bot_rss_mb", "scrape_ms"):
+        print(f"{name}={figures[name]:.{0 if name == 'throughput_per_s' else 2}f}")
+
+
+if __name__ == "__main__":
+    main()

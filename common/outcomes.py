@@ -1,0 +1,198 @@
+"""What a handler can decide, and the pure rules that turn a decision into the row changes to write.
+
+A handler is `def handle(ticket, ctx)`. It returns one of ctx's outcomes (or None for the normal
+next state); side effects it asks for (child tickets, a new assignee, payload changes) are written
+in the same transaction as the outcome, so a retried step never applies them twice.
+"""
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .builtin import ERROR_METASERVICE, ERROR_TYPE
+
+MAX_RETRY_BACKOFF_S = 300.0
+
+
+@dataclass
+class Ticket:
+    id: int
+    metaservice: str
+    ticket_type: str
+    state: int
+    payload: dict
+    creator: str | None = None
+    group_role: str | None = None
+    assigned_user: str | None = None
+    parent_id: int | None = None
+    created_at: datetime | None = None
+    state_entered_at: datetime | None = None
+    deadline_at: datetime | None = None
+    waiting_for: int | None = None
+    lease_owner: str | None = None
+    attempts: int = 0
+    step: int = 0
+    result: str | None = None
+    closed_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row) -> "Ticket":
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class PendingTicket:
+    """A child ticket asked for by a handler; it gets its id when the outcome is written."""
+
+    metaservice: str
+    ticket_type: str
+    payload: dict
+    group_role: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # send | wait | wait_ticket | fail | error
+    to_state: int | None = None
+    unavailable: tuple = ()
+    delay_s: float = 0.0
+    ticket: object = None
+    reason: str | None = None
+
+
+class Context:
+    """Handed to a handler with its ticket: the seed's bot functions, bound to this ticket."""
+
+    def __init__(self, ticket: Ticket, ticket_type, bot_name: str):
+        self.ticket = ticket
+        self.ticket_type = ticket_type
+        self.bot_name = bot_name
+        self.children: list[PendingTicket] = []
+        self.assignee: tuple | None = None
+        self._payload_before = copy.deepcopy(ticket.payload)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def send_ticket(self, to: int | None = None, unavailable=()) -> Outcome:
+        """The normal next state, or `to`. States in `unavailable` are skipped for the alternates."""
+        return Outcome("send", to_state=to, unavailable=tuple(unavailable))
+
+    def wait(self, seconds: float) -> Outcome:
+        return Outcome("wait", delay_s=max(0.0, float(seconds)))
+
+    def wait_until_time(self, when: datetime) -> Outcome:
+        if when.tzinfo is None:
+            raise ValueError("wait_until_time needs a timezone-aware datetime")
+        return Outcome("wait", delay_s=max(0.0, (when - datetime.now(timezone.utc)).total_seconds()))
+
+    def wait_until_ticket(self, other) -> Outcome:
+        """Come back to this ticket once `other` (an id or a ticket made by create_ticket) is closed."""
+        return Outcome("wait_ticket", ticket=other)
+
+    def fail(self, reason: str) -> Outcome:
+        """Give up at once: the ticket keeps its state and an error ticket goes to its group."""
+        return Outcome("fail", reason=str(reason))
+
+    # -- side effects written with the outcome ------------------------------------------------
+    def create_ticket(self, ticket_type: str, payload=None, metaservice=None, group_role=None) -> PendingTicket:
+        child = PendingTicket(metaservice or self.ticket.metaservice, ticket_type, dict(payload or {}), group_role)
+        self.children.append(child)
+        return child
+
+    def get_assigned_user(self):
+        return self.assignee[0] if self.assignee else self.ticket.assigned_user
+
+    def set_assigned_user(self, user: str | None):
+        if user is not None and (not isinstance(user, str) or not user.strip()):
+            raise ValueError(f"assigned user must be a non-empty string or None, got {user!r}")
+        self.assignee = (user,)
+
+    def payload_changed(self) -> bool:
+        return self.ticket.payload != self._payload_before
+
+
+@dataclass
+class Plan:
+    """The row change one outcome makes: fed to the batched apply statement."""
+
+    to_state: int
+    kind: str
+    detail: dict | None = None
+    closes: bool = False
+    due_in_s: float = 0.0
+    waiting_for: object = None  # an id or a PendingTicket
+    attempts: int = 0
+    children: list = field(default_factory=list)
+
+
+def error_ticket(ticket: Ticket, ticket_type, reason: str) -> PendingTicket:
+    return PendingTicket(ERROR_METASERVICE, ERROR_TYPE, {
+        "ticket_id": ticket.id, "metaservice": ticket.metaservice, "ticket_type": ticket.ticket_type,
+        "state": ticket.state, "reason": reason,
+    }, group_role=ticket_type.group_role)
+
+
+def escalate(ticket: Ticket, ticket_type, reason: str, children=()) -> Plan:
+    """Keep the state, raise one error ticket and wait for it: the bot does not retry until it is resolved."""
+    child = error_ticket(ticket, ticket_type, reason)
+    return Plan(to_state=ticket.state, kind="escalated", detail={"reason": reason}, waiting_for=child,
+                attempts=0, children=[*children, child])
+
+
+def choose_state(ticket_type, from_state: int, outcome: Outcome):
+    """The state a send outcome takes, or (None, reason) when none can be taken."""
+    allowed = ticket_type.next_states(from_state)
+    if outcome.to_state is not None:
+        if outcome.to_state not in allowed:
+            return None, (f"transition from state {from_state} to state {outcome.to_state} is not allowed "
+                          f"by the graph of {ticket_type.metaservice}/{ticket_type.name}")
+        return outcome.to_state, None
+    candidates = [code for code in allowed if code not in outcome.unavailable and code in ticket_type.states]
+    if not candidates:
+        tried = ", ".join(str(code) for code in allowed) or "none"
+        return None, f"no next state of state {from_state} can be taken (tried {tried})"
+    return candidates[0], None
+
+
+def plan(ticket: Ticket, ticket_type, outcome: Outcome, *, retries: int, retry_backoff_s: float,
+         children=()) -> Plan:
+    """Decide the row change for one handler outcome. Pure: table-tested in tests/test_outcomes.py."""
+    children = list(children)
+    if outcome.kind == "send":
+        target, problem = choose_state(ticket_type, ticket.state, outcome)
+        if target is None:
+            return escalate(ticket, ticket_type, problem, children)
+        normal = ticket_type.next_states(ticket.state)[0]
+        detail = {"alternate_of": normal} if target != normal else None
+        return Plan(to_state=target, kind="transitioned", detail=detail,
+                    closes=ticket_type.states[target].final, children=children)
+    if outcome.kind == "wait":
+        return Plan(to_state=ticket.state, kind="waited", detail={"seconds": round(outcome.delay_s, 3)},
+                    due_in_s=outcome.delay_s, attempts=ticket.attempts, children=children)
+    if outcome.kind == "wait_ticket":
+        other = outcome.ticket
+        detail = {"ticket": other if isinstance(other, int) else None}
+        return Plan(to_state=ticket.state, kind="waited", detail=detail, waiting_for=other,
+                    attempts=ticket.attempts, children=children)
+    if outcome.kind == "fail":
+        return escalate(ticket, ticket_type, outcome.reason, children)
+    if outcome.kind == "error":
+        attempts = ticket.attempts + 1
+        if attempts <= retries:
+            backoff_s = min(MAX_RETRY_BACKOFF_S, retry_backoff_s * 2 ** (attempts - 1))
+            return Plan(to_state=ticket.state, kind="error",
+                        detail={"error": outcome.reason, "attempt": attempts, "retry_in_s": backoff_s},
+                        due_in_s=backoff_s, attempts=attempts)
+        return escalate(ticket, ticket_type, f"handler failed {attempts} times; last error: {outcome.reason}")
+    raise ValueError(f"unknown outcome kind {outcome.kind!r}")
+
+
+def outcome_of(result, ctx: Context) -> Outcome:
+    """A handler's return value as an Outcome; None means the normal next state."""
+    if result is None:
+        return ctx.send_ticket()
+    if isinstance(result, Outcome):
+        return result
+    if isinstance(result, int) and not isinstance(result, bool):
+        return ctx.send_ticket(to=result)
+    raise TypeError(f"handler returned {result!r}; return ctx.send_ticket(), ctx.wait(...), ctx.fail(...) or None")

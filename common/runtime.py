@@ -1,0 +1,323 @@
+"""The bot process: one (metaservice, ticket type, state), a pool of handler threads, one control loop.
+
+The control loop owns the work connection and does everything that touches it: claims, writing
+outcomes, heartbeats. A listener thread with its own connection turns NOTIFY into a wake-up
+(psycopg serialises a connection's queries with its notification waits, so LISTEN cannot share).
+Handler threads only run handlers and hand their steps back through the inbox; outcomes that pile
+up while the loop is busy are written together in one transaction.
+"""
+
+import logging
+import os
+import queue
+import secrets
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg
+
+from . import __version__, database, engine, sql
+from .backoff import Backoff
+from .stats import BotStats
+from .config import import_handler
+
+log = logging.getLogger("botfleet.bot")
+
+WAKE = "wake"  # something may be due: claim
+STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Released:
+    """A ticket a handler thread gave up without an outcome."""
+
+    ticket_id: int
+
+
+class BotRuntime:
+    def __init__(self, config, spec, url, *, handler=None):
+        self.config = config
+        self.spec = spec
+        self.url = url
+        self.types = engine.type_index(config)
+        self.ticket_type = self.types[(spec.metaservice, spec.ticket_type)]
+        self.handler = handler if handler is not None or spec.final else import_handler(spec)
+        self.owner = f"{spec.name}@{database.hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.channel = sql.channel(spec.metaservice, spec.ticket_type, spec.state)
+        self.capacity = max(spec.batch_size, spec.threads)
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self._wake_pending = threading.Event()
+        self.listening = threading.Event()
+        self.conn = None
+        self.pool = None
+        self.held: set = set()  # ids of the tickets claimed and not yet written
+        self.finished: list = []
+        self.processed = 0
+        self.failed = 0
+        self.stats = BotStats()  # deltas since the last heartbeat
+        self.want_claim = True
+        self.next_due_mono = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Register, sweep once, then serve notifications and sweeps until stop(). Returns the exit code."""
+        self.conn = self._connect()
+        database.check_schema(self.conn)
+        database.sync_config(self.conn, self.config, bot_names={self.spec.name})
+        with self.conn.transaction():
+            self.conn.execute(sql.PRUNE_PROCESSES, {"bot": self.spec.name})
+            self.conn.execute(sql.REGISTER_PROCESS, {
+                "owner": self.owner, "bot": self.spec.name, "host": database.hostname(),
+                "pid": os.getpid(), "version": __version__})
+        log.info("bot %s registered as %s", self.spec.name, self.owner)
+        self.pool = ThreadPoolExecutor(self.spec.threads, thread_name_prefix=self.spec.name)
+        listener = threading.Thread(target=self._listen_loop, name=f"{self.spec.name}-listen", daemon=True)
+        listener.start()
+        # Listen first so nothing that commits from now on is missed, but act on nothing before the
+        # first sweep: tickets that arrived while the bot was down go first.
+        self.listening.wait(timeout=10)
+        self._drain_wakes()
+        self._sweep()
+        log.info("first sweep: claimed %d ticket(s)", len(self.held))
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self):
+        self.stopping.set()
+        self.inbox.put(STOP)
+
+    def install_signal_handlers(self):
+        def on_term(signum, frame):
+            if self.stopping.is_set():
+                log.warning("second signal %s: exiting at once", signum)
+                os._exit(1)
+            log.info("signal %s: finishing tickets in hand, then exiting", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+
+    # -- the control loop ------------------------------------------------------------------------
+    def _loop(self):
+        interval_s = self.config.heartbeat_interval_s
+        next_heartbeat = time.monotonic() + interval_s
+        next_sweep = time.monotonic() + self.spec.sweep_interval_s
+        while not self.stopping.is_set():
+            deadline = min(next_heartbeat, next_sweep, self.next_due_mono or float("inf"))
+            self._receive(max(0.0, deadline - time.monotonic()))
+            try:
+                self._write_finished()
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = now + interval_s
+                if now >= next_sweep:
+                    self._sweep()
+                    next_sweep = now + self.spec.sweep_interval_s
+                if self.next_due_mono is not None and now >= self.next_due_mono:
+                    self.next_due_mono = None
+                    self.want_claim = True
+                if self.want_claim and not self.stopping.is_set():
+                    self._claim()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                log.warning("database connection lost (%s); reconnecting", exc)
+                self._reconnect()
+                next_sweep = time.monotonic()  # notifications were lost meanwhile
+
+    def _receive(self, timeout_s):
+        """Wait for the first message (up to timeout_s), then take everything else already queued."""
+        try:
+            message = self.inbox.get(timeout=timeout_s) if timeout_s > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            if message is WAKE:
+                self._wake_pending.clear()
+                self.want_claim = True
+            elif message is STOP:
+                pass
+            elif isinstance(message, Released):
+                self.held.discard(message.ticket_id)
+                self.want_claim = True
+            else:
+                self.finished.append(message)
+            try:
+                message = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _drain_wakes(self):
+        while True:
+            try:
+                message = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if message is STOP:
+                self.stopping.set()
+        self._wake_pending.clear()
+
+    def _sweep(self):
+        """check_ticket_list: claim whatever is due in this state, and learn when the next wait ends."""
+        stranded = [row["id"] for row in self.conn.execute(sql.STRANDED_WAITS, self._state_params()).fetchall()]
+        engine.wake_closed_waits(self.conn, stranded, self.spec.name)
+        self.want_claim = True
+        self._claim()
+        row = self.conn.execute(sql.NEXT_DUE, self._state_params()).fetchone()
+        self._due_at(row["min"])
+
+    def _state_params(self):
+        return {"metaservice": self.spec.metaservice, "ticket_type": self.spec.ticket_type, "state": self.spec.state}
+
+    def _due_at(self, when):
+        if when is not None:
+            self._due_at_in(max(0.0, when.timestamp() - time.time()))
+
+    def _claim(self):
+        if self.spec.final:
+            self.want_claim = False
+            return
+        free = self.capacity - len(self.held)
+        if free <= 0:
+            return  # claim again once handlers hand tickets back
+        tickets = engine.get_current_ticket_list(self.conn, self.spec, self.owner, free)
+        for ticket in tickets:
+            self.held.add(ticket.id)
+            self.pool.submit(self._proceed, ticket)
+        # A full batch means more may be waiting.
+        self.want_claim = len(tickets) == free
+
+    def _proceed(self, ticket):
+        try:
+            self.inbox.put(engine.proceed_ticket(ticket, self.ticket_type, self.handler, self.spec))
+        except BaseException:
+            # Not a handler failure (those become steps) but a bug of ours: let the ticket go, so its
+            # lease runs out instead of being renewed forever, and another attempt can be made.
+            log.exception("could not proceed ticket %s; its lease will expire", ticket.id)
+            self.inbox.put(Released(ticket.id))
+
+    def _write_finished(self):
+        if not self.finished:
+            return
+        steps, self.finished = self.finished, []
+        try:
+            written = engine.add_ticket_to_proceeded_list(self.conn, self.types, steps, self.owner, self.spec.name)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self.finished = steps + self.finished  # written after reconnecting; the step check keeps it once
+            raise
+        self.held.difference_update(s.ticket.id for s in steps)
+        self._count(steps, written.applied)
+        for step in steps:
+            if step.plan.due_in_s > 0 and step.plan.waiting_for is None:
+                self._due_at_in(step.plan.due_in_s)
+        if written.stale:
+            log.info("skipped %d outcome(s) already written by another process: tickets %s",
+                     len(written.stale), [s.ticket.id for s in written.stale])
+        self.want_claim = True
+
+    def _count(self, steps, applied):
+        """Tally written steps: this process's totals (bot_processes) and the deltas for bot_stats."""
+        failures = sum(1 for s in steps if s.handler_error)
+        self.processed += len(applied)
+        self.failed += failures
+        counters = self.stats.counters
+        counters["handler_failures"] += failures
+        counters["transitions"] += sum(1 for r in applied if r["kind"] == "transitioned")
+        counters["error_tickets"] += sum(1 for r in applied if r["kind"] == "escalated")
+        for step in steps:
+            if step.hop_s is not None:
+                self.stats.hop.observe(step.hop_s)
+            self.stats.handler.observe(step.handler_s)
+
+    def _due_at_in(self, delay_s):
+        due = time.monotonic() + delay_s
+        self.next_due_mono = due if self.next_due_mono is None else min(self.next_due_mono, due)
+
+    def _heartbeat(self):
+        self.conn.execute(sql.HEARTBEAT, {"owner": self.owner, "lease_s": self.spec.lease_s,
+                                          "held": list(self.held), "processed": self.processed,
+                                          "failed": self.failed})
+        self._flush_stats()
+
+    def _flush_stats(self):
+        if not self.stats.empty():
+            self.conn.execute(sql.ADD_BOT_STATS, self.stats.params(self.spec.name))
+            self.stats.reset()
+
+    # -- connections -----------------------------------------------------------------------------
+    def _connect(self):
+        conn = database.connect(self.url, autocommit=True, application_name=self.spec.name)
+        conn.execute(sql.BOT_SESSION_SETUP)
+        return conn
+
+    def _reconnect(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        backoff = Backoff()
+        while not self.stopping.is_set():
+            try:
+                self.conn = self._connect()
+                log.info("reconnected to the database")
+                return
+            except psycopg.OperationalError as exc:
+                delay_s = backoff.next_s()
+                log.warning("database unavailable (%s); retrying in %.1fs", exc, delay_s)
+                self.stopping.wait(delay_s)
+
+    def _listen_loop(self):
+        backoff = Backoff()
+        while not self.stopping.is_set():
+            try:
+                with database.connect(self.url, autocommit=True,
+                                      application_name=f"{self.spec.name}:listen") as conn:
+                    conn.execute(f'LISTEN "{self.channel}"')
+                    if self.listening.is_set():
+                        self._wake()  # notifications were lost while disconnected: sweep
+                    self.listening.set()
+                    backoff.reset()
+                    while not self.stopping.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self._wake()
+            except psycopg.OperationalError as exc:
+                delay_s = backoff.next_s()
+                log.warning("listener lost its connection (%s); retrying in %.1fs", exc, delay_s)
+                self.stopping.wait(delay_s)
+
+    def _wake(self):
+        if not self._wake_pending.is_set():
+            self._wake_pending.set()
+            self.inbox.put(WAKE)
+
+    # -- stopping --------------------------------------------------------------------------------
+    def _shutdown(self):
+        """Finish what is in hand within stop_timeout, release the rest, deregister."""
+        deadline = time.monotonic() + self.spec.stop_timeout_s
+        while self.held and time.monotonic() < deadline:
+            self._receive(min(0.2, max(0.0, deadline - time.monotonic())))
+            try:
+                if self.finished:
+                    self._write_finished()
+            except psycopg.OperationalError:
+                break
+        try:
+            with self.conn.transaction():
+                released = self.conn.execute(sql.RELEASE_LEASES, {"owner": self.owner}).rowcount
+                self.conn.execute(sql.DEREGISTER_PROCESS, {"owner": self.owner, "processed": self.processed,
+                                                           "failed": self.failed})
+                self._flush_stats()
+            log.info("bot %s stopped: %d processed, %d released", self.spec.name, self.processed, released)
+        except psycopg.Error as exc:
+            log.warning("could not deregister cleanly (%s); leases expire on their own", exc)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.conn.close()
+        except Exception:
+            pass

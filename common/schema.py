@@ -1,0 +1,172 @@
+"""The database schema as SQLAlchemy Core tables: the reference the Alembic migrations are checked against.
+
+Runtime queries live in common/sql.py; these tables exist for migrations, `alembic check` and readers.
+"""
+
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, Table, Text,
+                        UniqueConstraint, text)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+
+from .migrations import SCHEMA_HEAD  # noqa: F401  (re-exported for readers of the schema)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+TZ = TIMESTAMP(timezone=True)
+
+tickets = Table(
+    "tickets", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("metaservice", Text, nullable=False),
+    Column("ticket_type", Text, nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("creator", Text),
+    Column("group_role", Text),
+    Column("assigned_user", Text),
+    Column("parent_id", BigInteger),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("state_entered_at", TZ, nullable=False, server_default=text("clock_timestamp()")),
+    Column("deadline_at", TZ),
+    Column("next_reminder_at", TZ),
+    # When the state's bot should next look at the ticket: now for fresh work, later for waits,
+    # retry backoff and held leases, 'infinity' while it waits for another ticket.
+    Column("due_at", TZ, nullable=False, server_default=text("now()")),
+    Column("waiting_for", BigInteger),
+    # Set (under the row lock) by any ticket that starts waiting for this one, so that closing it
+    # knows whether anyone must be woken without looking.
+    Column("has_waiters", Boolean, nullable=False, server_default=text("false")),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", TZ),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # Bumped by every applied outcome: the optimistic version that makes a retried step a no-op.
+    Column("step", Integer, nullable=False, server_default=text("0")),
+    Column("result", Text),
+    Column("closed_at", TZ),
+)
+Index("ix_tickets_claim", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.due_at,
+      postgresql_where=text("closed_at IS NULL"))
+Index("ix_tickets_closed", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.closed_at,
+      postgresql_where=text("closed_at IS NOT NULL"))
+Index("ix_tickets_lease_owner", tickets.c.lease_owner, postgresql_where=text("lease_owner IS NOT NULL"))
+Index("ix_tickets_waiting_for", tickets.c.waiting_for, postgresql_where=text("waiting_for IS NOT NULL"))
+Index("ix_tickets_parent_id", tickets.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
+
+ticket_events = Table(
+    "ticket_events", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("ticket_id", BigInteger, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("from_state", Integer),
+    Column("to_state", Integer),
+    Column("at", TZ, nullable=False, server_default=text("clock_timestamp()")),
+    Column("actor", Text),
+    Column("detail", JSONB),
+    # One outcome is applied once: a second attempt to record the same step fails.
+    UniqueConstraint("ticket_id", "step", "kind", name="uq_ticket_events_step"),
+)
+
+status_codes = Table(
+    "status_codes", metadata,
+    Column("metaservice", Text, primary_key=True),
+    Column("ticket_type", Text, primary_key=True),
+    Column("code", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("final", Boolean, nullable=False),
+    Column("normal_next", Integer),
+    Column("alternates", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+)
+
+ticket_types = Table(
+    "ticket_types", metadata,
+    Column("metaservice", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("initial_state", Integer, nullable=False),
+    Column("lifetime_s", Float, nullable=False),
+    Column("notification_frequency_s", Float, nullable=False),
+    Column("retention_s", Float, nullable=False),
+    Column("group_role", Text),
+    Column("exclusive", Boolean, nullable=False),
+    Column("runs_when_locked", Boolean, nullable=False),
+)
+
+bots = Table(
+    "bots", metadata,
+    Column("name", Text, primary_key=True),
+    Column("metaservice", Text, nullable=False),
+    Column("ticket_type", Text, nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("state_name", Text, nullable=False),
+    Column("replicas", Integer, nullable=False, server_default=text("1")),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    # The watchdog's latest verdict (healthy, hung, fatal, ...), for `botfleet check` and status.
+    Column("health", Text),
+    Column("health_reason", Text),
+    Column("health_at", TZ),
+)
+
+bot_processes = Table(
+    "bot_processes", metadata,
+    Column("instance_id", Text, primary_key=True),
+    Column("bot_name", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("started_at", TZ, nullable=False, server_default=text("now()")),
+    Column("heartbeat_at", TZ, nullable=False, server_default=text("now()")),
+    Column("stopped_at", TZ),
+    Column("processed", BigInteger, nullable=False, server_default=text("0")),
+    Column("failed", BigInteger, nullable=False, server_default=text("0")),
+)
+Index("ix_bot_processes_bot_name", bot_processes.c.bot_name, bot_processes.c.heartbeat_at)
+
+watchdogs = Table(
+    "watchdogs", metadata,
+    Column("name", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", TZ, nullable=False, server_default=text("now()")),
+    Column("heartbeat_at", TZ, nullable=False, server_default=text("now()")),
+    Column("last_check_at", TZ),
+)
+
+# Leases for fleet-wide duties: one holder at a time among the watchdogs of all hosts.
+fleet_leases = Table(
+    "fleet_leases", metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+)
+
+watchdog_events = Table(
+    "watchdog_events", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", TZ, nullable=False, server_default=text("now()")),
+    Column("watchdog", Text, nullable=False),
+    Column("bot", Text),
+    Column("action", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+Index("ix_watchdog_events_bot", watchdog_events.c.bot, watchdog_events.c.at)
+
+# Cumulative per-bot counters and histogram buckets; bots add their deltas with each heartbeat,
+# so the numbers only grow, whatever happens to the processes that counted them.
+bot_stats = Table(
+    "bot_stats", metadata,
+    Column("bot_name", Text, primary_key=True),
+    Column("transitions", BigInteger, nullable=False, server_default=text("0")),
+    Column("handler_failures", BigInteger, nullable=False, server_default=text("0")),
+    Column("error_tickets", BigInteger, nullable=False, server_default=text("0")),
+    Column("timeouts", BigInteger, nullable=False, server_default=text("0")),
+    Column("reminders", BigInteger, nullable=False, server_default=text("0")),
+    Column("hop_buckets", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
+    Column("hop_sum_s", Float, nullable=False, server_default=text("0")),
+    Column("handler_buckets", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
+    Column("handler_sum_s", Float, nullable=False, server_default=text("0")),
+)

@@ -1,0 +1,401 @@
+"""Every runtime SQL statement botfleet runs; the only module with PostgreSQL-specific query text.
+
+Statements take psycopg named parameters. Batched statements take parallel arrays and `unnest`
+them, so that a batch of tickets costs one round trip while each ticket's row change, its event
+rows and its NOTIFY still commit together.
+"""
+
+# A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
+# PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
+CHANNEL_SQL = "'bf.' || {t}.metaservice || '.' || {t}.ticket_type || '.' || {t}.state"
+
+
+def channel(metaservice: str, ticket_type: str, state: int) -> str:
+    return f"bf.{metaservice}.{ticket_type}.{state}"
+
+
+TICKET_COLUMNS = """id, metaservice, ticket_type, state, payload, creator, group_role, assigned_user,
+    parent_id, created_at, state_entered_at, deadline_at, waiting_for, lease_owner,
+    attempts, step, result, closed_at"""
+
+# A bot's work connection. Its statements are prepared and their plans cached; a plan cached while
+# the tickets table was empty would otherwise seq-scan it forever once it holds a million rows.
+# Every bot statement has an index that serves it, so seq scans are simply ruled out (cheaper than
+# re-planning every claim). Commits do not wait for the disk unless a statement says so: a claim or
+# heartbeat lost in a crash costs nothing, while writing outcomes switches durability back on.
+BOT_SESSION_SETUP = "SET enable_seqscan = off; SET synchronous_commit = off"
+
+SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
+
+CREATE_TICKETS = f"""
+WITH new AS (
+    INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
+                         deadline_at, next_reminder_at)
+    SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
+           now() + %(lifetime_s)s * interval '1 second',
+           now() + %(notification_frequency_s)s * interval '1 second'
+    FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n)
+    ORDER BY n
+    RETURNING id, state, metaservice, ticket_type
+), ev AS (
+    INSERT INTO ticket_events (ticket_id, step, kind, to_state, actor)
+    SELECT id, 0, 'created', state, %(creator)s FROM new
+), wake AS (
+    SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c FROM new) ch
+)
+SELECT id FROM new, (SELECT count(*) FROM wake) w ORDER BY id
+"""
+
+# get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
+# SKIP LOCKED lets replicas claim side by side without waiting on each other; due_at moves to the
+# lease expiry, so a claimed ticket is not due again until its owner stops renewing the lease.
+CLAIM = f"""
+WITH due AS (
+    SELECT id, lease_owner AS previous_owner
+    FROM tickets
+    WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+      AND closed_at IS NULL AND due_at <= now()
+    ORDER BY due_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE tickets t
+    SET lease_owner = %(owner)s,
+        lease_expires_at = now() + %(lease_s)s * interval '1 second',
+        due_at = now() + %(lease_s)s * interval '1 second'
+    FROM due
+    WHERE t.id = due.id
+    RETURNING {", ".join("t." + c.strip() for c in TICKET_COLUMNS.split(","))}, due.previous_owner
+), rescued AS (
+    -- A ticket whose previous owner stopped renewing its lease: worth a line in the history.
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
+    SELECT id, step, 'claimed', state, state, %(owner)s,
+           jsonb_build_object('previous_owner', previous_owner)
+    FROM claimed WHERE previous_owner IS NOT NULL
+    ON CONFLICT DO NOTHING
+)
+SELECT * FROM claimed
+"""
+
+NEXT_DUE = """
+SELECT min(due_at) FROM tickets
+WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+  AND closed_at IS NULL AND due_at > now() AND due_at < 'infinity'
+"""
+
+# add_ticket_to_proceeded_list, for a batch, in one statement: each ticket's row change, its event
+# rows and the NOTIFY to the next state's bot commit together. An outcome is applied only if the
+# ticket is still at the step it was claimed at and still leased by this process (a NULL owner: a
+# person's manual move of an unleased ticket); a retried step finds the step moved on and changes
+# nothing. The bot session commits asynchronously; `durable` makes this statement's commit wait for
+# the disk, since an outcome must never be lost.
+APPLY_OUTCOMES = f"""
+WITH durable AS (
+    SELECT set_config('synchronous_commit', 'on', true)
+), o AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(steps)s::int[], %(from_states)s::int[], %(to_states)s::int[],
+                         %(closes)s::bool[], %(due_in_s)s::float8[], %(waiting_for)s::bigint[],
+                         %(payloads)s::jsonb[], %(set_assignee)s::bool[], %(assignees)s::text[],
+                         %(attempts)s::int[], %(kinds)s::text[], %(details)s::jsonb[], %(results)s::text[])
+        AS o(id, step, from_state, to_state, closes, due_in_s, waiting_for, payload, set_assignee,
+             assignee, attempts, kind, detail, result)
+), u AS (
+    UPDATE tickets t SET
+        state = o.to_state,
+        state_entered_at = CASE WHEN o.to_state <> o.from_state THEN clock_timestamp() ELSE t.state_entered_at END,
+        step = t.step + 1,
+        payload = coalesce(o.payload, t.payload),
+        assigned_user = CASE WHEN o.set_assignee THEN o.assignee ELSE t.assigned_user END,
+        attempts = o.attempts,
+        waiting_for = o.waiting_for,
+        due_at = CASE WHEN o.waiting_for IS NOT NULL THEN 'infinity'::timestamptz
+                      ELSE now() + o.due_in_s * interval '1 second' END,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        closed_at = CASE WHEN o.closes THEN now() END,
+        result = coalesce(o.result, t.result)
+    FROM o
+    -- No closed_at test: a closed ticket's step has moved on, and the test would tempt the planner
+    -- into the index of all open tickets instead of the primary key.
+    WHERE t.id = o.id AND t.step = o.step AND t.state = o.from_state
+      AND t.lease_owner IS NOT DISTINCT FROM %(owner)s
+    RETURNING t.id, t.step, t.metaservice, t.ticket_type, t.state, t.has_waiters, o.from_state, o.to_state, o.kind,
+              o.detail, o.closes, o.set_assignee, t.assigned_user, o.waiting_for
+), ev AS (
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
+    SELECT id, step, kind, from_state, to_state, %(actor)s, detail FROM u WHERE kind <> 'assigned'
+    UNION ALL
+    SELECT id, step, 'assigned', to_state, to_state, %(actor)s, jsonb_build_object('user', assigned_user)
+    FROM u WHERE set_assignee
+    UNION ALL
+    SELECT id, step, 'closed', to_state, to_state, %(actor)s, NULL FROM u WHERE closes
+), awaited AS (
+    -- Tell each awaited ticket it has a waiter. The row lock orders this against a concurrent close:
+    -- either the close sees has_waiters and wakes us, or this sees closed_at and we wake ourselves.
+    UPDATE tickets SET has_waiters = true
+    WHERE id IN (SELECT waiting_for FROM u WHERE waiting_for IS NOT NULL)
+    RETURNING id, closed_at IS NOT NULL AS closed
+), wake AS (
+    -- Wake the bot of every state a ticket entered (closing states have nothing to do).
+    SELECT pg_notify(c, '') FROM (
+        SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u WHERE kind = 'transitioned' AND NOT closes
+    ) ch
+)
+SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind,
+       (SELECT coalesce(array_agg(id), '{{}}') FROM awaited WHERE closed) AS closed_awaited
+FROM u, (SELECT count(*) FROM wake) w, durable
+"""
+
+# Tickets waiting for one of `ids` that is now closed become due, and learn how it ended.
+WAKE_WAITERS = f"""
+WITH closed AS (
+    SELECT id, state FROM tickets WHERE id = ANY(%(ids)s) AND closed_at IS NOT NULL
+), woken AS (
+    -- The woken ticket's handler finds what it waited for, and how that ended, in payload.woken_by.
+    UPDATE tickets w SET due_at = now(), waiting_for = NULL, attempts = 0, step = w.step + 1,
+        payload = w.payload || jsonb_build_object('woken_by', jsonb_build_object('id', closed.id, 'state', closed.state))
+    FROM closed
+    WHERE w.waiting_for = closed.id
+    RETURNING w.id, w.step, w.state, w.metaservice, w.ticket_type, closed.id AS closed_id
+), ev AS (
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
+    SELECT id, step, 'woke', state, state, %(actor)s, jsonb_build_object('closed_ticket', closed_id)
+    FROM woken
+)
+SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='woken')} AS c FROM woken) ch
+"""
+
+# The sweep's safety net for waits: closed tickets that tickets of this state still wait for (a
+# process that closed one died before waking its waiters).
+STRANDED_WAITS = """
+SELECT DISTINCT t.id FROM tickets w JOIN tickets t ON t.id = w.waiting_for
+WHERE w.metaservice = %(metaservice)s AND w.ticket_type = %(ticket_type)s AND w.state = %(state)s
+  AND w.closed_at IS NULL AND w.due_at = 'infinity' AND t.closed_at IS NOT NULL
+"""
+
+# The heartbeat also renews the leases of the tickets this process holds, so a slow handler keeps
+# its ticket while the process lives, and a dead process's tickets free up after one lease. Only the
+# tickets the process knows it holds: a claim whose answer was lost with a broken connection leased
+# tickets nobody works on, and those must expire.
+HEARTBEAT = """
+WITH renewed AS (
+    UPDATE tickets
+    SET lease_expires_at = now() + %(lease_s)s * interval '1 second',
+        due_at = now() + %(lease_s)s * interval '1 second'
+    WHERE lease_owner = %(owner)s AND id = ANY(%(held)s)
+    RETURNING 1
+)
+UPDATE bot_processes
+SET heartbeat_at = now(), processed = %(processed)s, failed = %(failed)s,
+    stopped_at = NULL  -- a process retired as dead while the database was away is alive after all
+WHERE instance_id = %(owner)s
+RETURNING (SELECT count(*) FROM renewed)
+"""
+
+# Add a bot process's counts since its last heartbeat to the bot's totals.
+_ADD_ARRAYS = """(SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n)
+                  FROM unnest(bot_stats.{0}, excluded.{0}) WITH ORDINALITY AS x(a, b, n))"""
+ADD_BOT_STATS = f"""
+INSERT INTO bot_stats (bot_name, transitions, handler_failures, error_tickets, timeouts, reminders,
+                       hop_buckets, hop_sum_s, handler_buckets, handler_sum_s)
+VALUES (%(bot)s, %(transitions)s, %(handler_failures)s, %(error_tickets)s, %(timeouts)s, %(reminders)s,
+        %(hop_buckets)s, %(hop_sum_s)s, %(handler_buckets)s, %(handler_sum_s)s)
+ON CONFLICT (bot_name) DO UPDATE SET
+    transitions = bot_stats.transitions + excluded.transitions,
+    handler_failures = bot_stats.handler_failures + excluded.handler_failures,
+    error_tickets = bot_stats.error_tickets + excluded.error_tickets,
+    timeouts = bot_stats.timeouts + excluded.timeouts,
+    reminders = bot_stats.reminders + excluded.reminders,
+    hop_buckets = {_ADD_ARRAYS.format('hop_buckets')},
+    hop_sum_s = bot_stats.hop_sum_s + excluded.hop_sum_s,
+    handler_buckets = {_ADD_ARRAYS.format('handler_buckets')},
+    handler_sum_s = bot_stats.handler_sum_s + excluded.handler_sum_s
+"""
+
+# Release tickets still in hand at shutdown so another replica can take them at once.
+RELEASE_LEASES = """
+UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL, due_at = now()
+WHERE lease_owner = %(owner)s AND closed_at IS NULL
+"""
+
+REGISTER_PROCESS = """
+INSERT INTO bot_processes (instance_id, bot_name, host, pid, version)
+VALUES (%(owner)s, %(bot)s, %(host)s, %(pid)s, %(version)s)
+"""
+
+DEREGISTER_PROCESS = """
+UPDATE bot_processes SET stopped_at = now(), heartbeat_at = now(), processed = %(processed)s,
+    failed = %(failed)s
+WHERE instance_id = %(owner)s
+"""
+
+PRUNE_PROCESSES = """
+DELETE FROM bot_processes
+WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < now() - interval '1 day'
+"""
+
+UPSERT_BOT = """
+INSERT INTO bots (name, metaservice, ticket_type, state, state_name, replicas)
+VALUES (%(name)s, %(metaservice)s, %(ticket_type)s, %(state)s, %(state_name)s, %(replicas)s)
+ON CONFLICT (name) DO UPDATE SET metaservice = excluded.metaservice, ticket_type = excluded.ticket_type,
+    state = excluded.state, state_name = excluded.state_name, replicas = excluded.replicas
+"""
+
+DELETE_UNCONFIGURED_BOTS = "DELETE FROM bots WHERE name <> ALL(%(names)s)"
+
+UPSERT_TICKET_TYPE = """
+INSERT INTO ticket_types (metaservice, name, description, initial_state, lifetime_s,
+                          notification_frequency_s, retention_s, group_role, exclusive, runs_when_locked)
+VALUES (%(metaservice)s, %(name)s, %(description)s, %(initial_state)s, %(lifetime_s)s,
+        %(notification_frequency_s)s, %(retention_s)s, %(group_role)s, %(exclusive)s, %(runs_when_locked)s)
+ON CONFLICT (metaservice, name) DO UPDATE SET description = excluded.description,
+    initial_state = excluded.initial_state, lifetime_s = excluded.lifetime_s,
+    notification_frequency_s = excluded.notification_frequency_s, retention_s = excluded.retention_s,
+    group_role = excluded.group_role, exclusive = excluded.exclusive,
+    runs_when_locked = excluded.runs_when_locked
+"""
+
+UPSERT_STATUS_CODE = """
+INSERT INTO status_codes (metaservice, ticket_type, code, name, description, final, normal_next, alternates)
+VALUES (%(metaservice)s, %(ticket_type)s, %(code)s, %(name)s, %(description)s, %(final)s, %(normal_next)s,
+        %(alternates)s)
+ON CONFLICT (metaservice, ticket_type, code) DO UPDATE SET name = excluded.name,
+    description = excluded.description, final = excluded.final, normal_next = excluded.normal_next,
+    alternates = excluded.alternates
+"""
+
+GET_TICKET = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = %(id)s"
+
+# A manual move locks the ticket and needs to know whether a live bot holds it.
+LOCK_TICKET = f"""
+SELECT {TICKET_COLUMNS}, lease_expires_at > now() AS leased FROM tickets WHERE id = %(id)s FOR UPDATE
+"""
+
+DROP_EXPIRED_LEASE = "UPDATE tickets SET lease_owner = NULL WHERE id = %(id)s"
+
+GET_EVENTS = """
+SELECT id, ticket_id, step, kind, from_state, to_state, at, actor, detail
+FROM ticket_events WHERE ticket_id = %(id)s ORDER BY id
+"""
+
+LIST_TICKETS = f"""
+SELECT {TICKET_COLUMNS} FROM tickets
+WHERE (%(metaservice)s::text IS NULL OR metaservice = %(metaservice)s)
+  AND (%(ticket_type)s::text IS NULL OR ticket_type = %(ticket_type)s)
+  AND (%(state)s::int IS NULL OR state = %(state)s)
+  AND (%(open_only)s IS FALSE OR closed_at IS NULL)
+ORDER BY id DESC
+LIMIT %(limit)s
+"""
+
+BOT_STATUS = """
+SELECT b.name, b.metaservice, b.ticket_type, b.state, b.state_name, b.enabled, b.replicas, b.health,
+       b.health_reason, max(p.heartbeat_at) FILTER (WHERE p.stopped_at IS NULL) AS last_heartbeat_at,
+       count(p.*) FILTER (WHERE p.stopped_at IS NULL) AS registered_processes,
+       coalesce(sum(p.processed), 0)::bigint AS processed,
+       coalesce(sum(p.failed), 0)::bigint AS failed
+FROM bots b LEFT JOIN bot_processes p ON p.bot_name = b.name
+GROUP BY b.name ORDER BY b.name
+"""
+
+TICKET_COUNTS = """
+SELECT metaservice, ticket_type, state, count(*) FILTER (WHERE closed_at IS NULL) AS open,
+       count(*) FILTER (WHERE closed_at IS NOT NULL) AS closed
+FROM tickets GROUP BY metaservice, ticket_type, state ORDER BY 1, 2, 3
+"""
+
+# -- the watchdog --------------------------------------------------------------------------------
+
+# Ages are computed by the database's clock, so the watchdog's host clock does not matter.
+WATCHDOG_BOTS = """
+SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, b.health,
+       coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS pids,
+       coalesce(array_agg(extract(epoch FROM now() - p.heartbeat_at)::float8)
+                FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS ages_s
+FROM bots b
+LEFT JOIN bot_processes p ON p.bot_name = b.name AND p.stopped_at IS NULL AND p.host = %(host)s
+GROUP BY b.name ORDER BY b.name
+"""
+
+SET_BOT_HEALTH = """
+UPDATE bots SET health = %(health)s, health_reason = %(reason)s, health_at = now() WHERE name = %(name)s
+"""
+
+SET_BOT_ENABLED = "UPDATE bots SET enabled = %(enabled)s WHERE name = %(name)s RETURNING name"
+
+RECORD_WATCHDOG_EVENT = """
+INSERT INTO watchdog_events (watchdog, bot, action, reason) VALUES (%(watchdog)s, %(bot)s, %(action)s, %(reason)s)
+"""
+
+WATCHDOG_HEARTBEAT = """
+INSERT INTO watchdogs (name, host, pid, heartbeat_at, last_check_at)
+VALUES (%(name)s, %(host)s, %(pid)s, now(), now())
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = now(),
+    last_check_at = now()
+"""
+
+# One watchdog at a time holds the fleet-wide lease; it is renewed every check and taken over
+# only after it expires.
+TAKE_FLEET_LEASE = """
+INSERT INTO fleet_leases (name, holder, expires_at)
+VALUES ('watchdog', %(holder)s, now() + %(lease_s)s * interval '1 second')
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at < now()
+RETURNING holder
+"""
+
+# Fleet-wide duty: processes that stopped heartbeating long ago (killed, host gone) are marked
+# stopped, so status and metrics count only the living.
+RETIRE_DEAD_PROCESSES = """
+UPDATE bot_processes SET stopped_at = heartbeat_at
+WHERE stopped_at IS NULL AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second'
+"""
+
+# Health changes are pruned; restarts are kept, since botfleet_watchdog_restarts_total counts them
+# and a counter must never go down.
+PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE action = 'health' AND at < now() - interval '30 days'"
+
+RECENT_WATCHDOG_EVENTS = """
+SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC LIMIT %(limit)s
+"""
+
+# What `botfleet check` and /healthz judge by.
+HEALTH_CHECK = """
+SELECT (SELECT extract(epoch FROM now() - max(heartbeat_at))::float8 FROM watchdogs) AS watchdog_age_s,
+       b.name, b.enabled, b.health, b.health_reason,
+       extract(epoch FROM now() - b.health_at)::float8 AS health_age_s
+FROM bots b ORDER BY b.name
+"""
+
+# -- metrics (computed at scrape time; every query stays on indexes or small tables) ------------
+
+METRIC_BOTS = """
+SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.health,
+       extract(epoch FROM max(p.heartbeat_at) FILTER (WHERE p.stopped_at IS NULL))::float8 AS last_heartbeat,
+       count(p.*) FILTER (WHERE p.stopped_at IS NULL) AS processes,
+       s.transitions, s.handler_failures, s.error_tickets, s.timeouts, s.reminders,
+       s.hop_buckets, s.hop_sum_s, s.handler_buckets, s.handler_sum_s
+FROM bots b
+LEFT JOIN bot_processes p ON p.bot_name = b.name
+LEFT JOIN bot_stats s ON s.bot_name = b.name
+GROUP BY b.name, s.bot_name ORDER BY b.name
+"""
+
+# Only open tickets (the partial claim index), so a million closed ones cost nothing.
+METRIC_OPEN_TICKETS = """
+SELECT metaservice, ticket_type, state, count(*) AS open,
+       extract(epoch FROM min(state_entered_at))::float8 AS oldest
+FROM tickets WHERE closed_at IS NULL
+GROUP BY metaservice, ticket_type, state
+"""
+
+METRIC_RESTARTS = """
+SELECT bot, split_part(reason, ':', 1) AS reason, count(*) AS restarts
+FROM watchdog_events WHERE action = 'restart' GROUP BY 1, 2
+"""
+
+METRIC_WATCHDOG = """
+SELECT extract(epoch FROM max(last_check_at))::float8 AS last_check,
+       (SELECT holder FROM fleet_leases WHERE name = 'watchdog' AND expires_at > now()) AS leader
+FROM watchdogs
+"""

@@ -1,0 +1,59 @@
+"""`botfleet status`: each bot's liveness and counts, and how many tickets wait in each state."""
+
+from . import engine, sql, supervisor_rpc
+from .database import PROJECT_ROOT
+
+
+def collect(conn, config, socket_path=None) -> dict:
+    states = supervisor_rpc.process_states(socket_path or PROJECT_ROOT / "var" / "supervisor.sock")
+    types = engine.type_index(config)
+    bots = []
+    for row in conn.execute(sql.BOT_STATUS).fetchall():
+        process_names = [row["name"]] if row["replicas"] == 1 else [f"{row['name']}-{n}" for n in range(row["replicas"])]
+        process_states = [states.get(name) for name in process_names] if states is not None else []
+        bots.append({
+            "name": row["name"], "metaservice": row["metaservice"], "ticket_type": row["ticket_type"],
+            "state_code": row["state"], "enabled": row["enabled"],
+            # As supervisord sees it: one process's state, or the worst of the replicas'; None when
+            # supervisord does not run or does not know the bot.
+            "state": _worst(process_states),
+            "registered_processes": row["registered_processes"],
+            "last_heartbeat_at": row["last_heartbeat_at"],
+            "processed": row["processed"], "failed": row["failed"],
+            "health": row["health"], "health_reason": row["health_reason"],
+        })
+    tickets = []
+    for row in conn.execute(sql.TICKET_COUNTS).fetchall():
+        kind = types.get((row["metaservice"], row["ticket_type"]))
+        state = kind.states.get(row["state"]) if kind else None
+        tickets.append({**row, "state_name": state.name if state else None})
+    watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
+    return {"bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events}
+
+
+def _worst(process_states):
+    known = [s for s in process_states if s is not None]
+    if not known:
+        return None
+    return next((s for s in known if s != supervisor_rpc.RUNNING), known[0])
+
+
+def format_text(report) -> str:
+    lines = [f"{'BOT':<44} {'SUPERVISORD':<11} {'HEALTH':<9} {'LAST HEARTBEAT':<26} {'PROCESSED':>9} {'FAILED':>6}"]
+    for bot in report["bots"]:
+        heartbeat = bot["last_heartbeat_at"].isoformat(timespec="seconds") if bot["last_heartbeat_at"] else "-"
+        state = bot["state"] or ("-" if report["supervisord"] else "(no supervisord)")
+        if not bot["enabled"]:
+            state += " disabled"
+        lines.append(f"{bot['name']:<44} {state:<11} {bot['health'] or '-':<9} {heartbeat:<26} "
+                     f"{bot['processed']:>9} {bot['failed']:>6}")
+    lines.append("")
+    lines.append(f"{'TICKETS':<44} {'STATE':<22} {'OPEN':>8} {'CLOSED':>8}")
+    for row in report["tickets"]:
+        lines.append(f"{row['metaservice'] + '/' + row['ticket_type']:<44} "
+                     f"{str(row['state']) + ' ' + str(row['state_name']):<22} {row['open']:>8} {row['closed']:>8}")
+    if report["watchdog_events"]:
+        lines += ["", "RECENT WATCHDOG ACTIONS"]
+        for event in report["watchdog_events"]:
+            lines.append(f"{event['at']:%Y-%m-%d %H:%M:%S}  {event['bot'] or '-':<36} {event['action']:<8} {event['reason']}")
+    return "\n".join(lines)

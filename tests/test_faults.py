@@ -1,0 +1,207 @@
+"""Faults under load, with real processes: bots SIGKILLed every second, PostgreSQL stopped for 10 s.
+
+Both runs end with the same audit: every ticket reached its final state, and every transition of
+every ticket appears exactly once in ticket_events.
+"""
+
+import os
+import random
+import signal
+import time
+
+import psycopg
+import pytest
+
+from common import database, engine
+from tests.conftest import THREE_STATES, SupervisedFleet, wait_until, with_dbname
+
+pytestmark = pytest.mark.processes
+
+METASERVICE = "flow"
+# tests.handlers:slow sleeps payload.sleep_s, then advances.
+PACED_BOTS = {"flow-three-1-a": "handler: tests.handlers:slow\n", "flow-three-2-b": "handler: tests.handlers:slow\n"}
+EXPECTED_MOVES = [(1, 2), (2, 3)]
+
+
+def open_count(conn):
+    # Each test has a database of its own: every flow ticket in it is one of ours.
+    return conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = %s AND closed_at IS NULL",
+                        (METASERVICE,)).fetchone()["n"]
+
+
+def audit(conn, ids):
+    """(tickets not final, tickets whose transitions are not exactly 1->2 then 2->3 once each)."""
+    not_final = [row["id"] for row in conn.execute(
+        "SELECT id FROM tickets WHERE id = ANY(%s) AND (state <> 3 OR closed_at IS NULL) ORDER BY id",
+        (ids,)).fetchall()]
+    moves = {}
+    for row in conn.execute("""
+            SELECT ticket_id, from_state, to_state FROM ticket_events
+            WHERE ticket_id = ANY(%s) AND kind = 'transitioned' ORDER BY id""", (ids,)).fetchall():
+        moves.setdefault(row["ticket_id"], []).append((row["from_state"], row["to_state"]))
+    wrong = {tid: moves.get(tid, []) for tid in ids if moves.get(tid, []) != EXPECTED_MOVES}
+    return not_final, wrong
+
+
+def bot_processes(fleet):
+    """supervisord's view of the bot programs (the watchdog is in its own group): name -> info."""
+    return {info["name"]: info for info in fleet.rpc.getAllProcessInfo() if info["group"] == METASERVICE}
+
+
+def log_tails(fleet, names, chars=1500):
+    tails = []
+    for name in names:
+        path = fleet.project / "var" / "log" / f"{name}.log"
+        text = path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+        tails.append(f"--- {path}\n{text}")
+    return "\n".join(tails)
+
+
+# -- a: SIGKILL ------------------------------------------------------------------------------------
+
+TICKETS = 5000
+KILL_EVERY_S = 1.0
+MAX_KILLS = 40
+KILL_PHASE_S = 60
+COMPLETION_TIMEOUT_S = 120
+
+
+def test_sigkill_a_random_bot_every_second_while_5000_tickets_flow(supervised, conn):
+    # 10 ms per handler and 4 threads: about 400 tickets a second per bot, so the flow lasts long
+    # enough (15 s or more) for a kill every second to land while every bot holds a full batch.
+    fleet = supervised(types={f"{METASERVICE}/three": THREE_STATES}, bots=PACED_BOTS,
+                       bot_defaults={"lease": "2s", "sweep_interval": "1s", "batch_size": 32}).start()
+    ids = engine.create_tickets(conn, engine.type_index(fleet.config), METASERVICE, "three",
+                                [{"n": n, "sleep_s": 0.01} for n in range(TICKETS)])
+    rng = random.Random(os.getpid())
+    kills = []  # (program, pid)
+    started = time.monotonic()
+    next_kill = started
+    # Poll for completion every 50 ms; once a second, SIGKILL one bot that supervisord has RUNNING.
+    # Only RUNNING ones: a process killed within startsecs counts as a failed start, and five of
+    # those in a row would leave it FATAL for the watchdog instead of testing the bots.
+    while open_count(conn) and len(kills) < MAX_KILLS and time.monotonic() - started < KILL_PHASE_S:
+        if time.monotonic() >= next_kill:
+            next_kill += KILL_EVERY_S
+            running = [info for info in bot_processes(fleet).values() if info["statename"] == "RUNNING"]
+            if running:
+                victim = rng.choice(running)
+                try:
+                    os.kill(victim["pid"], signal.SIGKILL)
+                    kills.append((victim["name"], victim["pid"]))
+                except ProcessLookupError:
+                    pass  # it died on its own in between; supervisord shows it soon
+        time.sleep(0.05)  # poll interval
+    killing_s = time.monotonic() - started
+    still_open = open_count(conn)
+    print(f"{len(kills)} SIGKILLs in {killing_s:.1f}s, {still_open} tickets open when the kills stopped: {kills}")
+
+    wait_until(lambda: open_count(conn) == 0, COMPLETION_TIMEOUT_S,
+             lambda: f"all {TICKETS} tickets to close (still open: {open_count(conn)}, after {len(kills)} kills)\n"
+             + log_tails(fleet, bot_processes(fleet)))
+    print(f"all {TICKETS} tickets final {time.monotonic() - started:.1f}s after they were created")
+
+    not_final, wrong = audit(conn, ids)
+    assert not_final == []
+    assert wrong == {}, f"{len(wrong)} ticket(s) with missing or duplicated transitions, e.g. " \
+                        f"{dict(list(wrong.items())[:5])}"
+    # The kills (all made while tickets were open) were many and hit every bot.
+    assert len(kills) >= 5, kills
+    assert {name for name, _ in kills} == set(bot_processes(fleet)), kills
+    # The fleet is whole again: every bot RUNNING under a pid that was never killed.
+    killed_pids = {pid for _, pid in kills}
+    wait_until(lambda: all(info["statename"] == "RUNNING" and info["pid"] not in killed_pids
+                           for info in bot_processes(fleet).values()), 30, "every bot to be RUNNING again")
+    rescued = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE kind = 'claimed' AND ticket_id = ANY(%s)",
+                           (ids,)).fetchone()["n"]
+    print(f"{rescued} ticket(s) taken over from a killed process")
+
+
+# -- b: PostgreSQL down for 10 s ------------------------------------------------------------------
+
+OUTAGE_S = 10
+OUTAGE_TICKETS = 1000
+def test_database_down_for_10_seconds_mid_run_loses_and_duplicates_nothing(tmp_path):
+    pgdata = tmp_path / "pg"
+    server_url = database.start_embedded(pgdata)
+    try:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute('CREATE DATABASE "botfleet_outage"')
+        url = with_dbname(server_url, "botfleet_outage")
+        database.upgrade(url)
+        # 50 ms per handler and 4 threads: about 80 tickets a second per bot, so 1,000 tickets are
+        # still flowing when the server goes away.
+        fleet = SupervisedFleet(tmp_path / "project", url, types={f"{METASERVICE}/three": THREE_STATES},
+                                bots=PACED_BOTS,
+                                bot_defaults={"lease": "2s", "sweep_interval": "1s", "batch_size": 32})
+        try:
+            fleet.start()
+            _outage_run(fleet, pgdata, server_url, url)
+        finally:
+            fleet.stop()
+    finally:
+        database.stop_embedded(pgdata)
+
+
+def _outage_run(fleet, pgdata, server_url, url):
+    pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}
+    watchdog_pid = fleet.info("watchdog", "watchdog")["pid"]
+    wait_until(lambda: fleet.check()[0] == 0, 30, "`botfleet check` to be OK before the outage")
+    with database.connect(url, autocommit=True) as conn:
+        ids = engine.create_tickets(conn, engine.type_index(fleet.config), METASERVICE, "three",
+                                    [{"n": n, "sleep_s": 0.05} for n in range(OUTAGE_TICKETS)])
+        wait_until(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = %s AND state = 3",
+                                        (METASERVICE,)).fetchone()["n"] >= 50, 30, "the first tickets to close")
+        in_flight = open_count(conn)
+    assert in_flight > 0
+
+    database.stop_embedded(pgdata)
+    down_since = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        database.connect(url).close()
+    seen = []
+
+    def check_says_database_down():
+        seen.append(fleet.check())
+        return seen[-1][0] != 0 and "database" in seen[-1][1]
+    wait_until(check_says_database_down, OUTAGE_S - 1, "`botfleet check` to report the database down")
+    print(f"while down: {seen[-1]}")
+    # The fault itself is a duration, not a wait for a condition: the server stays down until the
+    # 10 s deadline of the outage.
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
+    assert database.start_embedded(pgdata) == server_url
+    print(f"server down for {time.monotonic() - down_since:.1f}s")
+
+    with database.connect(url, autocommit=True) as conn:
+        wait_until(lambda: open_count(conn) == 0, 120,
+                 lambda: f"all {OUTAGE_TICKETS} tickets to close after the outage (still open: "
+                 f"{open_count(conn)})\n" + log_tails(fleet, pids))
+        not_final, wrong = audit(conn, ids)
+        assert not_final == []
+        assert wrong == {}, f"{len(wrong)} ticket(s) with missing or duplicated transitions, e.g. " \
+                            f"{dict(list(wrong.items())[:5])}"
+
+        # Every bot listens again (LISTEN has a connection of its own, reconnected by its own thread).
+        def listening():
+            return {row["application_name"] for row in conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()").fetchall()}
+        wait_until(lambda: {f"{name}:listen" for name in pids} <= listening(), 30,
+                 lambda: f"every bot to LISTEN again (connected: {sorted(listening())})")
+
+    # The watchdog reconnected on its own: same process, and its checks make the fleet healthy again.
+    wait_until(lambda: fleet.check()[0] == 0, 60, "`botfleet check` to be OK again after the outage")
+    assert fleet.info("watchdog", "watchdog")["pid"] == watchdog_pid
+
+    # So did the bots: same processes, nothing restarted.
+    with database.connect(url, autocommit=True) as conn:
+        actions = conn.execute("SELECT bot, action, reason FROM watchdog_events WHERE action <> 'health' "
+                               "ORDER BY id").fetchall()
+    now_pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}
+    restarted = sorted(name for name in pids if now_pids.get(name) != pids[name])
+    for name in set(pids) - set(restarted):
+        assert "reconnected to the database" in (fleet.project / "var" / "log" / f"{name}.log").read_text(
+            errors="replace"), log_tails(fleet, [name])
+    # Stale heartbeats during the outage are not hangs: the watchdog restarted nothing.
+    assert restarted == [] and actions == [], (
+        f"bots restarted after the outage: {pids} -> {now_pids}; watchdog actions: {actions}\n"
+        + log_tails(fleet, [*pids, "watchdog"]))

@@ -1,0 +1,103 @@
+"""The pure rules that turn a handler's outcome into a row change (no database)."""
+
+import pytest
+
+from common.config import State, TicketType
+from common.outcomes import Context, Outcome, PendingTicket, Ticket, outcome_of, plan
+
+KIND = TicketType(
+    metaservice="ms", name="t",
+    states={1: State(1, "a"), 2: State(2, "b"), 3: State(3, "c"), 4: State(4, "ok", final=True),
+            5: State(5, "no", final=True)},
+    transitions={1: (2,), 2: (3,), 3: (4, 5)}, initial=1,
+    lifetime_s=60, notification_frequency_s=10, retention_s=60, group_role="ops",
+)
+
+
+def ticket(state=1, attempts=0):
+    return Ticket(id=7, metaservice="ms", ticket_type="t", state=state, payload={}, attempts=attempts)
+
+
+@pytest.mark.parametrize("state, outcome, to_state, kind, closes", [
+    (1, Outcome("send"), 2, "transitioned", False),                      # normal next
+    (3, Outcome("send"), 4, "transitioned", True),                       # into a final state closes
+    (3, Outcome("send", to_state=5), 5, "transitioned", True),           # an explicit alternate
+    (3, Outcome("send", unavailable=(4,)), 5, "transitioned", True),     # normal unavailable: alternate
+    (3, Outcome("send", unavailable=(4, 5)), 3, "escalated", False),     # none available: error ticket
+    (1, Outcome("send", to_state=3), 1, "escalated", False),             # not in the graph: refused
+    (2, Outcome("wait", delay_s=30), 2, "waited", False),
+    (2, Outcome("fail", reason="no stock"), 2, "escalated", False),
+])
+def test_plan_decides_the_state(state, outcome, to_state, kind, closes):
+    result = plan(ticket(state), KIND, outcome, retries=3, retry_backoff_s=1)
+    assert (result.to_state, result.kind, result.closes) == (to_state, kind, closes)
+
+
+def test_alternate_is_marked_in_the_event_detail():
+    result = plan(ticket(3), KIND, Outcome("send", to_state=5), retries=3, retry_backoff_s=1)
+    assert result.detail == {"alternate_of": 4}
+
+
+def test_refused_transition_names_both_states():
+    result = plan(ticket(1), KIND, Outcome("send", to_state=3), retries=3, retry_backoff_s=1)
+    assert "from state 1 to state 3" in result.detail["reason"]
+
+
+def test_escalation_raises_one_error_ticket_and_waits_for_it():
+    result = plan(ticket(3), KIND, Outcome("fail", reason="boom"), retries=3, retry_backoff_s=1)
+    [child] = result.children
+    assert (child.metaservice, child.ticket_type, child.group_role) == ("botfleet", "error", "ops")
+    assert child.payload["ticket_id"] == 7 and child.payload["reason"] == "boom"
+    assert result.waiting_for is child
+
+
+@pytest.mark.parametrize("attempts, kind, due_in_s", [
+    (0, "error", 1.0), (1, "error", 2.0), (2, "error", 4.0), (3, "escalated", 0.0),
+])
+def test_handler_errors_retry_with_backoff_then_escalate(attempts, kind, due_in_s):
+    result = plan(ticket(2, attempts), KIND, Outcome("error", reason="x"), retries=3, retry_backoff_s=1)
+    assert (result.kind, result.due_in_s) == (kind, due_in_s)
+
+
+def test_retry_backoff_is_capped():
+    result = plan(ticket(2, 20), KIND, Outcome("error", reason="x"), retries=50, retry_backoff_s=1)
+    assert result.due_in_s == 300.0
+
+
+def test_wait_for_a_child_created_in_the_same_step():
+    ctx = Context(ticket(2), KIND, "bot")
+    child = ctx.create_ticket("t", {"k": 1})
+    result = plan(ticket(2), KIND, ctx.wait_until_ticket(child), retries=1, retry_backoff_s=1, children=ctx.children)
+    assert isinstance(result.waiting_for, PendingTicket) and result.children == [child]
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, Outcome("send")), (3, Outcome("send", to_state=3)), (Outcome("wait", delay_s=1), Outcome("wait", delay_s=1)),
+])
+def test_handler_return_values(value, expected):
+    assert outcome_of(value, Context(ticket(2), KIND, "bot")) == expected
+
+
+def test_handler_return_value_of_the_wrong_kind_is_an_error():
+    with pytest.raises(TypeError, match="handler returned"):
+        outcome_of("next please", Context(ticket(2), KIND, "bot"))
+
+
+def test_payload_changes_are_noticed():
+    t = ticket(2)
+    ctx = Context(t, KIND, "bot")
+    assert not ctx.payload_changed()
+    t.payload["note"] = "x"
+    assert ctx.payload_changed()
+
+
+def test_handler_that_returns_nonsense_is_a_handler_failure():
+    from common.config import BotSpec
+    from common.engine import proceed_ticket
+
+    spec = BotSpec(name="ms-t-2-b", metaservice="ms", ticket_type="t", state=2, state_name="b", final=False,
+                   handler="x:y", threads=1, sweep_interval_s=1, lease_s=1, batch_size=1, retries=2,
+                   retry_backoff_s=1, replicas=1, stop_timeout_s=1)
+    step = proceed_ticket(ticket(2), KIND, lambda t, ctx: Outcome("teleport"), spec)
+    assert step.handler_error and step.plan.kind == "error"
+    assert "unknown outcome kind 'teleport'" in step.plan.detail["error"]

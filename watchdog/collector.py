@@ -1,0 +1,124 @@
+"""Prometheus metrics computed from the database at scrape time.
+
+The watchdog exports what bots recorded (counters, latency histograms), their liveness, the
+backlog per state and its own actions. Every query reads small tables or the open-ticket index,
+so a scrape stays fast with millions of closed tickets.
+"""
+
+import logging
+
+import psycopg
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from common import __version__, database, sql
+from common.stats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, Histogram
+
+log = logging.getLogger("botfleet.watchdog")
+
+BOT_LABELS = ["bot", "metaservice", "ticket_type", "state"]
+STATE_LABELS = ["metaservice", "ticket_type", "state"]
+COUNTER_HELP = {
+    "transitions": "State transitions a bot wrote",
+    "handler_failures": "Handler runs that raised or returned no valid outcome",
+    "error_tickets": "Error tickets a bot raised for tickets it could not move on",
+    "timeouts": "Tickets whose lifetime ran out in a bot's state",
+    "reminders": "Reminders a bot sent",
+}
+
+
+class FleetCollector:
+    """A prometheus_client collector; `connect` returns a psycopg connection (dict rows)."""
+
+    def __init__(self, connect, watchdog_name=None, leader=lambda: False):
+        self.connect = connect
+        self.watchdog_name = watchdog_name
+        self.leader = leader
+
+    def collect(self):
+        info = GaugeMetricFamily("botfleet_build_info", "botfleet version", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        up = GaugeMetricFamily("botfleet_database_up", "1 when the watchdog could read the database")
+        try:
+            with self.connect() as conn:
+                families = list(self._from_database(conn))
+        except psycopg.Error as exc:
+            log.warning("scrape could not read the database: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _from_database(self, conn):
+        yield from self._watchdog(conn)
+        yield from self._bots(conn)
+        yield from self._tickets(conn)
+
+    def _watchdog(self, conn):
+        row = conn.execute(sql.METRIC_WATCHDOG).fetchone()
+        last = GaugeMetricFamily("botfleet_watchdog_last_check_timestamp_seconds",
+                                 "When a watchdog last completed a check of the fleet")
+        if row["last_check"] is not None:
+            last.add_metric([], row["last_check"])
+        yield last
+        leader = GaugeMetricFamily("botfleet_watchdog_leader", "1 when this watchdog holds the fleet-wide lease")
+        leader.add_metric([], 1 if self.leader() else 0)
+        yield leader
+        restarts = CounterMetricFamily("botfleet_watchdog_restarts_total", "Restarts the watchdog did",
+                                       labels=["bot", "reason"])
+        for r in conn.execute(sql.METRIC_RESTARTS).fetchall():
+            restarts.add_metric([r["bot"], r["reason"]], r["restarts"])
+        yield restarts
+
+    def _bots(self, conn):
+        up = GaugeMetricFamily("botfleet_bot_up", "1 when the watchdog found the bot healthy", labels=BOT_LABELS)
+        disabled = GaugeMetricFamily("botfleet_bot_disabled", "1 when the bot is disabled", labels=BOT_LABELS)
+        heartbeat = GaugeMetricFamily("botfleet_bot_last_heartbeat_timestamp_seconds",
+                                      "Newest heartbeat of a live process of the bot", labels=BOT_LABELS)
+        processes = GaugeMetricFamily("botfleet_bot_processes", "Live registered processes", labels=BOT_LABELS)
+        counters = {name: CounterMetricFamily(f"botfleet_{name}", help_text, labels=BOT_LABELS)
+                    for name, help_text in COUNTER_HELP.items()}
+        hop = HistogramMetricFamily("botfleet_hop_latency_seconds",
+                                    "From a ticket entering a state to its bot's handler starting", labels=BOT_LABELS)
+        handler = HistogramMetricFamily("botfleet_handler_duration_seconds", "Handler run time", labels=BOT_LABELS)
+        for row in conn.execute(sql.METRIC_BOTS).fetchall():
+            labels = [row["name"], row["metaservice"], row["ticket_type"], str(row["state"])]
+            up.add_metric(labels, 1 if row["health"] == "healthy" else 0)
+            disabled.add_metric(labels, 0 if row["enabled"] else 1)
+            if row["last_heartbeat"] is not None:
+                heartbeat.add_metric(labels, row["last_heartbeat"])
+            processes.add_metric(labels, row["processes"])
+            for name in COUNTERS:
+                counters[name].add_metric(labels, row[name] or 0)
+            for family, bounds, counts, sum_s in ((hop, HOP_BUCKETS_S, row["hop_buckets"], row["hop_sum_s"]),
+                                                  (handler, HANDLER_BUCKETS_S, row["handler_buckets"],
+                                                   row["handler_sum_s"])):
+                family.add_metric(labels, Histogram(bounds).cumulative(counts or []), sum_s or 0.0)
+        yield from (up, disabled, heartbeat, processes, *counters.values(), hop, handler)
+
+    def _tickets(self, conn):
+        open_tickets = GaugeMetricFamily("botfleet_tickets_open", "Open tickets waiting in a state",
+                                         labels=STATE_LABELS)
+        oldest = GaugeMetricFamily("botfleet_tickets_oldest_open_timestamp_seconds",
+                                   "When the longest-waiting open ticket entered its state", labels=STATE_LABELS)
+        for row in conn.execute(sql.METRIC_OPEN_TICKETS).fetchall():
+            labels = [row["metaservice"], row["ticket_type"], str(row["state"])]
+            open_tickets.add_metric(labels, row["open"])
+            oldest.add_metric(labels, row["oldest"])
+        yield open_tickets
+        yield oldest
+
+
+def registry_for(collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def scrape_text(url, config=None) -> str:
+    """The exposition text a scrape of a watchdog on this database would return."""
+    collector = FleetCollector(lambda: database.connect(url, autocommit=True))
+    return generate_latest(registry_for(collector)).decode()

@@ -1,0 +1,207 @@
+"""The watchdog process: check every bot, act through supervisord, serve /metrics and /healthz.
+
+Each check: read the bots and the heartbeats of this host's bot processes from the database, ask
+this host's supervisord for its processes, let decide() judge every bot, carry out its actions
+through XML-RPC, record every action and every change of health as an event, then heartbeat.
+Several watchdogs (one per host) may run; each acts only on its own supervisord, and only the
+holder of the fleet-wide lease does fleet-wide duties.
+"""
+
+import logging
+import os
+import signal
+import threading
+import time
+import xmlrpc.client
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from common import database, sql, supervisor_rpc
+from common.backoff import RECONNECT_BACKOFF_MAX_S, Backoff
+from common.errors import BotfleetError
+from watchdog import health
+from watchdog.collector import FleetCollector, registry_for
+from watchdog.decide import Heartbeat, Limits, Process, decide
+
+log = logging.getLogger("botfleet.watchdog")
+
+
+def process_names(name, replicas) -> list[str]:
+    return [name] if replicas == 1 else [f"{name}-{n}" for n in range(replicas)]
+
+
+class Watchdog:
+    def __init__(self, config, url, supervisor_socket):
+        self.config = config
+        self.settings = config.watchdog
+        self.url = url
+        self.socket = supervisor_socket
+        self.host = database.hostname()
+        self.name = f"{self.host}:{os.getpid()}"
+        self.stopping = threading.Event()
+        self.retries = {}  # bot -> {process: Retry}
+        self.is_leader = False
+        self.conn = None
+        self.limits = Limits(
+            hung_after_s=config.heartbeat_interval_s * self.settings.hung_after_missed_heartbeats,
+            start_grace_s=self.settings.start_grace_s,
+            fatal_backoff_s=self.settings.fatal_retry_backoff_s,
+            fatal_backoff_max_s=self.settings.fatal_retry_backoff_max_s,
+            # The bots' longest reconnect delay plus one heartbeat.
+            reconnect_grace_s=RECONNECT_BACKOFF_MAX_S + config.heartbeat_interval_s,
+        )
+        self.database_lost = False
+        self.database_back_at = 0.0  # unix time the watchdog regained a database it had lost
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> int:
+        server = self._serve_http()
+        log.info("watchdog %s serving /metrics and /healthz on %s", self.name, self.settings.listen)
+        backoff = Backoff()
+        try:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                try:
+                    self.check_once()
+                    backoff.reset()
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    delay_s = backoff.next_s()
+                    log.warning("database unavailable (%s); retrying in %.1fs", str(exc).strip(), delay_s)
+                    self.database_lost = True
+                    self._drop_connection()
+                    self.stopping.wait(delay_s)
+                    continue
+                self.stopping.wait(max(0.0, self.settings.check_interval_s - (time.monotonic() - started)))
+        finally:
+            server.shutdown()
+            self._drop_connection()
+        return 0
+
+    def stop(self):
+        self.stopping.set()
+
+    def install_signal_handlers(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def check_once(self):
+        conn = self._connection()
+        self.is_leader = conn.execute(sql.TAKE_FLEET_LEASE, {"holder": self.name,
+                                                             "lease_s": self.settings.lease_s}).fetchone() is not None
+        bots = conn.execute(sql.WATCHDOG_BOTS, {"host": self.host}).fetchall()
+        infos = self._supervisor_processes()
+        now = time.time()
+        for bot in bots:
+            self._check_bot(conn, bot, infos, now)
+        if self.is_leader:
+            conn.execute(sql.RETIRE_DEAD_PROCESSES, {"dead_after_s": 10 * self.limits.hung_after_s})
+            conn.execute(sql.PRUNE_WATCHDOG_EVENTS)
+        conn.execute(sql.WATCHDOG_HEARTBEAT, {"name": self.name, "host": self.host, "pid": os.getpid()})
+
+    def _check_bot(self, conn, bot, infos, now):
+        names = process_names(bot["name"], bot["replicas"])
+        processes = None if infos is None else [
+            Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]))
+            for name in names if name in infos]
+        heartbeats = [Heartbeat(pid, now - age_s) for pid, age_s in zip(bot["pids"], bot["ages_s"])]
+        verdict = decide(bot["name"], enabled=bot["enabled"], replicas=bot["replicas"], processes=processes,
+                         heartbeats=heartbeats, now=now, limits=self.limits,
+                         retries=self.retries.get(bot["name"], {}), database_back_at=self.database_back_at)
+        self.retries[bot["name"]] = verdict.retries
+        for action in verdict.actions:
+            self._act(conn, bot["name"], infos[action.process]["group"], action)
+        if verdict.health != bot["health"]:
+            log.info("bot %s: %s -> %s (%s)", bot["name"], bot["health"], verdict.health, verdict.reason)
+            self._record(conn, bot["name"], "health", f"{bot['health'] or 'unknown'} -> {verdict.health}: {verdict.reason}")
+        conn.execute(sql.SET_BOT_HEALTH, {"name": bot["name"], "health": verdict.health, "reason": verdict.reason})
+
+    def _act(self, conn, bot, group, action):
+        target = f"{group}:{action.process}"
+        log.warning("bot %s: %s %s (%s: %s)", bot, action.kind, target, action.reason, action.detail)
+        try:
+            rpc = supervisor_rpc.client(self.socket).supervisor
+            if action.kind == "kill":
+                # A hung process may not react to TERM (SIGSTOP, a stuck thread); it holds nothing
+                # that a lease does not protect, so it is killed and supervisord starts it again.
+                rpc.signalProcess(target, "KILL")
+            else:
+                rpc.startProcess(target, False)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" in fault.faultString:  # supervisord restarted it first: nothing to do
+                return
+            self._record(conn, bot, "alert", f"{action.reason}: could not {action.kind} {target}: {fault}")
+            return
+        except (OSError, xmlrpc.client.Error) as exc:
+            self._record(conn, bot, "alert", f"{action.reason}: could not {action.kind} {target}: {exc}")
+            return
+        self._record(conn, bot, "restart", f"{action.reason}: {action.detail}")
+
+    def _record(self, conn, bot, action, reason):
+        conn.execute(sql.RECORD_WATCHDOG_EVENT, {"watchdog": self.name, "bot": bot, "action": action,
+                                                 "reason": reason})
+
+    def _supervisor_processes(self):
+        try:
+            infos = supervisor_rpc.client(self.socket).supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error) as exc:
+            log.warning("supervisord not reachable at %s: %s", self.socket, exc)
+            return None
+        return {info["name"]: info for info in infos}
+
+    # -- connections and HTTP -------------------------------------------------------------------
+    def _connection(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = database.connect(self.url, autocommit=True, application_name="botfleet-watchdog")
+            database.check_schema(self.conn)
+            if self.database_lost:
+                # The bots lost it too: their stale heartbeats mean nothing until they had time to reconnect.
+                self.database_lost = False
+                self.database_back_at = time.time()
+                log.info("database is back; bots get %.1fs to reconnect before any is judged hung",
+                         self.limits.reconnect_grace_s + self.limits.hung_after_s)
+        return self.conn
+
+    def _drop_connection(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None
+
+    def _serve_http(self):
+        registry = registry_for(FleetCollector(
+            lambda: database.connect(self.url, autocommit=True, application_name="botfleet-watchdog:scrape"),
+            watchdog_name=self.name, leader=lambda: self.is_leader))
+        watchdog = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/metrics"):
+                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                elif self.path.startswith("/healthz"):
+                    code, line = health.check(watchdog.url, watchdog.settings)
+                    self._send(200 if code == health.OK else 503, "text/plain; charset=utf-8", (line + "\n").encode())
+                else:
+                    self._send(404, "text/plain; charset=utf-8", b"try /metrics or /healthz\n")
+
+            def _send(self, status, content_type, body):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass  # scrapes every few seconds would drown the log
+
+        try:
+            server = ThreadingHTTPServer((self.settings.host, self.settings.port), Handler)
+        except OSError as exc:
+            raise BotfleetError(f"watchdog cannot listen on {self.settings.listen} (watchdog.listen in "
+                                f"fleet.yaml): {exc.strerror}") from None
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="watchdog-http", daemon=True).start()
+        return server
