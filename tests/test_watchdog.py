@@ -132,13 +132,19 @@ def test_metrics_and_healthz_are_served(supervised, conn):
     text = wait_until(transitions_counted, 10, "the bots' counts to reach /metrics (with their heartbeat)")
     assert 'botfleet_bot_up{bot="testms-pipe-1-first",metaservice="testms",state="1",ticket_type="pipe"} 1.0' in text
     assert "botfleet_hop_latency_seconds_count{" in text and "botfleet_database_up 1.0" in text
-    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
-        assert response.status == 200 and response.read().decode().startswith("OK:")
-    fleet.rpc.stopProcess(f"testms:{BOT}")
-    def unhealthy():
+
+    last = {}
+    def healthz():
         try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=5)
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+                last["answer"] = (response.status, response.read().decode())
         except urllib.error.HTTPError as exc:
-            return exc.code == 503 and BOT in exc.read().decode()
-        return False
-    wait_until(unhealthy, 10, "/healthz to answer 503 naming the stopped bot")
+            last["answer"] = (exc.code, exc.read().decode())
+        return last["answer"]
+    # Bots work before supervisord calls them RUNNING (startsecs); until then they are "starting"
+    # and /healthz rightly answers 503, so wait for the first check after every bot is RUNNING.
+    wait_until(lambda: healthz()[0] == 200 and last["answer"][1].startswith("OK:"), 15,
+               lambda: f"/healthz to answer 200 OK, last answer {last.get('answer')}")
+    fleet.rpc.stopProcess(f"testms:{BOT}")
+    wait_until(lambda: healthz()[0] == 503 and BOT in last["answer"][1], 10,
+               lambda: f"/healthz to answer 503 naming the stopped bot, last answer {last.get('answer')}")
