@@ -277,7 +277,7 @@ class SupervisedFleet:
         self.marks.mkdir(exist_ok=True)
         shutil.copy(ROOT / "supervisord.conf", project / "supervisord.conf")
         watchdog = (f"watchdog:\n  listen: 127.0.0.1:{self.port}\n  check_interval: 250ms\n"
-                    f"  start_grace: 3s\n  fatal_retry_backoff: 1s\n")
+                    f"  fatal_retry_backoff: 1s\n")
         config_kwargs["fleet_extra"] = config_kwargs.get("fleet_extra", "") + watchdog
         self.config_dir = write_config(project / "config", **config_kwargs)
         self.socket = project / "var" / "supervisor.sock"

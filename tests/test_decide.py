@@ -9,8 +9,9 @@ LIMITS = Limits(hung_after_s=6, start_grace_s=10, fatal_backoff_s=10, fatal_back
 BOT = "ms-t-1-a"
 
 
-def running(pid=100, age_s=3600, state="RUNNING", name=BOT):
-    return Process(name=name, state=state, pid=pid, started_at=NOW - age_s)
+def running(pid=100, age_s=3600, state="RUNNING", name=BOT, stopped_s=None):
+    return Process(name=name, state=state, pid=pid, started_at=NOW - age_s,
+                   stopped_at=0.0 if stopped_s is None else NOW - stopped_s)
 
 
 def beat(pid=100, ago_s=1):
@@ -32,9 +33,13 @@ def verdict(processes, heartbeats=(), enabled=True, replicas=1, retries=None, da
     ([running(pid=200)], [beat(pid=100, ago_s=0)], "hung", [("kill", "hung")]),
     # Just started: it has start_grace + hung_after to register.
     ([running(age_s=3)], [], "starting", []),
+    # ... but once it has heartbeated, the grace is over: silence is a hang.
+    ([running(age_s=8)], [beat(ago_s=7)], "hung", [("kill", "hung")]),
     ([running(state="STARTING", age_s=1)], [], "starting", []),
     ([running(state="BACKOFF", age_s=1)], [], "starting", []),
-    ([running(state="EXITED")], [], "dead", [("start", "exited")]),
+    # Exited: supervisord's autorestart gets the first chance; still EXITED later, the watchdog starts it.
+    ([running(state="EXITED", stopped_s=1)], [], "dead", []),
+    ([running(state="EXITED", stopped_s=60)], [], "dead", [("start", "exited")]),
     ([running(state="FATAL")], [], "fatal", [("start", "fatal")]),
     # Stopped by an operator: respected, but not healthy.
     ([running(state="STOPPED")], [], "stopped", []),

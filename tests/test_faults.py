@@ -144,10 +144,12 @@ def test_database_down_for_10_seconds_mid_run_loses_and_duplicates_nothing(tmp_p
 
 
 def _outage_run(fleet, pgdata, server_url, url):
+    wait_until(lambda: fleet.check()[0] == 0, 30, "`botfleet check` to be OK before the outage")
+    # What happened before the fleet was healthy is start-up, not the outage.
     pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}
     watchdog_pid = fleet.info("watchdog", "watchdog")["pid"]
-    wait_until(lambda: fleet.check()[0] == 0, 30, "`botfleet check` to be OK before the outage")
     with database.connect(url, autocommit=True) as conn:
+        events_before = conn.execute("SELECT coalesce(max(id), 0) AS id FROM watchdog_events").fetchone()["id"]
         ids = engine.create_tickets(conn, engine.type_index(fleet.config), METASERVICE, "three",
                                     [{"n": n, "sleep_s": 0.05} for n in range(OUTAGE_TICKETS)])
         wait_until(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = %s AND state = 3",
@@ -195,7 +197,7 @@ def _outage_run(fleet, pgdata, server_url, url):
     # So did the bots: same processes, nothing restarted.
     with database.connect(url, autocommit=True) as conn:
         actions = conn.execute("SELECT bot, action, reason FROM watchdog_events WHERE action <> 'health' "
-                               "ORDER BY id").fetchall()
+                               "AND id > %s ORDER BY id", (events_before,)).fetchall()
     now_pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}
     restarted = sorted(name for name in pids if now_pids.get(name) != pids[name])
     for name in set(pids) - set(restarted):

@@ -19,6 +19,7 @@ class Process:
     state: str  # RUNNING, STARTING, BACKOFF, STOPPED, STOPPING, EXITED, FATAL, UNKNOWN
     pid: int
     started_at: float  # unix time supervisord started it
+    stopped_at: float = 0.0  # unix time it last stopped or exited (0: never)
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,9 @@ def _process(process: Process, heartbeat, now, limits, retry, database_back_at):
         age_s = now - heartbeat.heartbeat_at if heartbeat else None
         if age_s is not None and age_s <= limits.hung_after_s:
             return "healthy", "", None, None
-        if now - process.started_at < limits.start_grace_s + limits.hung_after_s:
-            return "starting", f"{name} started {now - process.started_at:.1f}s ago, not heartbeating yet", None, None
+        # The grace covers start-up until the first heartbeat; once registered, silence is a hang.
+        if heartbeat is None and now - process.started_at < limits.start_grace_s + limits.hung_after_s:
+            return "starting", f"{name} started {now - process.started_at:.1f}s ago, not registered yet", None, None
         if now - database_back_at < limits.reconnect_grace_s + limits.hung_after_s:
             return ("starting", f"{name} has not heartbeated since the database came back "
                                 f"{now - database_back_at:.1f}s ago; waiting for it to reconnect", None, None)
@@ -127,7 +129,13 @@ def _process(process: Process, heartbeat, now, limits, retry, database_back_at):
         return ("fatal", f"{name} is FATAL (gave up by supervisord); starting it again",
                 Action("start", name, "fatal", detail), Retry(retry.attempts + 1, now + backoff_s))
     if process.state == "EXITED":
-        return "dead", f"{name} exited", Action("start", name, "exited", "EXITED in supervisord"), None
+        exited_s = now - process.stopped_at
+        if exited_s < limits.hung_after_s:
+            # autorestart=true: supervisord starts it again on its next turn; starting it too would
+            # only race supervisord and record a restart that did not happen.
+            return "dead", f"{name} exited {exited_s:.1f}s ago; supervisord restarts it", None, None
+        return ("dead", f"{name} exited {exited_s:.0f}s ago and was not restarted",
+                Action("start", name, "exited", f"EXITED in supervisord for {exited_s:.0f}s"), None)
     if process.state in ("STOPPED", "STOPPING"):
         return "stopped", f"{name} was stopped through supervisord (left alone)", None, None
     return "unknown", f"{name} is {process.state} in supervisord", None, retry

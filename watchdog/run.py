@@ -49,8 +49,10 @@ class Watchdog:
             start_grace_s=self.settings.start_grace_s,
             fatal_backoff_s=self.settings.fatal_retry_backoff_s,
             fatal_backoff_max_s=self.settings.fatal_retry_backoff_max_s,
-            # The bots' longest reconnect delay plus one heartbeat.
-            reconnect_grace_s=RECONNECT_BACKOFF_MAX_S + config.heartbeat_interval_s,
+            # A bot may retry up to its longest reconnect delay after the server is back, then it
+            # connects, checks the schema and heartbeats on a host busy with every other bot doing
+            # the same: twice that delay, plus a heartbeat, before silence counts again.
+            reconnect_grace_s=2 * RECONNECT_BACKOFF_MAX_S + config.heartbeat_interval_s,
         )
         self.database_lost = False
         self.database_back_at = 0.0  # unix time the watchdog regained a database it had lost
@@ -90,6 +92,9 @@ class Watchdog:
         conn = self._connection()
         self.is_leader = conn.execute(sql.TAKE_FLEET_LEASE, {"holder": self.name,
                                                              "lease_s": self.settings.lease_s}).fetchone() is not None
+        # Heartbeat before the bots' health rows, so that when this loop stops its own heartbeat
+        # goes stale first and `check` blames the watchdog, not every bot it no longer checks.
+        conn.execute(sql.WATCHDOG_HEARTBEAT, {"name": self.name, "host": self.host, "pid": os.getpid()})
         bots = conn.execute(sql.WATCHDOG_BOTS, {"host": self.host}).fetchall()
         infos = self._supervisor_processes()
         now = time.time()
@@ -98,12 +103,12 @@ class Watchdog:
         if self.is_leader:
             conn.execute(sql.RETIRE_DEAD_PROCESSES, {"dead_after_s": 10 * self.limits.hung_after_s})
             conn.execute(sql.PRUNE_WATCHDOG_EVENTS)
-        conn.execute(sql.WATCHDOG_HEARTBEAT, {"name": self.name, "host": self.host, "pid": os.getpid()})
 
     def _check_bot(self, conn, bot, infos, now):
         names = process_names(bot["name"], bot["replicas"])
         processes = None if infos is None else [
-            Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]))
+            Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]),
+                    float(infos[name]["stop"]))
             for name in names if name in infos]
         heartbeats = [Heartbeat(pid, now - age_s) for pid, age_s in zip(bot["pids"], bot["ages_s"])]
         verdict = decide(bot["name"], enabled=bot["enabled"], replicas=bot["replicas"], processes=processes,
