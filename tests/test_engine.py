@@ -27,7 +27,7 @@ def listener(db_url):
         yield conn
 
 
-def notified(conn, channel, timeout_s=1.0):
+def notified(conn, channel, timeout_s=10.0):
     return [n.channel for n in conn.notifies(timeout=timeout_s, stop_after=1) if n.channel == channel]
 
 

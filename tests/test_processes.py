@@ -70,7 +70,8 @@ def test_bot_started_late_processes_the_backlog_in_its_first_sweep(tmp_path, db_
 def test_sigkill_in_the_middle_of_a_handler_loses_and_duplicates_nothing(supervised, conn):
     fleet = supervised(bots={"testms-pipe-2-second": "handler: tests.handlers:slow\n"},
                        bot_defaults={"lease": "2s", "sweep_interval": "1s"}).start()
-    ticket_id = engine.create_ticket(conn, engine.type_index(fleet.config), "testms", "pipe", {"sleep_s": 2})
+    # The handler outlasts any stall of the test between seeing it start and killing it.
+    ticket_id = engine.create_ticket(conn, engine.type_index(fleet.config), "testms", "pipe", {"sleep_s": 5})
     wait_until(lambda: list(fleet.marks.glob(f"*-{ticket_id}-2-start")), 30, "the slow handler to start")
     victim = fleet.info("testms", "testms-pipe-2-second")["pid"]
     os.kill(victim, signal.SIGKILL)
