@@ -111,7 +111,7 @@ class WatchdogSettings:
     listen: str
     check_interval_s: float
     hung_after_missed_heartbeats: int
-    start_grace_s: float  # a new process has this long to register and heartbeat
+    start_grace_s: float  # a new process has this long (plus hung_after) to register; none after
     fatal_retry_backoff_s: float
     fatal_retry_backoff_max_s: float
     lease_s: float  # the fleet-wide lease one watchdog holds
