@@ -46,9 +46,10 @@ sys.path.insert(0, str(REPO))
 
 from common import config as config_module  # noqa: E402
 from common import database, engine, supervisor_render, supervisor_rpc  # noqa: E402
+from bench import pipeline  # noqa: E402
 
-METASERVICE, TICKET_TYPE = "chaos", "pipe"
-BOTS = ["chaos-pipe-1-a", "chaos-pipe-2-b", "chaos-pipe-3-c"]
+METASERVICE, TICKET_TYPE = "chaos", pipeline.TICKET_TYPE
+BOTS = pipeline.bot_names(METASERVICE)
 KILL_EVERY_S = 1.0
 POLL_S = 0.05
 # Deadlines: nothing here waits without one.
@@ -82,21 +83,13 @@ def free_port() -> int:
 
 
 def write_config(root: Path, port: int):
-    (root / "ticket_types" / METASERVICE).mkdir(parents=True)
-    (root / "bots").mkdir()
-    (root / "fleet.yaml").write_text(
+    pipeline.write_config(
+        root, METASERVICE,
         "heartbeat_interval: 500ms\n"
         "metaservices:\n  chaos: {description: chaos run}\n"
         "bot_defaults:\n  threads: 4\n  lease: 2s\n  sweep_interval: 1s\n  batch_size: 32\n  stop_timeout: 5s\n"
-        f"watchdog:\n  listen: 127.0.0.1:{port}\n  check_interval: 250ms\n  start_grace: 3s\n"
-        "  fatal_retry_backoff: 1s\n")
-    (root / "ticket_types" / METASERVICE / f"{TICKET_TYPE}.yaml").write_text(
-        "lifetime: 1h\nnotification_frequency: 1h\nretention: 1d\n"
-        "states:\n  - {code: 1, name: a}\n  - {code: 2, name: b}\n  - {code: 3, name: c, final: true}\n"
-        "transitions: [[1, 2], [2, 3]]\n")
-    for name in BOTS[:-1]:
-        (root / "bots" / f"{name}.yaml").write_text("handler: bench.chaos:paced\n")
-    (root / "bots" / f"{BOTS[-1]}.yaml").write_text("# final state: no handler\n")
+        f"watchdog:\n  listen: 127.0.0.1:{port}\n  check_interval: 250ms\n  fatal_retry_backoff: 1s\n",
+        "bench.chaos:paced")
 
 
 class Fleet:

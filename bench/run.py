@@ -28,9 +28,10 @@ sys.path.insert(0, str(REPO))
 
 from common import config as config_module  # noqa: E402
 from common import database, engine, sql  # noqa: E402
+from bench import pipeline  # noqa: E402
 
-METASERVICE, TICKET_TYPE = "bench", "pipe"
-BOTS = ["bench-pipe-1-a", "bench-pipe-2-b", "bench-pipe-3-c"]
+METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
+BOTS = pipeline.bot_names(METASERVICE)
 SIZES = {
     "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000},
     "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000},
@@ -56,18 +57,10 @@ def say(message):
 
 
 def write_config(root: Path):
-    (root / "ticket_types" / METASERVICE).mkdir(parents=True)
-    (root / "bots").mkdir()
-    (root / "fleet.yaml").write_text(
-        "heartbeat_interval: 2s\nmetaservices:\n  bench: {description: benchmark pipeline}\n")
-    (root / "ticket_types" / METASERVICE / f"{TICKET_TYPE}.yaml").write_text(
-        "lifetime: 1h\nnotification_frequency: 1h\nretention: 1d\n"
-        "states:\n  - {code: 1, name: a}\n  - {code: 2, name: b}\n  - {code: 3, name: c, final: true}\n"
-        "transitions: [[1, 2], [2, 3]]\n")
     # Bots keep the shipped defaults (4 threads, batch 32): the figures are for an untuned fleet.
-    for name in BOTS[:-1]:
-        (root / "bots" / f"{name}.yaml").write_text("handler: bench.handlers:step\n")
-    (root / "bots" / f"{BOTS[-1]}.yaml").write_text("# final state: no handler\n")
+    pipeline.write_config(root, METASERVICE,
+                          "heartbeat_interval: 2s\nmetaservices:\n  bench: {description: benchmark pipeline}\n",
+                          "bench.handlers:step")
 
 
 def start_embedded_with_commit_timestamps(pgdata):
