@@ -53,8 +53,10 @@ def test_sigstopped_bot_is_declared_hung_and_restarted_and_its_ticket_completes(
         return [reason for _, reason in events(conn, BOT, "restart", since) if reason.startswith("hung:")]
     [reason] = wait_until(hung_restarts, 15, "the watchdog to restart the hung bot")
     assert reason.startswith("hung: no heartbeat for") and f"(pid {frozen})" in reason
-    # Not before the threshold: "no heartbeat for X s" with X past 3 missed heartbeats.
-    assert float(reason.split("no heartbeat for ")[1].split("s")[0]) > HUNG_AFTER_S
+    # Declared hung past one threshold of silence and within two: "no heartbeat for X s" is the
+    # watchdog's own measure, from the bot's last heartbeat to the check that acted.
+    silent_s = float(reason.split("no heartbeat for ")[1].split("s")[0])
+    assert HUNG_AFTER_S <= silent_s <= 2 * HUNG_AFTER_S, reason  # printed to 0.1 s
     wait_until(lambda: engine.get_ticket(conn, ticket_id).closed_at is not None, 30, "the ticket to complete")
     starts = sorted(fleet.marks.glob(f"*-{ticket_id}-2-start"))
     # The frozen process never finished it; the new one did, once.
