@@ -45,11 +45,14 @@ def wait_until(predicate, timeout_s=30.0, message="condition", interval_s=0.05):
 
 
 def stays_true(predicate, duration_s, message="condition", interval_s=0.05):
-    """Poll `predicate` for `duration_s`; fail the test the first time it is false."""
+    """Poll `predicate` for `duration_s`; fail the test the first time it is false.
+
+    `message` may be a function, called then to describe the state (as in wait_until).
+    """
     deadline = time.monotonic() + duration_s
     while time.monotonic() < deadline:
         if not predicate():
-            pytest.fail(f"{message} stopped holding")
+            pytest.fail(f"{message() if callable(message) else message} stopped holding")
         time.sleep(interval_s)  # poll interval
 
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from common import database, engine
-from tests.conftest import THREE_STATES, SupervisedFleet, wait_until, with_dbname
+from tests.conftest import THREE_STATES, SupervisedFleet, stays_true, wait_until, with_dbname
 
 pytestmark = pytest.mark.processes
 
@@ -168,9 +168,9 @@ def _outage_run(fleet, pgdata, server_url, url):
         return seen[-1][0] != 0 and "database" in seen[-1][1]
     wait_until(check_says_database_down, OUTAGE_S - 1, "`botfleet check` to report the database down")
     print(f"while down: {seen[-1]}")
-    # The fault itself is a duration, not a wait for a condition: the server stays down until the
-    # 10 s deadline of the outage.
-    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
+    # The server stays down for the whole outage, and `check` keeps saying so while it lasts.
+    stays_true(check_says_database_down, max(0.0, OUTAGE_S - (time.monotonic() - down_since)),
+               lambda: f"`botfleet check` reporting the database down (it said {seen[-1]})")
     assert database.start_embedded(pgdata) == server_url
     print(f"server down for {time.monotonic() - down_since:.1f}s")
 
