@@ -327,11 +327,15 @@ RECORD_WATCHDOG_EVENT = """
 INSERT INTO watchdog_events (watchdog, bot, action, reason) VALUES (%(watchdog)s, %(bot)s, %(action)s, %(reason)s)
 """
 
+# Written as a check starts (liveness of the loop); last_check_at as it completes (success).
 WATCHDOG_HEARTBEAT = """
-INSERT INTO watchdogs (name, host, pid, heartbeat_at, last_check_at)
-VALUES (%(name)s, %(host)s, %(pid)s, now(), now())
-ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = now(),
-    last_check_at = now()
+INSERT INTO watchdogs (name, host, pid, heartbeat_at)
+VALUES (%(name)s, %(host)s, %(pid)s, now())
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = now()
+"""
+
+WATCHDOG_CHECKED = """
+UPDATE watchdogs SET last_check_at = now() WHERE name = %(name)s
 """
 
 # One watchdog at a time holds the fleet-wide lease; it is renewed every check and taken over

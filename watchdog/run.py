@@ -103,6 +103,7 @@ class Watchdog:
         if self.is_leader:
             conn.execute(sql.RETIRE_DEAD_PROCESSES, {"dead_after_s": 10 * self.limits.hung_after_s})
             conn.execute(sql.PRUNE_WATCHDOG_EVENTS)
+        conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name})
 
     def _check_bot(self, conn, bot, infos, now):
         names = process_names(bot["name"], bot["replicas"])
