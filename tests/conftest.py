@@ -56,6 +56,12 @@ def stays_true(predicate, duration_s, message="condition", interval_s=0.05):
         time.sleep(interval_s)  # poll interval
 
 
+def last_event_id(conn) -> int:
+    """The newest watchdog event: those up to here belong to the fleet's start-up, not to the
+    fault a test makes afterwards."""
+    return conn.execute("SELECT coalesce(max(id), 0) AS id FROM watchdog_events").fetchone()["id"]
+
+
 def _docker_answers() -> bool:
     if not shutil.which("docker"):
         return False

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from common import database, engine
-from tests.conftest import THREE_STATES, SupervisedFleet, stays_true, wait_until, with_dbname
+from tests.conftest import THREE_STATES, SupervisedFleet, last_event_id, stays_true, wait_until, with_dbname
 
 pytestmark = pytest.mark.processes
 
@@ -149,7 +149,7 @@ def _outage_run(fleet, pgdata, server_url, url):
     pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}
     watchdog_pid = fleet.info("watchdog", "watchdog")["pid"]
     with database.connect(url, autocommit=True) as conn:
-        events_before = conn.execute("SELECT coalesce(max(id), 0) AS id FROM watchdog_events").fetchone()["id"]
+        events_before = last_event_id(conn)
         ids = engine.create_tickets(conn, engine.type_index(fleet.config), METASERVICE, "three",
                                     [{"n": n, "sleep_s": 0.05} for n in range(OUTAGE_TICKETS)])
         wait_until(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = %s AND state = 3",

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from common import engine
-from tests.conftest import ROOT, BOTFLEET, stays_true, wait_until
+from tests.conftest import ROOT, BOTFLEET, last_event_id, stays_true, wait_until
 
 pytestmark = pytest.mark.processes
 
@@ -22,11 +22,6 @@ def events(conn, bot, action=None, after_id=0):
     rows = conn.execute("SELECT action, reason FROM watchdog_events WHERE bot = %s AND id > %s ORDER BY id",
                         (bot, after_id)).fetchall()
     return [(r["action"], r["reason"]) for r in rows if action is None or r["action"] == action]
-
-
-def last_event_id(conn):
-    """Events up to here belong to the fleet's start-up, not to the fault a test makes."""
-    return conn.execute("SELECT coalesce(max(id), 0) AS id FROM watchdog_events").fetchone()["id"]
 
 
 def health(conn, bot):
@@ -138,31 +133,32 @@ def test_metrics_and_healthz_are_served(supervised, conn):
     ids = engine.create_tickets(conn, types, "testms", "pipe", [{} for _ in range(20)])
     wait_until(lambda: all(engine.get_ticket(conn, i).closed_at for i in ids), 30, "the tickets to finish")
     base = f"http://127.0.0.1:{fleet.port}"
+    answers = []
+
+    def get(path):
+        """(status, body) of one request to the watchdog, kept in `answers` for failure messages."""
+        try:
+            with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
+                answers.append((response.status, response.read().decode()))
+        except urllib.error.HTTPError as exc:
+            answers.append((exc.code, exc.read().decode()))
+        return answers[-1]
 
     def transitions_counted():
-        text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        text = get("/metrics")[1]
         line = next((l for l in text.splitlines() if l.startswith("botfleet_transitions_total{")
                      and 'bot="testms-pipe-1-first"' in l), None)
         return text if line and float(line.rsplit(" ", 1)[1]) == 20 else None
     text = wait_until(transitions_counted, 10, "the bots' counts to reach /metrics (with their heartbeat)")
     up = 'botfleet_bot_up{bot="testms-pipe-1-first",metaservice="testms",state="1",ticket_type="pipe"} 1.0'
     # Up once a watchdog check has seen it RUNNING, which may come after the counts.
-    wait_until(lambda: up in urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode(), 10,
-               "the bot to be up in /metrics")
+    wait_until(lambda: up in get("/metrics")[1], 10, "the bot to be up in /metrics")
     assert "botfleet_hop_latency_seconds_count{" in text and "botfleet_database_up 1.0" in text
 
-    last = {}
-    def healthz():
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
-                last["answer"] = (response.status, response.read().decode())
-        except urllib.error.HTTPError as exc:
-            last["answer"] = (exc.code, exc.read().decode())
-        return last["answer"]
     # Bots work before supervisord calls them RUNNING (startsecs); until then they are "starting"
     # and /healthz rightly answers 503, so wait for the first check after every bot is RUNNING.
-    wait_until(lambda: healthz()[0] == 200 and last["answer"][1].startswith("OK:"), 15,
-               lambda: f"/healthz to answer 200 OK, last answer {last.get('answer')}")
+    wait_until(lambda: get("/healthz")[0] == 200 and answers[-1][1].startswith("OK:"), 15,
+               lambda: f"/healthz to answer 200 OK, last answer {answers[-1]}")
     fleet.rpc.stopProcess(f"testms:{BOT}")
-    wait_until(lambda: healthz()[0] == 503 and BOT in last["answer"][1], 10,
-               lambda: f"/healthz to answer 503 naming the stopped bot, last answer {last.get('answer')}")
+    wait_until(lambda: get("/healthz")[0] == 503 and BOT in answers[-1][1], 10,
+               lambda: f"/healthz to answer 503 naming the stopped bot, last answer {answers[-1]}")
