@@ -277,12 +277,14 @@ def fill_sweep_table(conn, closed, open_):
                c + interval '1 hour', c + interval '1 hour', c, 2, c
         FROM generate_series(1, %(n)s) g, LATERAL (SELECT now() - g * interval '1 second' AS c) t
     """, {"n": closed})
-    # Open tickets wait for a time spread over the next hour: nothing is due until set_due() says so.
+    # Open tickets wait for a time spread over the hour after next: nothing is due until set_due() says so,
+    # however long the inserts take (they fall due on their own when the spread starts at now()).
     conn.execute("""
         INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, created_at, state_entered_at,
                              deadline_at, next_reminder_at, due_at, step)
         SELECT 'sweep', 't' || (g %% 4), 1 + (g / 4) %% 2, '{"n": 1}', 'bench', now(), now(),
-               now() + interval '2 hours', now() + interval '2 hours', now() + (g %% 3600 + 1) * interval '1 second', 1
+               now() + interval '2 hours', now() + interval '2 hours',
+               now() + interval '1 hour' + (g %% 3600 + 1) * interval '1 second', 1
         FROM generate_series(1, %(n)s) g
     """, {"n": open_})
     say(f"  inserted in {time.monotonic() - started:.1f}s; VACUUM ANALYZE")
