@@ -44,9 +44,14 @@ from psycopg.conninfo import make_conninfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import config as config_module  # noqa: E402
-from common import database, engine, supervisor_render, supervisor_rpc  # noqa: E402
 from bench import pipeline  # noqa: E402
+from common.config.load import load  # noqa: E402
+from common import engine, supervisor_render, supervisor_rpc  # noqa: E402
+from common.config.names import hostname
+from common.store.connect import connect
+from common.store.migrate import upgrade
+from common.store.server import start_embedded, stop_embedded
+from common.tickets.create import create_tickets
 
 METASERVICE, TICKET_TYPE = "chaos", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
@@ -162,7 +167,7 @@ def heartbeats(conn):
     from their loop (the first loop heartbeat comes after the first sweep; registering is not one)."""
     rows = conn.execute("""
         SELECT bot_name, pid, extract(epoch FROM started_at)::float8 AS started FROM bot_processes
-        WHERE stopped_at IS NULL AND host = %s AND heartbeat_at > started_at""", (database.hostname(),)).fetchall()
+        WHERE stopped_at IS NULL AND host = %s AND heartbeat_at > started_at""", (hostname(),)).fetchall()
     result = {}
     for row in rows:
         result.setdefault(row["bot_name"], {})[row["pid"]] = row["started"]
@@ -286,19 +291,19 @@ def main():
     kills = []
     try:
         say(f"starting embedded PostgreSQL in {pgdata}")
-        server_url = database.start_embedded(pgdata)
-        with database.connect(server_url, autocommit=True) as admin:
+        server_url = start_embedded(pgdata)
+        with connect(server_url, autocommit=True) as admin:
             admin.execute('CREATE DATABASE "botfleet_chaos"')
         url = make_conninfo(server_url, dbname="botfleet_chaos")
         write_config(tmp / "config", free_port())
-        cfg = config_module.load(tmp / "config")
-        database.upgrade(url, cfg)
-        types = engine.type_index(cfg)
+        cfg = load(tmp / "config")
+        upgrade(url, cfg)
+        types = cfg
 
         fleet = Fleet(tmp / "project", cfg, url)
         say(f"starting supervisord with {', '.join(BOTS)} and the watchdog (project {fleet.project})")
         fleet.start()
-        with database.connect(url, autocommit=True, application_name="chaos") as conn:
+        with connect(url, autocommit=True, application_name="chaos") as conn:
             def ready():
                 infos, beats = fleet.processes(), heartbeats(conn)
                 return (len(infos) == len(BOTS) + 1 and all(i["statename"] == "RUNNING" for i in infos.values())
@@ -308,7 +313,7 @@ def main():
             say(f"creating {args.tickets} tickets ({args.handler_ms:g} ms per handler), "
                 f"then a SIGKILL a second (victims seeded with {seed})")
             created = time.monotonic()
-            ids = engine.create_tickets(conn, types, METASERVICE, TICKET_TYPE,
+            ids = create_tickets(conn, types, METASERVICE, TICKET_TYPE,
                                         [{"sleep_s": args.handler_ms / 1000} for _ in range(args.tickets)],
                                         creator="chaos")
             pending = run_kills(fleet, conn, rng, args.max_kills, kills)
@@ -340,7 +345,7 @@ def main():
         try:
             if fleet is not None:
                 fleet.stop()
-            database.stop_embedded(pgdata)  # also a server that a failed setup left running
+            stop_embedded(pgdata)  # also a server that a failed setup left running
         finally:
             signal.alarm(0)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,8 +11,8 @@ cost of one sweep over a big table, and a bot's memory. See bench/README.md for 
 import argparse
 import math
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,9 +26,14 @@ from psycopg.conninfo import make_conninfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import config as config_module  # noqa: E402
-from common import database, engine, sql  # noqa: E402
 from bench import pipeline  # noqa: E402
+from common.config.load import load  # noqa: E402
+from common.store import sql  # noqa: E402
+from common.store.connect import connect, libpq_url
+from common.store.migrate import upgrade
+from common.store.server import start_embedded, stop_embedded
+from common.tickets.claim import get_current_ticket_list
+from common.tickets.create import create_ticket, create_tickets
 
 METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
@@ -68,11 +73,11 @@ def start_embedded_with_commit_timestamps(pgdata):
 
     The setting only takes effect at server start, so the server is started, set and restarted.
     """
-    url = database.start_embedded(pgdata)
-    with database.connect(url, autocommit=True) as conn:
+    url = start_embedded(pgdata)
+    with connect(url, autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
-    database.stop_embedded(pgdata)
-    return database.start_embedded(pgdata)
+    stop_embedded(pgdata)
+    return start_embedded(pgdata)
 
 
 LATENCY_METHODS = {
@@ -87,14 +92,14 @@ def has_commit_timestamps(conn):
 
 
 def with_dbname(url, dbname):
-    url = database.libpq_url(url)
+    url = libpq_url(url)
     if "://" not in url:  # a "key=value" conninfo
         return make_conninfo(url, dbname=dbname)
     return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
 
 
 def connect(url):
-    conn = database.connect(url, autocommit=True, application_name="bench")
+    conn = connect(url, autocommit=True, application_name="bench")
     conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
     return conn
 
@@ -187,7 +192,7 @@ def wait_closed(conn, ids, timeout_s, procs, tmp, progress=False):
 
 def measure_throughput(conn, types, count, procs, tmp):
     say(f"throughput: creating {count} tickets in one transaction")
-    ids = engine.create_tickets(conn, types, METASERVICE, TICKET_TYPE, [{} for _ in range(count)], creator="bench")
+    ids = create_tickets(conn, types, METASERVICE, TICKET_TYPE, [{} for _ in range(count)], creator="bench")
     created_s = time.time()
     wait_closed(conn, ids, BURST_TIMEOUT_S, procs, tmp, progress=True)
     row = conn.execute("SELECT extract(epoch FROM max(closed_at)) AS last_close_s FROM tickets WHERE id = ANY(%s)",
@@ -237,7 +242,7 @@ def measure_latency(conn, types, count, procs, tmp, commit_timestamps):
         pause_s = start + i * LATENCY_SPACING_S - time.monotonic()
         if pause_s > 0:
             time.sleep(pause_s)
-        ids.append(engine.create_ticket(conn, types, METASERVICE, TICKET_TYPE, {"latency": True}, creator="bench"))
+        ids.append(create_ticket(conn, types, METASERVICE, TICKET_TYPE, {"latency": True}, creator="bench"))
     wait_closed(conn, ids, LATENCY_TIMEOUT_S, procs, tmp)
     handler_starts = read_handler_starts(tmp, ids)
     initial = types[(METASERVICE, TICKET_TYPE)].initial
@@ -311,7 +316,7 @@ def sweep_ms(bot_conn, admin_conn, ticket_type, state, due):
         if due:
             set_due(admin_conn, ticket_type, state, due)
         started = time.perf_counter()
-        claimed = engine.get_current_ticket_list(bot_conn, spec, "bench-sweep", 32)
+        claimed = get_current_ticket_list(bot_conn, spec, "bench-sweep", 32)
         bot_conn.execute(sql.NEXT_DUE, params).fetchone()
         elapsed_ms = (time.perf_counter() - started) * 1000
         if len(claimed) != due:
@@ -322,7 +327,7 @@ def sweep_ms(bot_conn, admin_conn, ticket_type, state, due):
 
 
 def measure_sweep(url, closed, open_):
-    with connect(url) as admin, database.connect(url, autocommit=True, application_name="bench-sweep") as bot:
+    with connect(url) as admin, connect(url, autocommit=True, application_name="bench-sweep") as bot:
         fill_sweep_table(admin, closed, open_)
         bot.execute(sql.BOT_SESSION_SETUP)
         bot.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
@@ -381,9 +386,9 @@ def main():
         say(f"latency measured from: {latency_method}")
         url = with_dbname(server_url, dbname)
         write_config(tmp / "config")
-        cfg = config_module.load(tmp / "config")
-        database.upgrade(url, cfg)
-        types = engine.type_index(cfg)
+        cfg = load(tmp / "config")
+        upgrade(url, cfg)
+        types = cfg
 
         say("starting bots: " + ", ".join(BOTS))
         procs = start_bots(tmp / "config", url, tmp)
@@ -405,7 +410,7 @@ def main():
         signal.alarm(0)
         stop_bots(procs)
         if embedded:
-            database.stop_embedded(pgdata)  # also a server that a failed setup left running
+            stop_embedded(pgdata)  # also a server that a failed setup left running
         elif server_url:
             with connect(server_url) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -9,51 +9,22 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
-from common import database
-
-ROOT = Path(__file__).resolve().parent.parent
-BOTFLEET = [sys.executable, "-m", "common.cli"]
+from common.store.connect import connect, libpq_url
+from common.store.migrate import upgrade
+from common.store.server import start_embedded, stop_embedded
+from common.store.sync import sync_config
+from tests.harness import BOTFLEET, ROOT, BotProcesses, Fleet, free_port, stays_true, wait_until, with_dbname  # noqa: F401
 
 for name in list(os.environ):
     if name.startswith("BOTFLEET_") or name == "DATABASE_URL":
         del os.environ[name]
-
-
-def wait_until(predicate, timeout_s=30.0, message="condition", interval_s=0.05):
-    """Poll `predicate` until it returns something truthy; fail the test with `message` at the deadline.
-
-    `message` may be a function, called at the deadline to describe the state then (logs, counts).
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {message() if callable(message) else message}")
-        time.sleep(interval_s)  # poll interval
-
-
-def stays_true(predicate, duration_s, message="condition", interval_s=0.05):
-    """Poll `predicate` for `duration_s`; fail the test the first time it is false.
-
-    `message` may be a function, called then to describe the state (as in wait_until).
-    """
-    deadline = time.monotonic() + duration_s
-    while time.monotonic() < deadline:
-        if not predicate():
-            pytest.fail(f"{message() if callable(message) else message} stopped holding")
-        time.sleep(interval_s)  # poll interval
 
 
 def last_event_id(conn) -> int:
@@ -74,7 +45,7 @@ def _docker_answers() -> bool:
 @pytest.fixture(scope="session")
 def server_url():
     if os.environ.get("TEST_DATABASE_URL"):
-        yield database.libpq_url(os.environ["TEST_DATABASE_URL"])
+        yield libpq_url(os.environ["TEST_DATABASE_URL"])
         return
     if _docker_answers():
         from testcontainers.postgres import PostgresContainer
@@ -83,16 +54,12 @@ def server_url():
             yield container.get_connection_url()
         return
     folder = Path(tempfile.mkdtemp(prefix="botfleet-test-pg-"))
-    url = database.start_embedded(folder / "pgdata")
+    url = start_embedded(folder / "pgdata")
     try:
         yield url
     finally:
-        database.stop_embedded(folder / "pgdata")
+        stop_embedded(folder / "pgdata")
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def with_dbname(url, dbname) -> str:
-    return make_conninfo(url, dbname=dbname)
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +67,7 @@ def template_db(server_url):
     name = f"botfleet_template_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    database.upgrade(with_dbname(server_url, name))
+    upgrade(with_dbname(server_url, name))
     yield name
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -136,7 +103,7 @@ def empty_db_url(server_url):
 
 @pytest.fixture
 def conn(db_url):
-    with database.connect(db_url, autocommit=True) as connection:
+    with connect(db_url, autocommit=True) as connection:
         yield connection
 
 
@@ -175,7 +142,7 @@ def write_config(folder: Path, *, types=None, bots=None, fleet_extra="", bot_def
 
     Bots not given get `handler: tests.handlers:advance` (or nothing, for final states).
     """
-    from common.config import load
+    from common.config.load import load
 
     types = types or {"testms/pipe": PIPELINE_TYPE}
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,7 +171,7 @@ def write_config(folder: Path, *, types=None, bots=None, fleet_extra="", bot_def
 
 
 def _load_without_bots(folder, load):
-    from common.config import parse_ticket_type
+    from common.config.load import parse_ticket_type
 
     return [parse_ticket_type(path.parent.name, path) for path in sorted((folder / "ticket_types").glob("*/*.yaml"))]
 
@@ -216,144 +183,44 @@ def config_dir(tmp_path):
 
 @pytest.fixture
 def fleet_config(config_dir):
-    from common.config import load
+    from common.config.load import load
 
     return load(config_dir)
 
 
 @pytest.fixture
 def synced(conn, fleet_config):
-    database.sync_config(conn, fleet_config)
+    sync_config(conn, fleet_config)
     return fleet_config
 
 
 # -- bot processes ------------------------------------------------------------------------------
 
 
-class Processes:
-    """Real bot processes, started with `botfleet bot run`, killed at the end of the test."""
-
-    def __init__(self, tmp_path):
-        self.tmp_path = tmp_path
-        self.procs = []
-
-    def start(self, name, config_dir, db_url, extra_env=None) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{name}-{len(self.procs)}.log", "w")
-        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-               **(extra_env or {})}
-        proc = subprocess.Popen([*BOTFLEET, "--config", str(config_dir), "bot", "run", name],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        proc.log_path = log.name
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self, timeout_s=15):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture
 def processes(tmp_path):
-    procs = Processes(tmp_path)
+    procs = BotProcesses(tmp_path)
     yield procs
     procs.stop_all()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class SupervisedFleet:
-    """A real supervisord running the rendered programs (bots and watchdog) of a test config."""
+class SupervisedFleet(Fleet):
+    """A harness Fleet whose config folder is written by write_config, with a watchdog on a free port."""
 
     def __init__(self, project: Path, db_url: str, **config_kwargs):
-        self.project = project
-        self.db_url = db_url
-        self.marks = project / "marks"
+        super().__init__(project, db_url)
+        self.marks = self.project / "marks"
+        self.marks.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        (project / "var" / "log").mkdir(parents=True, exist_ok=True)
-        self.marks.mkdir(exist_ok=True)
-        shutil.copy(ROOT / "supervisord.conf", project / "supervisord.conf")
         watchdog = (f"watchdog:\n  listen: 127.0.0.1:{self.port}\n  check_interval: 250ms\n"
                     f"  fatal_retry_backoff: 1s\n")
         config_kwargs["fleet_extra"] = config_kwargs.get("fleet_extra", "") + watchdog
-        self.config_dir = write_config(project / "config", **config_kwargs)
-        self.socket = project / "var" / "supervisor.sock"
-        self.proc = None
+        write_config(self.config_dir, **config_kwargs)
 
-    @property
-    def config(self):
-        from common.config import load
-
-        return load(self.config_dir)
-
-    def render(self):
-        from common import supervisor_render
-
-        supervisor_render.write(self.config, self.project / "supervisord.d", paths={
-            "bin": str(Path(sys.executable).parent / "botfleet"), "log_dir": str(self.project / "var" / "log")})
-
-    def start(self, extra_env=None, wait_running=True):
-        from common import database as db
-
-        with db.connect(self.db_url) as conn:
-            db.sync_config(conn, self.config)
-        self.render()
-        env = {**os.environ, "DATABASE_URL": self.db_url, "PYTHONPATH": str(ROOT),
-               "BOTFLEET_TEST_MARKS": str(self.marks), **(extra_env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c",
-                                      str(self.project / "supervisord.conf")], env=env, cwd=self.project)
-        if wait_running:
-            expected = len(self.config.bots) + 1
-            wait_until(lambda: self.states() and len(self.states()) == expected
-                       and all(state == "RUNNING" for state in self.states().values()),
-                       60, "every program to be RUNNING under supervisord")
-        return self
-
-    @property
-    def rpc(self):
-        from common import supervisor_rpc
-
-        return supervisor_rpc.client(self.socket).supervisor
-
-    def states(self):
-        from common import supervisor_rpc
-
-        return supervisor_rpc.process_states(self.socket) or {}
-
-    def info(self, group, name):
-        return self.rpc.getProcessInfo(f"{group}:{name}")
-
-    def check(self):
-        """`botfleet check` against this fleet: (exit code, line)."""
-        result = subprocess.run([*BOTFLEET, "--config", str(self.config_dir), "check"], cwd=ROOT,
-                                env={**os.environ, "DATABASE_URL": self.db_url}, capture_output=True,
-                                text=True, timeout=60)
-        return result.returncode, result.stdout.strip()
-
-    def stop(self):
-        if self.proc is None:
-            return
-        try:
-            self.rpc.shutdown()
-        except Exception:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def start(self, extra_env=None, wait_running=True, timeout_s=60):
+        with connect(self.db_url) as conn:
+            sync_config(conn, self.config)
+        return super().start({"BOTFLEET_TEST_MARKS": str(self.marks), **(extra_env or {})}, wait_running, timeout_s)
 
 
 @pytest.fixture

@@ -4,15 +4,16 @@ import signal
 
 import pytest
 
-from common import engine
-from common.config import load
+from common.config.load import load
+from common.tickets.create import create_ticket
+from common.tickets.read import get_events, get_ticket
 from tests.conftest import registered, stays_true, wait_until, write_config
 
 pytestmark = pytest.mark.processes
 
 
 def state_of(conn, ticket_id):
-    return engine.get_ticket(conn, ticket_id).state
+    return get_ticket(conn, ticket_id).state
 
 
 def test_sigterm_finishes_the_ticket_in_hand_deregisters_and_exits_0(tmp_path, db_url, conn, processes):
@@ -22,7 +23,7 @@ def test_sigterm_finishes_the_ticket_in_hand_deregisters_and_exits_0(tmp_path, d
     cfg = load(folder)
     bot = processes.start("testms-pipe-1-first", folder, db_url, {"BOTFLEET_TEST_MARKS": str(marks)})
     wait_until(registered(conn, 1), 30, "the bot to register")
-    ticket_id = engine.create_ticket(conn, engine.type_index(cfg), "testms", "pipe", {"sleep_s": 1})
+    ticket_id = create_ticket(conn, cfg, "testms", "pipe", {"sleep_s": 1})
     wait_until(lambda: list(marks.iterdir()), 10, "the handler to start")
     bot.send_signal(signal.SIGTERM)
     assert bot.wait(timeout=10) == 0
@@ -34,22 +35,22 @@ def test_sigterm_finishes_the_ticket_in_hand_deregisters_and_exits_0(tmp_path, d
 def test_bot_reconnects_and_sweeps_after_its_connections_are_killed(tmp_path, db_url, conn, processes):
     folder = write_config(tmp_path / "config", bot_defaults={"sweep_interval": "1h"})
     cfg = load(folder)
-    types = engine.type_index(cfg)
+    types = cfg
     bot = processes.start("testms-pipe-1-first", folder, db_url)
     wait_until(registered(conn, 1), 30, "the bot to register")
-    first = engine.create_ticket(conn, types, "testms", "pipe")
+    first = create_ticket(conn, types, "testms", "pipe")
     wait_until(lambda: state_of(conn, first) == 2, 10, "the first ticket to move")
     killed = conn.execute("SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
                           "WHERE application_name LIKE 'testms-pipe-1-first%'").fetchone()["n"]
     assert killed == 2  # the work connection and the listener's
     # Created while the bot may still be reconnecting: its notification can be lost, the sweep after
     # reconnecting is what must find it.
-    second = engine.create_ticket(conn, types, "testms", "pipe")
+    second = create_ticket(conn, types, "testms", "pipe")
     wait_until(lambda: state_of(conn, second) == 2, 30, "the ticket created during the outage to move")
     wait_until(lambda: conn.execute("SELECT count(*) AS n FROM pg_stat_activity "
                                     "WHERE application_name LIKE 'testms-pipe-1-first%'").fetchone()["n"] == 2,
                10, "both connections to be back")
-    third = engine.create_ticket(conn, types, "testms", "pipe")
+    third = create_ticket(conn, types, "testms", "pipe")
     wait_until(lambda: state_of(conn, third) == 2, 10, "a ticket after reconnecting to move on its notification")
     assert bot.poll() is None
 
@@ -58,18 +59,18 @@ def test_failing_handler_is_retried_then_escalated_once(tmp_path, db_url, conn, 
     folder = write_config(tmp_path / "config", bots={"testms-pipe-1-first": "handler: tests.handlers:flaky\n"},
                           bot_defaults={"retries": 2, "retry_backoff": "100ms"})
     cfg = load(folder)
-    types = engine.type_index(cfg)
+    types = cfg
     processes.start("testms-pipe-1-first", folder, db_url)
     wait_until(registered(conn, 1), 30, "the bot to register")
-    recovers = engine.create_ticket(conn, types, "testms", "pipe", {"fail_times": 2})
-    gives_up = engine.create_ticket(conn, types, "testms", "pipe", {"fail_times": 99})
+    recovers = create_ticket(conn, types, "testms", "pipe", {"fail_times": 2})
+    gives_up = create_ticket(conn, types, "testms", "pipe", {"fail_times": 99})
     wait_until(lambda: state_of(conn, recovers) == 2, 20, "the ticket that fails twice to move on")
 
     def escalated():
         return conn.execute("SELECT id FROM tickets WHERE metaservice = 'botfleet' "
                             "AND (payload->>'ticket_id')::bigint = %s", (gives_up,)).fetchall()
     wait_until(escalated, 20, "an error ticket for the ticket that keeps failing")
-    kinds = [e["kind"] for e in engine.get_events(conn, gives_up)]
+    kinds = [e["kind"] for e in get_events(conn, gives_up)]
     assert kinds == ["created", "error", "error", "escalated"]
     # Later sweeps (every second here) leave the parked ticket alone: still exactly one error ticket.
     stays_true(lambda: len(escalated()) == 1, 2.5, "exactly one error ticket")
@@ -84,9 +85,9 @@ def test_child_ticket_and_wait_until_ticket(tmp_path, db_url, conn, processes):
     for name in cfg.bots:
         processes.start(name, folder, db_url)
     wait_until(registered(conn, len(cfg.bots)), 30, "the bots to register")
-    parent = engine.create_ticket(conn, engine.type_index(cfg), "testms", "pipe")
-    wait_until(lambda: engine.get_ticket(conn, parent).closed_at is not None, 30, "the parent to finish")
+    parent = create_ticket(conn, cfg, "testms", "pipe")
+    wait_until(lambda: get_ticket(conn, parent).closed_at is not None, 30, "the parent to finish")
     [child] = conn.execute("SELECT id, closed_at, payload FROM tickets WHERE parent_id = %s", (parent,)).fetchall()
     assert child["closed_at"] is not None
-    kinds = [e["kind"] for e in engine.get_events(conn, parent)]
+    kinds = [e["kind"] for e in get_events(conn, parent)]
     assert kinds[:4] == ["created", "waited", "woke", "transitioned"]

@@ -6,7 +6,9 @@ import subprocess
 
 import pytest
 
-from common import database
+from common.store.connect import connect
+from common.store.revision import check_schema
+from common.store.sync import sync_config
 from tests.conftest import BOTFLEET, ROOT
 
 
@@ -44,7 +46,7 @@ def test_bad_requests_get_a_clear_error(cli):
 
 
 def test_status_json(cli, conn, fleet_config):
-    database.sync_config(conn, fleet_config)
+    sync_config(conn, fleet_config)
     cli("ticket", "create", "testms", "pipe")
     status = json.loads(cli("status", "--json").stdout)
     bot = next(b for b in status["bots"] if b["name"] == "testms-pipe-1-first")
@@ -59,7 +61,7 @@ def test_db_upgrade_creates_the_schema_and_syncs_the_config(empty_db_url, config
     result = subprocess.run([*BOTFLEET, "--config", str(config_dir), "db", "upgrade"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    with database.connect(empty_db_url) as conn:
-        database.check_schema(conn)
+    with connect(empty_db_url) as conn:
+        check_schema(conn)
         names = [r["name"] for r in conn.execute("SELECT name FROM bots ORDER BY name").fetchall()]
     assert names[0] == "testms-pipe-1-first" and len(names) == 5

@@ -2,7 +2,7 @@
 
 import pytest
 
-from common.durations import parse_duration_s
+from common.config.durations import parse_duration_s
 
 
 @pytest.mark.parametrize("text, seconds", [

@@ -3,9 +3,18 @@
 
 import pytest
 
-from common import database, engine, sql
 from common.errors import BotfleetError, TransitionNotAllowed
-from common.outcomes import Outcome, plan
+from common.store import sql
+from common.store.connect import connect
+from common.store.revision import check_schema
+from common.store.sync import sync_config
+from common.tickets.claim import get_current_ticket_list
+from common.tickets.create import create_ticket, create_tickets
+from common.tickets.manual import send_ticket, set_assigned_user
+from common.tickets.outcomes import Outcome, plan
+from common.tickets.proceed import Step
+from common.tickets.read import get_assigned_user, get_events, get_ticket
+from common.tickets.record import add_ticket_to_proceeded_list
 from tests.conftest import wait_until
 
 OWNER_A, OWNER_B = "bot-a@test:1", "bot-b@test:2"
@@ -13,7 +22,7 @@ OWNER_A, OWNER_B = "bot-a@test:1", "bot-b@test:2"
 
 @pytest.fixture
 def types(synced):
-    return engine.type_index(synced)
+    return synced
 
 
 @pytest.fixture
@@ -23,7 +32,7 @@ def spec(synced):
 
 @pytest.fixture
 def listener(db_url):
-    with database.connect(db_url, autocommit=True) as conn:
+    with connect(db_url, autocommit=True) as conn:
         yield conn
 
 
@@ -32,18 +41,18 @@ def notified(conn, channel, timeout_s=10.0):
 
 
 def events(conn, ticket_id):
-    return [(e["kind"], e["from_state"], e["to_state"]) for e in engine.get_events(conn, ticket_id)]
+    return [(e["kind"], e["from_state"], e["to_state"]) for e in get_events(conn, ticket_id)]
 
 
 def step_for(conn, types, ticket, outcome, owner=OWNER_A):
     kind = types[(ticket.metaservice, ticket.ticket_type)]
-    return engine.Step(ticket, plan(ticket, kind, outcome, retries=1, retry_backoff_s=0.1))
+    return Step(ticket, plan(ticket, kind, outcome, retries=1, retry_backoff_s=0.1))
 
 
 def test_create_writes_ticket_event_and_notify(conn, types, listener):
     listener.execute(f'LISTEN "{sql.channel("testms", "pipe", 1)}"')
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe", {"k": "v"}, creator="alice")
-    ticket = engine.get_ticket(conn, ticket_id)
+    ticket_id = create_ticket(conn, types, "testms", "pipe", {"k": "v"}, creator="alice")
+    ticket = get_ticket(conn, ticket_id)
     assert (ticket.state, ticket.payload, ticket.creator, ticket.group_role) == (1, {"k": "v"}, "alice", "testers")
     assert ticket.deadline_at is not None
     assert events(conn, ticket_id) == [("created", None, 1)]
@@ -52,28 +61,28 @@ def test_create_writes_ticket_event_and_notify(conn, types, listener):
 
 def test_unknown_type_is_refused(conn, types):
     with pytest.raises(BotfleetError, match="unknown ticket type testms/nope"):
-        engine.create_ticket(conn, types, "testms", "nope")
+        create_ticket(conn, types, "testms", "nope")
 
 
 def test_claimed_ticket_is_in_one_owners_hands_until_its_lease_runs_out(conn, types, spec):
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    [claimed] = engine.get_current_ticket_list(conn, spec, OWNER_A, 10)
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [claimed] = get_current_ticket_list(conn, spec, OWNER_A, 10)
     assert claimed.id == ticket_id
-    assert engine.get_current_ticket_list(conn, spec, OWNER_B, 10) == []
+    assert get_current_ticket_list(conn, spec, OWNER_B, 10) == []
     conn.execute("UPDATE tickets SET due_at = now() - interval '1 second', lease_expires_at = now()")
-    [rescued] = engine.get_current_ticket_list(conn, spec, OWNER_B, 10)
+    [rescued] = get_current_ticket_list(conn, spec, OWNER_B, 10)
     assert rescued.id == ticket_id and rescued.lease_owner == OWNER_B
     assert ("claimed", 1, 1) in events(conn, ticket_id)
 
 
 def test_transition_commits_row_event_and_notify_together(conn, types, spec, listener):
     listener.execute(f'LISTEN "{sql.channel("testms", "pipe", 2)}"')
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    [ticket] = engine.get_current_ticket_list(conn, spec, OWNER_A, 1)
-    written = engine.add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, Outcome("send"))],
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
+    written = add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, Outcome("send"))],
                                                   OWNER_A, "testms-pipe-1-first")
     assert [row["id"] for row in written.applied] == [ticket_id]
-    after = engine.get_ticket(conn, ticket_id)
+    after = get_ticket(conn, ticket_id)
     assert (after.state, after.lease_owner, after.step) == (2, None, 1)
     assert events(conn, ticket_id) == [("created", None, 1), ("transitioned", 1, 2)]
     assert notified(listener, "bf.testms.pipe.2")
@@ -81,88 +90,88 @@ def test_transition_commits_row_event_and_notify_together(conn, types, spec, lis
 
 def test_rolled_back_transition_changes_nothing_and_wakes_nobody(db_url, conn, types, spec, listener):
     listener.execute(f'LISTEN "{sql.channel("testms", "pipe", 2)}"')
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    [ticket] = engine.get_current_ticket_list(conn, spec, OWNER_A, 1)
-    with database.connect(db_url) as other:
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
+    with connect(db_url) as other:
         with pytest.raises(RuntimeError):
             with other.transaction():
-                engine.add_ticket_to_proceeded_list(other, types, [step_for(other, types, ticket, Outcome("send"))],
+                add_ticket_to_proceeded_list(other, types, [step_for(other, types, ticket, Outcome("send"))],
                                                     OWNER_A, "bot")
                 raise RuntimeError("crash before commit")
-    assert engine.get_ticket(conn, ticket_id).state == 1
+    assert get_ticket(conn, ticket_id).state == 1
     assert not notified(listener, "bf.testms.pipe.2", timeout_s=0.3)
 
 
 def test_a_step_written_twice_is_written_once(conn, types, spec):
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    [ticket] = engine.get_current_ticket_list(conn, spec, OWNER_A, 1)
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
     step = step_for(conn, types, ticket, Outcome("send"))
-    first = engine.add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot")
-    second = engine.add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot")
+    first = add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot")
+    second = add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot")
     assert (len(first.applied), len(second.applied), len(second.stale)) == (1, 0, 1)
     assert [e for e in events(conn, ticket_id) if e[0] == "transitioned"] == [("transitioned", 1, 2)]
 
 
 def test_outcome_of_a_process_that_lost_its_lease_is_dropped(conn, types, spec):
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    [ticket] = engine.get_current_ticket_list(conn, spec, OWNER_A, 1)
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
     conn.execute("UPDATE tickets SET due_at = now(), lease_expires_at = now()")
-    [rescued] = engine.get_current_ticket_list(conn, spec, OWNER_B, 1)
-    late = engine.add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, Outcome("send"))],
+    [rescued] = get_current_ticket_list(conn, spec, OWNER_B, 1)
+    late = add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, Outcome("send"))],
                                                OWNER_A, "a")
     assert late.applied == []
-    engine.add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, rescued, Outcome("send"))], OWNER_B, "b")
+    add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, rescued, Outcome("send"))], OWNER_B, "b")
     assert [e for e in events(conn, ticket_id) if e[0] == "transitioned"] == [("transitioned", 1, 2)]
 
 
 def test_stuck_ticket_raises_exactly_one_error_ticket_and_resumes_when_it_is_resolved(conn, types, spec):
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    [ticket] = engine.get_current_ticket_list(conn, spec, OWNER_A, 1)
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
     stuck = Outcome("send", unavailable=(2,))
-    engine.add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, stuck)], OWNER_A, "bot")
-    parked = engine.get_ticket(conn, ticket_id)
+    add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, stuck)], OWNER_A, "bot")
+    parked = get_ticket(conn, ticket_id)
     errors = conn.execute("SELECT id, group_role, payload FROM tickets WHERE metaservice = 'botfleet'").fetchall()
     assert len(errors) == 1 and errors[0]["payload"]["ticket_id"] == ticket_id
     assert errors[0]["group_role"] == "testers"
     assert (parked.state, parked.waiting_for) == (1, errors[0]["id"])
     # Sweeps do not see it again, so no second error ticket ever comes of it.
-    assert engine.get_current_ticket_list(conn, spec, OWNER_A, 10) == []
-    engine.send_ticket(conn, types, errors[0]["id"], actor="operator")
-    resumed = engine.get_ticket(conn, ticket_id)
+    assert get_current_ticket_list(conn, spec, OWNER_A, 10) == []
+    send_ticket(conn, types, errors[0]["id"], actor="operator")
+    resumed = get_ticket(conn, ticket_id)
     assert resumed.waiting_for is None and resumed.state == 1
     assert events(conn, ticket_id)[-1] == ("woke", 1, 1)
-    assert [t.id for t in engine.get_current_ticket_list(conn, spec, OWNER_A, 10)] == [ticket_id]
+    assert [t.id for t in get_current_ticket_list(conn, spec, OWNER_A, 10)] == [ticket_id]
 
 
 def test_wait_for_a_ticket_that_is_already_closed_ends_at_once(conn, types, spec):
-    other = engine.create_ticket(conn, types, "testms", "pipe")
+    other = create_ticket(conn, types, "testms", "pipe")
     conn.execute("UPDATE tickets SET state = 4, closed_at = now() WHERE id = %s", (other,))
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    [ticket] = [t for t in engine.get_current_ticket_list(conn, spec, OWNER_A, 10) if t.id == ticket_id]
-    engine.add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, Outcome("wait_ticket", ticket=other))],
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = [t for t in get_current_ticket_list(conn, spec, OWNER_A, 10) if t.id == ticket_id]
+    add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, Outcome("wait_ticket", ticket=other))],
                                         OWNER_A, "bot")
-    assert engine.get_ticket(conn, ticket_id).waiting_for is None
+    assert get_ticket(conn, ticket_id).waiting_for is None
     assert [e[0] for e in events(conn, ticket_id)][-2:] == ["waited", "woke"]
 
 
 def test_manual_moves_follow_the_graph(conn, types):
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
     with pytest.raises(TransitionNotAllowed, match="from state 1 to state 3"):
-        engine.send_ticket(conn, types, ticket_id, 3)
-    assert engine.send_ticket(conn, types, ticket_id).state == 2
+        send_ticket(conn, types, ticket_id, 3)
+    assert send_ticket(conn, types, ticket_id).state == 2
 
 
 def test_manual_move_of_a_ticket_in_a_bots_hands_is_refused(conn, types, spec):
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    engine.get_current_ticket_list(conn, spec, OWNER_A, 1)
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    get_current_ticket_list(conn, spec, OWNER_A, 1)
     with pytest.raises(BotfleetError, match="being processed by bot-a"):
-        engine.send_ticket(conn, types, ticket_id)
+        send_ticket(conn, types, ticket_id)
 
 
 def test_assignment_is_recorded(conn, types):
-    ticket_id = engine.create_ticket(conn, types, "testms", "pipe")
-    assert engine.set_assigned_user(conn, types, ticket_id, "bob").assigned_user == "bob"
-    assert engine.get_assigned_user(conn, ticket_id) == "bob"
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    assert set_assigned_user(conn, types, ticket_id, "bob").assigned_user == "bob"
+    assert get_assigned_user(conn, ticket_id) == "bob"
     assert events(conn, ticket_id)[-1] == ("assigned", 1, 1)
 
 
@@ -176,14 +185,14 @@ def test_status_codes_are_synced_for_sql_readers(conn, synced):
 def test_schema_check_names_the_command_to_run(empty_db_url):
     from common.errors import SchemaBehindError
 
-    with database.connect(empty_db_url) as conn:
+    with connect(empty_db_url) as conn:
         with pytest.raises(SchemaBehindError, match="run `botfleet db upgrade`"):
-            database.check_schema(conn)
+            check_schema(conn)
 
 
 def test_claim_plan_uses_the_index_even_when_cached_on_an_empty_table(db_url, types, spec):
     """A generic plan made while the table is empty must not scan the table once it is large."""
-    with database.connect(db_url, autocommit=True) as conn:
+    with connect(db_url, autocommit=True) as conn:
         conn.execute(sql.BOT_SESSION_SETUP)
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute("PREPARE claim(text, text, int, int, text, float8) AS " + sql.CLAIM.replace(
@@ -199,17 +208,17 @@ def test_claim_plan_uses_the_index_even_when_cached_on_an_empty_table(db_url, ty
 
 
 def test_heartbeat_renews_only_the_leases_the_process_knows_it_holds(conn, types, spec):
-    held, orphan = engine.create_tickets(conn, types, "testms", "pipe", [{}, {}])
-    engine.get_current_ticket_list(conn, spec, OWNER_A, 2)
+    held, orphan = create_tickets(conn, types, "testms", "pipe", [{}, {}])
+    get_current_ticket_list(conn, spec, OWNER_A, 2)
     conn.execute(sql.REGISTER_PROCESS, {"owner": OWNER_A, "bot": spec.name, "host": "h", "pid": 1, "version": "t"})
     conn.execute("UPDATE tickets SET lease_expires_at = now(), due_at = now()")
     conn.execute(sql.HEARTBEAT, {"owner": OWNER_A, "lease_s": 60, "held": [held], "processed": 0, "failed": 0})
-    claimable = [t.id for t in engine.get_current_ticket_list(conn, spec, OWNER_B, 10)]
+    claimable = [t.id for t in get_current_ticket_list(conn, spec, OWNER_B, 10)]
     assert claimable == [orphan]
 
 
 def _claimed(conn, types, spec_or_bot, owner, ticket_id):
-    return next(t for t in engine.get_current_ticket_list(conn, spec_or_bot, owner, 50) if t.id == ticket_id)
+    return next(t for t in get_current_ticket_list(conn, spec_or_bot, owner, 50) if t.id == ticket_id)
 
 
 def _close_step(conn, types, synced, ticket_id, owner):
@@ -223,39 +232,39 @@ def test_a_wait_racing_a_close_is_always_woken(db_url, conn, types, synced, spec
     """Whichever of 'close T' and 'W waits for T' takes T's row lock first, W ends up woken."""
     import threading
 
-    awaited, waiter = engine.create_tickets(conn, types, "testms", "pipe", [{}, {}])
+    awaited, waiter = create_tickets(conn, types, "testms", "pipe", [{}, {}])
     conn.execute("UPDATE tickets SET state = 3 WHERE id = %s", (awaited,))
     close = _close_step(conn, types, synced, awaited, OWNER_B)
     wait = step_for(conn, types, _claimed(conn, types, spec, OWNER_A, waiter), Outcome("wait_ticket", ticket=awaited))
     steps = {"close": ([close], OWNER_B), "wait": ([wait], OWNER_A)}
     second = "wait" if first == "close" else "close"
-    with database.connect(db_url) as holder, database.connect(db_url, autocommit=True) as other:
+    with connect(db_url) as holder, connect(db_url, autocommit=True) as other:
         with holder.transaction():
-            engine.add_ticket_to_proceeded_list(holder, types, *steps[first], "holder")
+            add_ticket_to_proceeded_list(holder, types, *steps[first], "holder")
             # The second write blocks on the row lock the first holds until the first commits.
-            thread = threading.Thread(target=engine.add_ticket_to_proceeded_list,
+            thread = threading.Thread(target=add_ticket_to_proceeded_list,
                                       args=(other, types, *steps[second], "other"))
             thread.start()
             thread.join(timeout=0.5)
             assert thread.is_alive()
         thread.join(timeout=10)
-    woken = engine.get_ticket(conn, waiter)
+    woken = get_ticket(conn, waiter)
     assert (woken.waiting_for, woken.payload["woken_by"]) == (None, {"id": awaited, "state": 4})
 
 
 def test_sweep_wakes_a_ticket_left_waiting_for_a_closed_one(tmp_path, db_url, conn, types, synced, processes):
-    awaited, waiter = engine.create_tickets(conn, types, "testms", "pipe", [{}, {}])
+    awaited, waiter = create_tickets(conn, types, "testms", "pipe", [{}, {}])
     conn.execute("UPDATE tickets SET state = 4, closed_at = now() WHERE id = %s", (awaited,))
     # As if the process that closed it died before waking its waiter:
     conn.execute("UPDATE tickets SET waiting_for = %s, due_at = 'infinity' WHERE id = %s", (awaited, waiter))
     processes.start("testms-pipe-1-first", synced.root, db_url)
-    wait_until(lambda: engine.get_ticket(conn, waiter).state == 2, 30, "the sweep to wake the stranded ticket")
+    wait_until(lambda: get_ticket(conn, waiter).state == 2, 30, "the sweep to wake the stranded ticket")
 
 
 def test_full_config_sync_forgets_bots_no_longer_configured(conn, synced):
     conn.execute("INSERT INTO bots (name, metaservice, ticket_type, state, state_name) "
                  "VALUES ('old-gone-1-x', 'old', 'gone', 1, 'x')")
-    database.sync_config(conn, synced, bot_names={"testms-pipe-1-first"})  # a bot's own sync keeps it
+    sync_config(conn, synced, bot_names={"testms-pipe-1-first"})  # a bot's own sync keeps it
     assert conn.execute("SELECT count(*) AS n FROM bots WHERE name = 'old-gone-1-x'").fetchone()["n"] == 1
-    database.sync_config(conn, synced)
+    sync_config(conn, synced)
     assert conn.execute("SELECT count(*) AS n FROM bots WHERE name = 'old-gone-1-x'").fetchone()["n"] == 0

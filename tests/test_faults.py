@@ -12,7 +12,10 @@ import time
 import psycopg
 import pytest
 
-from common import database, engine
+from common.store.connect import connect
+from common.store.migrate import upgrade
+from common.store.server import start_embedded, stop_embedded
+from common.tickets.create import create_tickets
 from tests.conftest import THREE_STATES, SupervisedFleet, last_event_id, stays_true, wait_until, with_dbname
 
 pytestmark = pytest.mark.processes
@@ -71,7 +74,7 @@ def test_sigkill_a_random_bot_every_second_while_5000_tickets_flow(supervised, c
     # enough (15 s or more) for a kill every second to land while every bot holds a full batch.
     fleet = supervised(types={f"{METASERVICE}/three": THREE_STATES}, bots=PACED_BOTS,
                        bot_defaults={"lease": "2s", "sweep_interval": "1s", "batch_size": 32}).start()
-    ids = engine.create_tickets(conn, engine.type_index(fleet.config), METASERVICE, "three",
+    ids = create_tickets(conn, fleet.config, METASERVICE, "three",
                                 [{"n": n, "sleep_s": 0.01} for n in range(TICKETS)])
     rng = random.Random(os.getpid())
     kills = []  # (program, pid)
@@ -123,12 +126,12 @@ OUTAGE_S = 10
 OUTAGE_TICKETS = 1000
 def test_database_down_for_10_seconds_mid_run_loses_and_duplicates_nothing(tmp_path):
     pgdata = tmp_path / "pg"
-    server_url = database.start_embedded(pgdata)
+    server_url = start_embedded(pgdata)
     try:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute('CREATE DATABASE "botfleet_outage"')
         url = with_dbname(server_url, "botfleet_outage")
-        database.upgrade(url)
+        upgrade(url)
         # 50 ms per handler and 4 threads: about 80 tickets a second per bot, so 1,000 tickets are
         # still flowing when the server goes away.
         fleet = SupervisedFleet(tmp_path / "project", url, types={f"{METASERVICE}/three": THREE_STATES},
@@ -140,7 +143,7 @@ def test_database_down_for_10_seconds_mid_run_loses_and_duplicates_nothing(tmp_p
         finally:
             fleet.stop()
     finally:
-        database.stop_embedded(pgdata)
+        stop_embedded(pgdata)
 
 
 def _outage_run(fleet, pgdata, server_url, url):
@@ -148,19 +151,19 @@ def _outage_run(fleet, pgdata, server_url, url):
     # What happened before the fleet was healthy is start-up, not the outage.
     pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}
     watchdog_pid = fleet.info("watchdog", "watchdog")["pid"]
-    with database.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         events_before = last_event_id(conn)
-        ids = engine.create_tickets(conn, engine.type_index(fleet.config), METASERVICE, "three",
+        ids = create_tickets(conn, fleet.config, METASERVICE, "three",
                                     [{"n": n, "sleep_s": 0.05} for n in range(OUTAGE_TICKETS)])
         wait_until(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = %s AND state = 3",
                                         (METASERVICE,)).fetchone()["n"] >= 50, 30, "the first tickets to close")
         in_flight = open_count(conn)
     assert in_flight > 0
 
-    database.stop_embedded(pgdata)
+    stop_embedded(pgdata)
     down_since = time.monotonic()
     with pytest.raises(psycopg.OperationalError):
-        database.connect(url).close()
+        connect(url).close()
     seen = []
 
     def check_says_database_down():
@@ -171,10 +174,10 @@ def _outage_run(fleet, pgdata, server_url, url):
     # The server stays down for the whole outage, and `check` keeps saying so while it lasts.
     stays_true(check_says_database_down, max(0.0, OUTAGE_S - (time.monotonic() - down_since)),
                lambda: f"`botfleet check` reporting the database down (it said {seen[-1]})")
-    assert database.start_embedded(pgdata) == server_url
+    assert start_embedded(pgdata) == server_url
     print(f"server down for {time.monotonic() - down_since:.1f}s")
 
-    with database.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         wait_until(lambda: open_count(conn) == 0, 120,
                  lambda: f"all {OUTAGE_TICKETS} tickets to close after the outage (still open: "
                  f"{open_count(conn)})\n" + log_tails(fleet, pids))
@@ -195,7 +198,7 @@ def _outage_run(fleet, pgdata, server_url, url):
     assert fleet.info("watchdog", "watchdog")["pid"] == watchdog_pid
 
     # So did the bots: same processes, nothing restarted.
-    with database.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         actions = conn.execute("SELECT bot, action, reason FROM watchdog_events WHERE action <> 'health' "
                                "AND id > %s ORDER BY id", (events_before,)).fetchall()
     now_pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}

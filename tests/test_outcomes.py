@@ -2,8 +2,8 @@
 
 import pytest
 
-from common.config import State, TicketType
-from common.outcomes import Context, Outcome, PendingTicket, Ticket, outcome_of, plan
+from common.config.models import State, TicketType
+from common.tickets.outcomes import Context, Outcome, PendingTicket, Ticket, outcome_of, plan
 
 KIND = TicketType(
     metaservice="ms", name="t",
@@ -92,8 +92,8 @@ def test_payload_changes_are_noticed():
 
 
 def test_handler_that_returns_nonsense_is_a_handler_failure():
-    from common.config import BotSpec
-    from common.engine import proceed_ticket
+    from common.config.models import BotSpec
+    from common.tickets.proceed import proceed_ticket
 
     spec = BotSpec(name="ms-t-2-b", metaservice="ms", ticket_type="t", state=2, state_name="b", final=False,
                    handler="x:y", threads=1, sweep_interval_s=1, lease_s=1, batch_size=1, retries=2,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from common import engine, supervisor_render
-from common.config import load
-from tests.conftest import THREE_STATES, ROOT, registered, wait_until, write_config
+from common.config.load import load
+from common.tickets.create import create_ticket, create_tickets
+from common.tickets.read import get_events, get_ticket
+from tests.conftest import ROOT, THREE_STATES, registered, wait_until, write_config
 
 pytestmark = pytest.mark.processes
 
@@ -32,7 +33,7 @@ def test_a_thousand_tickets_through_two_replicas_per_bot(tmp_path, db_url, conn,
         for _ in range(2):
             processes.start(name, folder, db_url)
     wait_until(registered(conn, 6), 30, "6 bot processes to register")
-    ids = engine.create_tickets(conn, engine.type_index(cfg), "flow", "three", [{"n": n} for n in range(1000)])
+    ids = create_tickets(conn, cfg, "flow", "three", [{"n": n} for n in range(1000)])
 
     def all_closed():
         row = conn.execute("SELECT count(*) AS n FROM tickets WHERE closed_at IS NOT NULL AND state = 3").fetchone()
@@ -52,8 +53,8 @@ def test_bot_started_late_processes_the_backlog_in_its_first_sweep(tmp_path, db_
     folder = write_config(tmp_path / "config", types={"flow/three": THREE_STATES},
                           bot_defaults={"sweep_interval": "1h", "batch_size": 64})
     cfg = load(folder)
-    types = engine.type_index(cfg)
-    backlog = engine.create_tickets(conn, types, "flow", "three", [{} for _ in range(50)])
+    types = cfg
+    backlog = create_tickets(conn, types, "flow", "three", [{} for _ in range(50)])
     bot = processes.start("flow-three-1-a", folder, db_url)
     wait_until(registered(conn, 1), 30, "the bot to register")
 
@@ -63,7 +64,7 @@ def test_bot_started_late_processes_the_backlog_in_its_first_sweep(tmp_path, db_
     wait_until(moved(backlog), 30, "the backlog to move to state 2")
     assert "first sweep: claimed 50 ticket(s)" in Path(bot.log_path).read_text()
     # After the sweep it listens: a new ticket is taken on its notification.
-    fresh = engine.create_ticket(conn, types, "flow", "three")
+    fresh = create_ticket(conn, types, "flow", "three")
     wait_until(moved([fresh]), 10, "the new ticket to move on its notification")
 
 
@@ -71,7 +72,7 @@ def test_sigkill_in_the_middle_of_a_handler_loses_and_duplicates_nothing(supervi
     fleet = supervised(bots={"testms-pipe-2-second": "handler: tests.handlers:slow\n"},
                        bot_defaults={"lease": "2s", "sweep_interval": "1s"}).start()
     # The handler outlasts any stall of the test between seeing it start and killing it.
-    ticket_id = engine.create_ticket(conn, engine.type_index(fleet.config), "testms", "pipe", {"sleep_s": 5})
+    ticket_id = create_ticket(conn, fleet.config, "testms", "pipe", {"sleep_s": 5})
     wait_until(lambda: list(fleet.marks.glob(f"*-{ticket_id}-2-start")), 30, "the slow handler to start")
     victim = fleet.info("testms", "testms-pipe-2-second")["pid"]
     os.kill(victim, signal.SIGKILL)
@@ -80,24 +81,9 @@ def test_sigkill_in_the_middle_of_a_handler_loses_and_duplicates_nothing(supervi
         info = fleet.info("testms", "testms-pipe-2-second")
         return info["statename"] == "RUNNING" and info["pid"] != victim
     wait_until(restarted, 30, "supervisord to restart the killed bot")
-    wait_until(lambda: engine.get_ticket(conn, ticket_id).closed_at is not None, 60, "the ticket to complete")
+    wait_until(lambda: get_ticket(conn, ticket_id).closed_at is not None, 60, "the ticket to complete")
 
     assert transitions_by_ticket(conn, "testms")[ticket_id] == [(1, 2), (2, 3), (3, 4)]
     assert len(list(fleet.marks.glob(f"*-{ticket_id}-2-start"))) == 2  # run again after the kill, written once
-    rescue = [e for e in engine.get_events(conn, ticket_id) if e["kind"] == "claimed"]
+    rescue = [e for e in get_events(conn, ticket_id) if e["kind"] == "claimed"]
     assert rescue and rescue[0]["detail"]["previous_owner"].startswith("testms-pipe-2-second@")
-
-
-def test_render_check_passes_on_the_shipped_config():
-    result = subprocess.run([sys.executable, "-m", "common.cli", "supervisor", "render", "--check"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-
-
-def test_render_check_fails_when_a_bot_file_changed(tmp_path):
-    folder = write_config(tmp_path / "config")
-    out = tmp_path / "supervisord.d"
-    supervisor_render.write(load(folder), out)
-    assert supervisor_render.stale_files(load(folder), out) == []
-    (folder / "bots" / "testms-pipe-1-first.yaml").write_text("handler: tests.handlers:advance\nreplicas: 2\n")
-    assert supervisor_render.stale_files(load(folder), out) == [f"{out / 'testms.conf'}: differs from what config/ renders"]

@@ -2,8 +2,10 @@
 
 import pytest
 
-from common import database, engine
-from common.config import load
+from common.config.load import load
+from common.store.sync import sync_config
+from common.tickets.create import create_ticket
+from common.tickets.read import get_ticket
 from tests.conftest import ROOT, registered, wait_until
 
 pytestmark = pytest.mark.processes
@@ -13,36 +15,36 @@ SHIPPED = ROOT / "config"
 
 def start_bots(processes, conn, db_url, metaservice):
     cfg = load(SHIPPED)
-    database.sync_config(conn, cfg)
+    sync_config(conn, cfg)
     names = [s.name for s in cfg.bots.values() if s.metaservice == metaservice and not s.final]
     for name in names:
         processes.start(name, SHIPPED, db_url)
     wait_until(registered(conn, len(names)), 30, f"the {metaservice} bots to register")
-    return engine.type_index(cfg)
+    return cfg
 
 
 def closed(conn, ticket_id):
-    return lambda: engine.get_ticket(conn, ticket_id).closed_at is not None
+    return lambda: get_ticket(conn, ticket_id).closed_at is not None
 
 
 def test_helpdesk_incidents_end_resolved_or_rejected(db_url, conn, processes):
     types = start_bots(processes, conn, db_url, "helpdesk")
-    fixed = engine.create_ticket(conn, types, "helpdesk", "incident", {"summary": "printer on fire"})
-    refused = engine.create_ticket(conn, types, "helpdesk", "incident", {"reject": True})
+    fixed = create_ticket(conn, types, "helpdesk", "incident", {"summary": "printer on fire"})
+    refused = create_ticket(conn, types, "helpdesk", "incident", {"reject": True})
     for ticket_id in (fixed, refused):
         wait_until(closed(conn, ticket_id), 30, f"incident {ticket_id} to close")
-    assert engine.get_ticket(conn, fixed).state == 4
-    assert engine.get_ticket(conn, fixed).assigned_user == "support-on-duty"
-    assert engine.get_ticket(conn, refused).state == 5
+    assert get_ticket(conn, fixed).state == 4
+    assert get_ticket(conn, fixed).assigned_user == "support-on-duty"
+    assert get_ticket(conn, refused).state == 5
 
 
 def test_pm_generates_a_work_order_and_learns_done_or_failed(db_url, conn, processes):
     types = start_bots(processes, conn, db_url, "maintenance")
-    good = engine.create_ticket(conn, types, "maintenance", "pm", {"task": "oil pump", "every_s": 3600})
-    bad = engine.create_ticket(conn, types, "maintenance", "pm", {"task": "replace belt", "fail": True})
+    good = create_ticket(conn, types, "maintenance", "pm", {"task": "oil pump", "every_s": 3600})
+    bad = create_ticket(conn, types, "maintenance", "pm", {"task": "replace belt", "fail": True})
     for ticket_id in (good, bad):
         wait_until(closed(conn, ticket_id), 30, f"plan {ticket_id} to close")
-    assert (engine.get_ticket(conn, good).state, engine.get_ticket(conn, bad).state) == (3, 4)
+    assert (get_ticket(conn, good).state, get_ticket(conn, bad).state) == (3, 4)
     orders = {r["parent_id"]: r for r in conn.execute(
         "SELECT parent_id, ticket_type, state FROM tickets WHERE parent_id = ANY(%s)", ([good, bad],)).fetchall()
         if r["ticket_type"] == "work_order"}

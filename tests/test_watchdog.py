@@ -8,8 +8,9 @@ import urllib.request
 
 import pytest
 
-from common import engine
-from tests.conftest import ROOT, BOTFLEET, last_event_id, stays_true, wait_until
+from common.tickets.create import create_ticket, create_tickets
+from common.tickets.read import get_events, get_ticket
+from tests.conftest import BOTFLEET, ROOT, last_event_id, stays_true, wait_until
 
 pytestmark = pytest.mark.processes
 
@@ -39,7 +40,7 @@ def test_sigstopped_bot_is_declared_hung_and_restarted_and_its_ticket_completes(
     wait_until(lambda: settled(fleet, conn, BOT), 30, "the bot to settle")
     since = last_event_id(conn)
     # The handler outlasts any stall of the test, so the frozen process is caught inside it.
-    ticket_id = engine.create_ticket(conn, engine.type_index(fleet.config), "testms", "pipe", {"sleep_s": 5})
+    ticket_id = create_ticket(conn, fleet.config, "testms", "pipe", {"sleep_s": 5})
     wait_until(lambda: list(fleet.marks.glob(f"*-{ticket_id}-2-start")), 30, "the handler to start")
     frozen = fleet.info("testms", BOT)["pid"]
     os.kill(frozen, signal.SIGSTOP)
@@ -52,11 +53,11 @@ def test_sigstopped_bot_is_declared_hung_and_restarted_and_its_ticket_completes(
     # watchdog's own measure, from the bot's last heartbeat to the check that acted.
     silent_s = float(reason.split("no heartbeat for ")[1].split("s")[0])
     assert HUNG_AFTER_S <= silent_s <= 2 * HUNG_AFTER_S, reason  # printed to 0.1 s
-    wait_until(lambda: engine.get_ticket(conn, ticket_id).closed_at is not None, 30, "the ticket to complete")
+    wait_until(lambda: get_ticket(conn, ticket_id).closed_at is not None, 30, "the ticket to complete")
     starts = sorted(fleet.marks.glob(f"*-{ticket_id}-2-start"))
     # The frozen process never finished it; the new one did, once.
     assert len(starts) == 2 and starts[-1].name.split("-")[1] != str(frozen)
-    assert [e["to_state"] for e in engine.get_events(conn, ticket_id) if e["kind"] == "transitioned"] == [2, 3, 4]
+    assert [e["to_state"] for e in get_events(conn, ticket_id) if e["kind"] == "transitioned"] == [2, 3, 4]
     wait_until(lambda: fleet.check()[0] == 0, 30, "botfleet check to be OK again")
 
 
@@ -129,9 +130,9 @@ def _alive(pid):
 
 def test_metrics_and_healthz_are_served(supervised, conn):
     fleet = supervised().start()
-    types = engine.type_index(fleet.config)
-    ids = engine.create_tickets(conn, types, "testms", "pipe", [{} for _ in range(20)])
-    wait_until(lambda: all(engine.get_ticket(conn, i).closed_at for i in ids), 30, "the tickets to finish")
+    types = fleet.config
+    ids = create_tickets(conn, types, "testms", "pipe", [{} for _ in range(20)])
+    wait_until(lambda: all(get_ticket(conn, i).closed_at for i in ids), 30, "the tickets to finish")
     base = f"http://127.0.0.1:{fleet.port}"
     answers = []
 
@@ -146,8 +147,8 @@ def test_metrics_and_healthz_are_served(supervised, conn):
 
     def transitions_counted():
         text = get("/metrics")[1]
-        line = next((l for l in text.splitlines() if l.startswith("botfleet_transitions_total{")
-                     and 'bot="testms-pipe-1-first"' in l), None)
+        line = next((row for row in text.splitlines() if row.startswith("botfleet_transitions_total{")
+                     and 'bot="testms-pipe-1-first"' in row), None)
         return text if line and float(line.rsplit(" ", 1)[1]) == 20 else None
     text = wait_until(transitions_counted, 10, "the bots' counts to reach /metrics (with their heartbeat)")
     up = 'botfleet_bot_up{bot="testms-pipe-1-first",metaservice="testms",state="1",ticket_type="pipe"} 1.0'

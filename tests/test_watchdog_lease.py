@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from common.config import load
+from common.config.load import load
 from tests.conftest import write_config
 from watchdog.run import Watchdog
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from common import engine
-from common.config import load
+from common.config.load import load
+from common.tickets.create import create_ticket
 from tests.conftest import BOTFLEET, ROOT
 
 TEMPLATE_FILE = ROOT / "zabbix" / "template_botfleet.yaml"
@@ -351,7 +351,7 @@ def test_each_pattern_finds_one_series_and_never_several(db_url, synced, templat
 
 
 def test_backlog_item_counts_the_open_tickets_of_its_bots_state(db_url, synced, conn, template):
-    engine.create_ticket(conn, engine.type_index(synced), "testms", "pipe", {}, creator="test")
+    create_ticket(conn, synced, "testms", "pipe", {}, creator="test")
     _, samples = scrape(db_url, synced)
     (macros,) = [b for b in discovered(samples) if b["{#BOT}"] == "testms-pipe-1-first"]
     (backlog,) = [p for p in prototypes(template) if p["key"].startswith("botfleet.bot.backlog[")]

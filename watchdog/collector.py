@@ -11,8 +11,10 @@ import psycopg
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from common import __version__, database, sql
-from common.stats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, Histogram
+from common import __version__
+from common.store import sql
+from common.store.botstats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, Histogram
+from common.store.connect import connect
 
 log = logging.getLogger("botfleet.watchdog")
 
@@ -30,9 +32,8 @@ COUNTER_HELP = {
 class FleetCollector:
     """A prometheus_client collector; `connect` returns a psycopg connection (dict rows)."""
 
-    def __init__(self, connect, watchdog_name=None, leader=lambda: False):
+    def __init__(self, connect, leader=lambda: False):
         self.connect = connect
-        self.watchdog_name = watchdog_name
         self.leader = leader
 
     def collect(self):
@@ -118,7 +119,7 @@ def registry_for(collector) -> CollectorRegistry:
     return registry
 
 
-def scrape_text(url, config=None) -> str:
+def scrape_text(url) -> str:
     """The exposition text a scrape of a watchdog on this database would return."""
-    collector = FleetCollector(lambda: database.connect(url, autocommit=True))
+    collector = FleetCollector(lambda: connect(url, autocommit=True))
     return generate_latest(registry_for(collector)).decode()

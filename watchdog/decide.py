@@ -85,7 +85,7 @@ def decide(bot: str, *, enabled: bool, replicas: int, processes, heartbeats, now
     results = [_process(p, by_pid.get(p.pid), now, limits, retries.get(p.name), database_back_at)
                for p in processes]
     verdict = Verdict(bot, "healthy", "")
-    for process, (health, reason, action, retry) in zip(processes, results):
+    for process, (health, reason, action, retry) in zip(processes, results, strict=True):
         if action:
             verdict.actions.append(action)
         if retry:

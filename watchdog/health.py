@@ -5,8 +5,10 @@ OK only when a watchdog has checked recently and every enabled bot was healthy a
 
 import psycopg
 
-from common import database, sql
 from common.errors import SchemaBehindError
+from common.store import sql
+from common.store.connect import connect
+from common.store.revision import check_schema
 
 OK, CRITICAL = 0, 2  # exit codes as monitoring plugins use them
 
@@ -40,8 +42,8 @@ def judge(rows, stale_s: float) -> tuple[int, str]:
 
 def check(url, settings) -> tuple[int, str]:
     try:
-        with database.connect(url, autocommit=True) as conn:
-            database.check_schema(conn)
+        with connect(url, autocommit=True) as conn:
+            check_schema(conn)
             rows = conn.execute(sql.HEALTH_CHECK).fetchall()
     except psycopg.Error as exc:
         return CRITICAL, f"CRITICAL: database unavailable: {str(exc).strip().splitlines()[0]}"

@@ -18,18 +18,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common import database, sql, supervisor_rpc
-from common.backoff import RECONNECT_BACKOFF_MAX_S, Backoff
+from common.config.names import hostname, process_names
 from common.errors import BotfleetError
+from common.fleet import supervisor
+from common.store import sql
+from common.store.connect import connect
+from common.store.reconnect import RECONNECT_BACKOFF_MAX_S, Backoff
+from common.store.revision import check_schema
 from watchdog import health
 from watchdog.collector import FleetCollector, registry_for
 from watchdog.decide import Heartbeat, Limits, Process, decide
 
 log = logging.getLogger("botfleet.watchdog")
-
-
-def process_names(name, replicas) -> list[str]:
-    return [name] if replicas == 1 else [f"{name}-{n}" for n in range(replicas)]
 
 
 class Watchdog:
@@ -38,7 +38,7 @@ class Watchdog:
         self.settings = config.watchdog
         self.url = url
         self.socket = supervisor_socket
-        self.host = database.hostname()
+        self.host = hostname()
         self.name = f"{self.host}:{os.getpid()}"
         self.stopping = threading.Event()
         self.retries = {}  # bot -> {process: Retry}
@@ -111,7 +111,7 @@ class Watchdog:
             Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]),
                     float(infos[name]["stop"]))
             for name in names if name in infos]
-        heartbeats = [Heartbeat(pid, now - age_s) for pid, age_s in zip(bot["pids"], bot["ages_s"])]
+        heartbeats = [Heartbeat(pid, now - age_s) for pid, age_s in zip(bot["pids"], bot["ages_s"], strict=True)]
         verdict = decide(bot["name"], enabled=bot["enabled"], replicas=bot["replicas"], processes=processes,
                          heartbeats=heartbeats, now=now, limits=self.limits,
                          retries=self.retries.get(bot["name"], {}), database_back_at=self.database_back_at)
@@ -127,7 +127,7 @@ class Watchdog:
         target = f"{group}:{action.process}"
         log.warning("bot %s: %s %s (%s: %s)", bot, action.kind, target, action.reason, action.detail)
         try:
-            rpc = supervisor_rpc.client(self.socket).supervisor
+            rpc = supervisor.client(self.socket).supervisor
             if action.kind == "kill":
                 # A hung process may not react to TERM (SIGSTOP, a stuck thread); it holds nothing
                 # that a lease does not protect, so it is killed and supervisord starts it again.
@@ -150,7 +150,7 @@ class Watchdog:
 
     def _supervisor_processes(self):
         try:
-            infos = supervisor_rpc.client(self.socket).supervisor.getAllProcessInfo()
+            infos = supervisor.client(self.socket).supervisor.getAllProcessInfo()
         except (OSError, xmlrpc.client.Error) as exc:
             log.warning("supervisord not reachable at %s: %s", self.socket, exc)
             return None
@@ -159,8 +159,8 @@ class Watchdog:
     # -- connections and HTTP -------------------------------------------------------------------
     def _connection(self):
         if self.conn is None or self.conn.closed:
-            self.conn = database.connect(self.url, autocommit=True, application_name="botfleet-watchdog")
-            database.check_schema(self.conn)
+            self.conn = connect(self.url, autocommit=True, application_name="botfleet-watchdog")
+            check_schema(self.conn)
             if self.database_lost:
                 # The bots lost it too: their stale heartbeats mean nothing until they had time to reconnect.
                 self.database_lost = False
@@ -179,8 +179,8 @@ class Watchdog:
 
     def _serve_http(self):
         registry = registry_for(FleetCollector(
-            lambda: database.connect(self.url, autocommit=True, application_name="botfleet-watchdog:scrape"),
-            watchdog_name=self.name, leader=lambda: self.is_leader))
+            lambda: connect(self.url, autocommit=True, application_name="botfleet-watchdog:scrape"),
+            leader=lambda: self.is_leader))
         watchdog = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -1,6 +1,6 @@
 """Ticket types botfleet itself defines: the error ticket that people resolve."""
 
-from .config import State, TicketType
+from common.config.models import State, TicketType
 
 ERROR_METASERVICE = "botfleet"
 ERROR_TYPE = "error"
@@ -16,4 +16,4 @@ ERROR_TICKET_TYPE = TicketType(
     description="A ticket that a bot could not move on; resolve it to let the bot retry",
 )
 
-BUILTIN_TYPES = (ERROR_TICKET_TYPE,)
+BUILTIN_TYPES = {ERROR_TICKET_TYPE.key: ERROR_TICKET_TYPE}

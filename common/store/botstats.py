@@ -31,7 +31,7 @@ class Histogram:
         total, pairs = 0, []
         counts = list(counts if counts is not None else self.counts)
         counts += [0] * (len(self.bounds_s) + 1 - len(counts))
-        for bound, count in zip([*map(str, self.bounds_s), "+Inf"], counts):
+        for bound, count in zip([*map(str, self.bounds_s), "+Inf"], counts, strict=True):
             total += count
             pairs.append((bound, total))
         return pairs

@@ -10,19 +10,16 @@ Everything is checked before anything touches the database; the first problem fo
 a ConfigError naming file, line, field and value.
 """
 
-import importlib
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import yamlfile
-from .durations import parse_duration_s
-from .errors import ConfigError
-
-NAME_PART = re.compile(r"^[a-z0-9_]+$")
-# Bot names double as supervisord program names, PGAPPNAME and NOTIFY channels (63 bytes max).
-MAX_BOT_NAME_BYTES = 56
+from common.config import yamlfile
+from common.config.builtin import BUILTIN_TYPES
+from common.config.durations import parse_duration_s
+from common.config.models import BotSpec, FleetConfig, State, TicketType, WatchdogSettings
+from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
+from common.errors import ConfigError
 
 FLEET_DEFAULTS = {
     "database_url": None,
@@ -44,137 +41,30 @@ BOT_DEFAULTS = {
 }
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
-    "retention", "group_role", "exclusive", "runs_when_locked", "on_retention",
+    "retention", "group_role", "exclusive", "runs_when_locked",
 }
 STATE_KEYS = {"code", "name", "description", "final"}
 BOT_KEYS = {"handler"} | set(BOT_DEFAULTS)
 
 
-@dataclass(frozen=True)
-class State:
-    code: int
-    name: str
-    description: str = ""
-    final: bool = False
-
-
-@dataclass(frozen=True)
-class TicketType:
-    metaservice: str
-    name: str
-    states: dict  # code -> State
-    transitions: dict  # current code -> (normal next, *alternates)
-    initial: int
-    lifetime_s: float
-    notification_frequency_s: float
-    retention_s: float
-    group_role: str | None = None
-    exclusive: bool = False
-    runs_when_locked: bool = False
-    description: str = ""
-    path: Path | None = None
-
-    @property
-    def key(self):
-        return (self.metaservice, self.name)
-
-    def next_states(self, code) -> tuple:
-        """The normal next state first, then the alternates, in the order written."""
-        return self.transitions.get(code, ())
-
-    def allows(self, from_code, to_code) -> bool:
-        return to_code in self.transitions.get(from_code, ())
-
-
-@dataclass(frozen=True)
-class BotSpec:
-    name: str
-    metaservice: str
-    ticket_type: str
-    state: int
-    state_name: str
-    final: bool
-    handler: str | None
-    threads: int
-    sweep_interval_s: float
-    lease_s: float
-    batch_size: int
-    retries: int
-    retry_backoff_s: float
-    replicas: int
-    stop_timeout_s: float
-    path: Path | None = None
-
-
-@dataclass(frozen=True)
-class WatchdogSettings:
-    listen: str
-    check_interval_s: float
-    hung_after_missed_heartbeats: int
-    start_grace_s: float  # a new process has this long (plus hung_after) to register; none after
-    fatal_retry_backoff_s: float
-    fatal_retry_backoff_max_s: float
-    lease_s: float  # the fleet-wide lease one watchdog holds
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0] or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
-
-
-@dataclass(frozen=True)
-class FleetConfig:
-    root: Path
-    database_url: str | None
-    heartbeat_interval_s: float
-    watchdog: WatchdogSettings
-    api_listen: str
-    metaservices: dict  # name -> settings mapping
-    types: dict = field(default_factory=dict)  # (metaservice, type) -> TicketType
-    bots: dict = field(default_factory=dict)  # bot name -> BotSpec
-
-    def ticket_type(self, metaservice, name) -> TicketType:
-        try:
-            return self.types[(metaservice, name)]
-        except KeyError:
-            raise KeyError(f"unknown ticket type {metaservice}/{name}") from None
-
-    def bot(self, name) -> BotSpec:
-        try:
-            return self.bots[name]
-        except KeyError:
-            known = ", ".join(sorted(self.bots)) or "none"
-            raise ConfigError(self.root / "bots", None, None, f"no bot named {name!r} (known: {known})") from None
-
-
-def bot_name(metaservice, ticket_type, state: State) -> str:
-    return f"{metaservice}-{ticket_type}-{state.code}-{state.name}"
-
-
 def default_root() -> Path:
-    env = os.environ.get("BOTFLEET_CONFIG")
-    if env:
-        return Path(env)
-    here = Path.cwd() / "config"
-    if (here / "fleet.yaml").exists():
-        return here
-    return Path(__file__).resolve().parent.parent / "config"
+    """$BOTFLEET_CONFIG, else ./config: never a folder found relative to the installed code."""
+    return Path(os.environ.get("BOTFLEET_CONFIG") or Path.cwd() / "config")
 
 
 def load(root: Path | str | None = None) -> FleetConfig:
     root = Path(root) if root else default_root()
     root = root.resolve()
     if not (root / "fleet.yaml").exists():
-        raise ConfigError(root / "fleet.yaml", None, None, "missing: a config folder needs fleet.yaml")
+        raise ConfigError(root / "fleet.yaml", None, None,
+                          "missing: a config folder needs fleet.yaml (choose the folder with --config DIR or "
+                          "BOTFLEET_CONFIG)")
     fleet_doc = yamlfile.load(root / "fleet.yaml")
     fleet = _fleet(fleet_doc)
     bot_defaults = _mapping(fleet_doc, ("bot_defaults",), fleet_doc.data.get("bot_defaults", {}))
     types = _load_types(root, fleet_doc, fleet["metaservices"])
     bots = _load_bots(root, types, {**BOT_DEFAULTS, **bot_defaults}, fleet_doc)
-    return FleetConfig(root=root, types=types, bots=bots, **fleet)
+    return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------
@@ -415,23 +305,3 @@ def _parse_bot(path, ticket_type, state, defaults) -> BotSpec:
     if spec.lease_s < 1:
         raise doc.error(("lease",), f"must be at least 1s, got {merged['lease']!r}")
     return spec
-
-
-def import_handler(spec: BotSpec):
-    """The handler function of a bot; a ConfigError naming the bot file when it cannot be imported."""
-    module_name, _, function_name = spec.handler.partition(":")
-    doc = yamlfile.load(spec.path)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # an import error of any kind is a config problem of this bot
-        raise doc.error(("handler",), f"cannot import module {module_name!r}: {exc}") from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise doc.error(("handler",), f"module {module_name!r} has no function {function_name!r}")
-    return function
-
-
-def check_handlers(config: FleetConfig):
-    for spec in config.bots.values():
-        if spec.handler:
-            import_handler(spec)

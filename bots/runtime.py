@@ -19,10 +19,18 @@ from dataclasses import dataclass
 
 import psycopg
 
-from . import __version__, database, engine, sql
-from .backoff import Backoff
-from .stats import BotStats
-from .config import import_handler
+from common import __version__
+from common.config.handlers import import_handler
+from common.config.names import hostname
+from common.store import sql
+from common.store.botstats import BotStats
+from common.store.connect import connect
+from common.store.reconnect import Backoff
+from common.store.revision import check_schema
+from common.store.sync import sync_config
+from common.tickets.claim import get_current_ticket_list, next_due_at, wake_stranded_waits
+from common.tickets.proceed import proceed_ticket
+from common.tickets.record import add_ticket_to_proceeded_list
 
 log = logging.getLogger("botfleet.bot")
 
@@ -42,10 +50,9 @@ class BotRuntime:
         self.config = config
         self.spec = spec
         self.url = url
-        self.types = engine.type_index(config)
-        self.ticket_type = self.types[(spec.metaservice, spec.ticket_type)]
+        self.ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
         self.handler = handler if handler is not None or spec.final else import_handler(spec)
-        self.owner = f"{spec.name}@{database.hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.owner = f"{spec.name}@{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.channel = sql.channel(spec.metaservice, spec.ticket_type, spec.state)
         self.capacity = max(spec.batch_size, spec.threads)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -66,12 +73,12 @@ class BotRuntime:
     def run(self) -> int:
         """Register, sweep once, then serve notifications and sweeps until stop(). Returns the exit code."""
         self.conn = self._connect()
-        database.check_schema(self.conn)
-        database.sync_config(self.conn, self.config, bot_names={self.spec.name})
+        check_schema(self.conn)
+        sync_config(self.conn, self.config, bot_names={self.spec.name})
         with self.conn.transaction():
             self.conn.execute(sql.PRUNE_PROCESSES, {"bot": self.spec.name})
             self.conn.execute(sql.REGISTER_PROCESS, {
-                "owner": self.owner, "bot": self.spec.name, "host": database.hostname(),
+                "owner": self.owner, "bot": self.spec.name, "host": hostname(),
                 "pid": os.getpid(), "version": __version__})
         log.info("bot %s registered as %s", self.spec.name, self.owner)
         self.pool = ThreadPoolExecutor(self.spec.threads, thread_name_prefix=self.spec.name)
@@ -165,15 +172,10 @@ class BotRuntime:
 
     def _sweep(self):
         """check_ticket_list: claim whatever is due in this state, and learn when the next wait ends."""
-        stranded = [row["id"] for row in self.conn.execute(sql.STRANDED_WAITS, self._state_params()).fetchall()]
-        engine.wake_closed_waits(self.conn, stranded, self.spec.name)
+        wake_stranded_waits(self.conn, self.spec, self.spec.name)
         self.want_claim = True
         self._claim()
-        row = self.conn.execute(sql.NEXT_DUE, self._state_params()).fetchone()
-        self._due_at(row["min"])
-
-    def _state_params(self):
-        return {"metaservice": self.spec.metaservice, "ticket_type": self.spec.ticket_type, "state": self.spec.state}
+        self._due_at(next_due_at(self.conn, self.spec))
 
     def _due_at(self, when):
         if when is not None:
@@ -186,7 +188,7 @@ class BotRuntime:
         free = self.capacity - len(self.held)
         if free <= 0:
             return  # claim again once handlers hand tickets back
-        tickets = engine.get_current_ticket_list(self.conn, self.spec, self.owner, free)
+        tickets = get_current_ticket_list(self.conn, self.spec, self.owner, free)
         for ticket in tickets:
             self.held.add(ticket.id)
             self.pool.submit(self._proceed, ticket)
@@ -195,7 +197,7 @@ class BotRuntime:
 
     def _proceed(self, ticket):
         try:
-            self.inbox.put(engine.proceed_ticket(ticket, self.ticket_type, self.handler, self.spec))
+            self.inbox.put(proceed_ticket(ticket, self.ticket_type, self.handler, self.spec))
         except BaseException:
             # Not a handler failure (those become steps) but a bug of ours: let the ticket go, so its
             # lease runs out instead of being renewed forever, and another attempt can be made.
@@ -207,7 +209,7 @@ class BotRuntime:
             return
         steps, self.finished = self.finished, []
         try:
-            written = engine.add_ticket_to_proceeded_list(self.conn, self.types, steps, self.owner, self.spec.name)
+            written = add_ticket_to_proceeded_list(self.conn, self.config, steps, self.owner, self.spec.name)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             self.finished = steps + self.finished  # written after reconnecting; the step check keeps it once
             raise
@@ -252,7 +254,7 @@ class BotRuntime:
 
     # -- connections -----------------------------------------------------------------------------
     def _connect(self):
-        conn = database.connect(self.url, autocommit=True, application_name=self.spec.name)
+        conn = connect(self.url, autocommit=True, application_name=self.spec.name)
         conn.execute(sql.BOT_SESSION_SETUP)
         return conn
 
@@ -276,7 +278,7 @@ class BotRuntime:
         backoff = Backoff()
         while not self.stopping.is_set():
             try:
-                with database.connect(self.url, autocommit=True,
+                with connect(self.url, autocommit=True,
                                       application_name=f"{self.spec.name}:listen") as conn:
                     conn.execute(f'LISTEN "{self.channel}"')
                     if self.listening.is_set():

@@ -1,16 +1,16 @@
 """`botfleet status`: each bot's liveness and counts, and how many tickets wait in each state."""
 
-from . import engine, sql, supervisor_rpc
-from .database import PROJECT_ROOT
+from common.config.names import process_names
+from common.fleet import supervisor
+from common.store import sql
 
 
-def collect(conn, config, socket_path=None) -> dict:
-    states = supervisor_rpc.process_states(socket_path or PROJECT_ROOT / "var" / "supervisor.sock")
-    types = engine.type_index(config)
+def collect(conn, config) -> dict:
+    states = supervisor.process_states(config.paths.supervisor_socket)
     bots = []
     for row in conn.execute(sql.BOT_STATUS).fetchall():
-        process_names = [row["name"]] if row["replicas"] == 1 else [f"{row['name']}-{n}" for n in range(row["replicas"])]
-        process_states = [states.get(name) for name in process_names] if states is not None else []
+        names = process_names(row["name"], row["replicas"])
+        process_states = [states.get(name) for name in names] if states is not None else []
         bots.append({
             "name": row["name"], "metaservice": row["metaservice"], "ticket_type": row["ticket_type"],
             "state_code": row["state"], "enabled": row["enabled"],
@@ -24,9 +24,7 @@ def collect(conn, config, socket_path=None) -> dict:
         })
     tickets = []
     for row in conn.execute(sql.TICKET_COUNTS).fetchall():
-        kind = types.get((row["metaservice"], row["ticket_type"]))
-        state = kind.states.get(row["state"]) if kind else None
-        tickets.append({**row, "state_name": state.name if state else None})
+        tickets.append({**row, "state_name": config.state_name(row["metaservice"], row["ticket_type"], row["state"])})
     watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
     return {"bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events}
 
@@ -35,7 +33,7 @@ def _worst(process_states):
     known = [s for s in process_states if s is not None]
     if not known:
         return None
-    return next((s for s in known if s != supervisor_rpc.RUNNING), known[0])
+    return next((s for s in known if s != supervisor.RUNNING), known[0])
 
 
 def format_text(report) -> str:

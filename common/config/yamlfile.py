@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
+from common.errors import ConfigError
 
 
 class Located:

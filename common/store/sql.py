@@ -16,7 +16,7 @@ def channel(metaservice: str, ticket_type: str, state: int) -> str:
 
 TICKET_COLUMNS = """id, metaservice, ticket_type, state, payload, creator, group_role, assigned_user,
     parent_id, created_at, state_entered_at, deadline_at, waiting_for, lease_owner,
-    attempts, step, result, closed_at"""
+    attempts, step, closed_at"""
 
 # A bot's work connection. Its statements are prepared and their plans cached; a plan cached while
 # the tickets table was empty would otherwise seq-scan it forever once it holds a million rows.
@@ -96,9 +96,9 @@ WITH durable AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(steps)s::int[], %(from_states)s::int[], %(to_states)s::int[],
                          %(closes)s::bool[], %(due_in_s)s::float8[], %(waiting_for)s::bigint[],
                          %(payloads)s::jsonb[], %(set_assignee)s::bool[], %(assignees)s::text[],
-                         %(attempts)s::int[], %(kinds)s::text[], %(details)s::jsonb[], %(results)s::text[])
+                         %(attempts)s::int[], %(kinds)s::text[], %(details)s::jsonb[])
         AS o(id, step, from_state, to_state, closes, due_in_s, waiting_for, payload, set_assignee,
-             assignee, attempts, kind, detail, result)
+             assignee, attempts, kind, detail)
 ), u AS (
     UPDATE tickets t SET
         state = o.to_state,
@@ -112,8 +112,7 @@ WITH durable AS (
                       ELSE now() + o.due_in_s * interval '1 second' END,
         lease_owner = NULL,
         lease_expires_at = NULL,
-        closed_at = CASE WHEN o.closes THEN now() END,
-        result = coalesce(o.result, t.result)
+        closed_at = CASE WHEN o.closes THEN now() END
     FROM o
     -- No closed_at test: a closed ticket's step has moved on, and the test would tempt the planner
     -- into the index of all open tickets instead of the primary key.

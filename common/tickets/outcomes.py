@@ -7,9 +7,9 @@ in the same transaction as the outcome, so a retried step never applies them twi
 
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from .builtin import ERROR_METASERVICE, ERROR_TYPE
+from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE
 
 MAX_RETRY_BACKOFF_S = 300.0
 
@@ -32,7 +32,6 @@ class Ticket:
     lease_owner: str | None = None
     attempts: int = 0
     step: int = 0
-    result: str | None = None
     closed_at: datetime | None = None
 
     @classmethod
@@ -83,7 +82,7 @@ class Context:
     def wait_until_time(self, when: datetime) -> Outcome:
         if when.tzinfo is None:
             raise ValueError("wait_until_time needs a timezone-aware datetime")
-        return Outcome("wait", delay_s=max(0.0, (when - datetime.now(timezone.utc)).total_seconds()))
+        return Outcome("wait", delay_s=max(0.0, (when - datetime.now(UTC)).total_seconds()))
 
     def wait_until_ticket(self, other) -> Outcome:
         """Come back to this ticket once `other` (an id or a ticket made by create_ticket) is closed."""

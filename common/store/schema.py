@@ -1,13 +1,11 @@
 """The database schema as SQLAlchemy Core tables: the reference the Alembic migrations are checked against.
 
-Runtime queries live in common/sql.py; these tables exist for migrations, `alembic check` and readers.
+Runtime queries live in common/store/sql.py; these tables exist for migrations, `alembic check` and readers.
 """
 
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, Table, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, Table, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 
-from .migrations import SCHEMA_HEAD  # noqa: F401  (re-exported for readers of the schema)
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -44,7 +42,6 @@ tickets = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     # Bumped by every applied outcome: the optimistic version that makes a retried step a no-op.
     Column("step", Integer, nullable=False, server_default=text("0")),
-    Column("result", Text),
     Column("closed_at", TZ),
 )
 Index("ix_tickets_claim", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.due_at,

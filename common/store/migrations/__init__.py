@@ -1,5 +1,5 @@
-"""Alembic migrations of botfleet's schema (common/migrations/versions)."""
+"""Alembic migrations of botfleet's schema (common/store/migrations/versions)."""
 
 # The newest revision, which this code needs. Bots compare it with alembic_version without
 # importing Alembic or SQLAlchemy (both are heavy for a process that a fleet runs dozens of).
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"

@@ -1,0 +1,267 @@
+"""`botfleet`: the command line for people and scripts.
+
+Exit codes: 0 success, 1 error, 2 usage, 75 database unreachable or schema behind, 78 bad config.
+The commands that run a process import that process's package only when they run, so a bot
+process loads the bot's code and nothing of the watchdog, the migrations or the embedded server.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import psycopg
+
+from common.cli import tickets
+from common.cli.shared import connection, load_config, print_json
+from common.config.handlers import check_handlers, import_handler
+from common.errors import EX_TEMPFAIL, BotfleetError
+from common.store import sql
+from common.store.server import resolve_url
+
+log = logging.getLogger("botfleet")
+
+
+# -- config and database ------------------------------------------------------------------------
+
+
+def cmd_config_check(args):
+    cfg = load_config(args)
+    check_handlers(cfg)
+    print(f"config {cfg.root} is valid: {len(cfg.types)} ticket type(s), {len(cfg.bots)} bot(s)")
+
+
+def cmd_db_upgrade(args):
+    from common.store import migrate
+
+    cfg = load_config(args)
+    migrate.upgrade(resolve_url(cfg), cfg)
+    print("database schema is up to date; ticket types, status codes and bots written")
+
+
+def cmd_db_check(args):
+    from common.store.revision import check_schema
+
+    with connection(load_config(args)) as conn:
+        check_schema(conn)
+    print("database schema is up to date")
+
+
+# -- bots and the fleet -------------------------------------------------------------------------
+
+
+def _log_to_stderr(args, name):
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s {name} %(message)s")
+
+
+def cmd_bot_run(args):
+    from bots.runtime import BotRuntime
+
+    cfg = load_config(args)
+    spec = cfg.bot(args.name)
+    # A bad handler is a config error: exit 78 before any connection.
+    handler = import_handler(spec) if spec.handler else None
+    _log_to_stderr(args, spec.name)
+    runtime = BotRuntime(cfg, spec, resolve_url(cfg), handler=handler)
+    runtime.install_signal_handlers()
+    return runtime.run()
+
+
+def cmd_bot_enable(args, enabled=True):
+    cfg = load_config(args)
+    cfg.bot(args.name)  # a ConfigError naming the known bots when the name is wrong
+    with connection(cfg) as conn:
+        if conn.execute(sql.SET_BOT_ENABLED, {"name": args.name, "enabled": enabled}).fetchone() is None:
+            raise BotfleetError(f"bot {args.name} is not in the database yet: run `botfleet db upgrade`")
+        conn.commit()
+    print(f"bot {args.name} {'enabled' if enabled else 'disabled: the watchdog leaves it alone'}")
+
+
+def cmd_bot_disable(args):
+    return cmd_bot_enable(args, enabled=False)
+
+
+def supervisor_socket(cfg):
+    """The supervisord this process belongs to (supervisord tells its children), else the fleet's."""
+    url = os.environ.get("SUPERVISOR_SERVER_URL", "")
+    return url[len("unix://"):] if url.startswith("unix://") else cfg.paths.supervisor_socket
+
+
+def cmd_watchdog_run(args):
+    from watchdog.run import Watchdog
+
+    cfg = load_config(args)
+    _log_to_stderr(args, "watchdog")
+    runner = Watchdog(cfg, resolve_url(cfg), supervisor_socket(cfg))
+    runner.install_signal_handlers()
+    return runner.run()
+
+
+def cmd_check(args):
+    from watchdog import health
+
+    cfg = load_config(args)
+    # A monitoring probe must never start a database: only report that none runs.
+    url = resolve_url(cfg, start=False)
+    code, line = (health.check(url, cfg.watchdog) if url else
+                  (health.CRITICAL, f"CRITICAL: database unavailable: no DATABASE_URL and the embedded "
+                                    f"PostgreSQL ({cfg.paths.pgdata}) is not running"))
+    print(line)
+    return code
+
+
+def cmd_zabbix_discovery(args):
+    cfg = load_config(args)
+    data = [{"{#BOT}": s.name, "{#METASERVICE}": s.metaservice, "{#TICKET_TYPE}": s.ticket_type,
+             "{#STATE}": str(s.state), "{#STATE_NAME}": s.state_name} for s in sorted(cfg.bots.values(), key=lambda s: s.name)]
+    print(json.dumps({"data": data}))
+
+
+def cmd_supervisor_render(args):
+    from common.fleet import render
+
+    cfg = load_config(args)
+    if args.check:
+        problems = render.stale_files(cfg)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("supervisord config is stale: run `botfleet supervisor render`", file=sys.stderr)
+            return 1
+        print(f"{cfg.paths.supervisord_conf} and {cfg.paths.programs_dir} are up to date")
+        return 0
+    # Rendering for a fleet that cannot run would only move the failure to supervisord.
+    check_handlers(cfg)
+    for path in render.write(cfg):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_supervisorctl(args):
+    cfg = load_config(args)
+    command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(cfg.paths.supervisord_conf), *args.args]
+    os.execv(sys.executable, command)
+
+
+def cmd_up(args):
+    from common.fleet import lifecycle
+
+    return lifecycle.up(load_config(args), daemon=args.daemon)
+
+
+def cmd_down(args):
+    from common.fleet import lifecycle
+
+    return lifecycle.down(load_config(args), keep_database=args.keep_database)
+
+
+def cmd_status(args):
+    from common.fleet import status
+
+    cfg = load_config(args)
+    with connection(cfg) as conn:
+        report = status.collect(conn, cfg)
+    if args.json:
+        print_json(report)
+    else:
+        print(status.format_text(report))
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botfleet", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", metavar="DIR",
+                        help="config folder (default: $BOTFLEET_CONFIG, else ./config); runtime files go to "
+                             "$BOTFLEET_VAR, else var/ beside the config folder")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(parent, name, func, help_text):
+        p = parent.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    group = sub.add_parser("config", help="check the config folder").add_subparsers(dest="sub", required=True)
+    command(group, "check", cmd_config_check, "validate every config file and import every handler")
+
+    group = sub.add_parser("db", help="database schema").add_subparsers(dest="sub", required=True)
+    command(group, "upgrade", cmd_db_upgrade, "migrate the schema to the newest revision and sync the config")
+    command(group, "check", cmd_db_check, "exit 75 unless the schema is at the newest revision")
+
+    group = sub.add_parser("bot", help="run a bot").add_subparsers(dest="sub", required=True)
+    p = command(group, "run", cmd_bot_run, "run one bot in the foreground (supervisord does this)")
+    p.add_argument("name", help="bot name, <metaservice>-<type>-<code>-<state name>")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    p = command(group, "disable", cmd_bot_disable, "mark a bot disabled: the watchdog leaves it alone")
+    p.add_argument("name")
+    p = command(group, "enable", cmd_bot_enable, "mark a disabled bot enabled again")
+    p.add_argument("name")
+
+    group = sub.add_parser("watchdog", help="the watchdog").add_subparsers(dest="sub", required=True)
+    p = command(group, "run", cmd_watchdog_run, "check the bots, restart the dead and hung, serve /metrics")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    command(sub, "check", cmd_check, "exit 0 if the watchdog is alive and every enabled bot is healthy "
+                                     "(for Zabbix and people); prints one line")
+    group = sub.add_parser("zabbix", help="Zabbix helpers").add_subparsers(dest="sub", required=True)
+    command(group, "discovery", cmd_zabbix_discovery, "low-level discovery JSON of the bots")
+
+    group = sub.add_parser("supervisor", help="supervisord config").add_subparsers(dest="sub", required=True)
+    p = command(group, "render", cmd_supervisor_render, "write supervisord.conf and supervisord.d/*.conf from config/")
+    p.add_argument("--check", action="store_true", help="exit 1 if the rendered files are stale, write nothing")
+    p = command(sub, "supervisorctl", cmd_supervisorctl, "run supervisorctl on the fleet's supervisord")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="supervisorctl's command, e.g. status")
+
+    p = command(sub, "up", cmd_up, "start the database if embedded, upgrade, render and run supervisord")
+    p.add_argument("--daemon", action="store_true", help="return once every program is RUNNING")
+    p = command(sub, "down", cmd_down, "stop supervisord and every bot, then the embedded database")
+    p.add_argument("--keep-database", action="store_true", help="leave the embedded database running")
+
+    p = command(sub, "status", cmd_status, "each bot's liveness and counts, and tickets per state")
+    p.add_argument("--json", action="store_true")
+
+    group = sub.add_parser("ticket", help="create, show, list and move tickets").add_subparsers(
+        dest="sub", required=True)
+    p = command(group, "create", tickets.cmd_ticket_create, "create a ticket and print its id")
+    p.add_argument("metaservice")
+    p.add_argument("type")
+    p.add_argument("--payload", default="{}", help="JSON object")
+    p.add_argument("--creator", default="cli")
+    p = command(group, "show", tickets.cmd_ticket_show, "a ticket with its event history")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+    p = command(group, "list", tickets.cmd_ticket_list, "tickets, newest first")
+    p.add_argument("--metaservice")
+    p.add_argument("--type")
+    p.add_argument("--state", type=int)
+    p.add_argument("--open", action="store_true", help="only tickets not closed")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p = command(group, "send", tickets.cmd_ticket_send, "move a ticket to its normal next state or --to STATE")
+    p.add_argument("id", type=int)
+    p.add_argument("--to", type=int)
+    p.add_argument("--actor", default="cli")
+    p = command(group, "assign", tickets.cmd_ticket_assign, "assign a ticket to a user")
+    p.add_argument("id", type=int)
+    p.add_argument("user")
+    p.add_argument("--actor", default="cli")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except BotfleetError as exc:
+        print(f"botfleet: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except psycopg.OperationalError as exc:
+        print(f"botfleet: database unavailable: {str(exc).strip()}", file=sys.stderr)
+        return EX_TEMPFAIL
+    except KeyboardInterrupt:
+        return 130
+    return code or 0
+

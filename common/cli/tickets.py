@@ -1,0 +1,89 @@
+"""`botfleet ticket ...`: create, show, list, send and assign tickets from a shell."""
+
+import json
+
+from common.cli.shared import connection, load_config, print_json
+from common.errors import BotfleetError
+from common.tickets.create import create_ticket
+from common.tickets.manual import send_ticket, set_assigned_user
+from common.tickets.read import get_events, get_ticket, list_tickets
+
+
+def ticket_json(ticket, config, events=None) -> dict:
+    data = {
+        "id": ticket.id, "metaservice": ticket.metaservice, "type": ticket.ticket_type, "state": ticket.state,
+        "state_name": config.state_name(ticket.metaservice, ticket.ticket_type, ticket.state),
+        "payload": ticket.payload,
+        "creator": ticket.creator, "group_role": ticket.group_role, "assigned_user": ticket.assigned_user,
+        "parent_id": ticket.parent_id, "created_at": ticket.created_at,
+        "state_entered_at": ticket.state_entered_at, "deadline_at": ticket.deadline_at,
+        "waiting_for": ticket.waiting_for, "attempts": ticket.attempts, "closed_at": ticket.closed_at,
+    }
+    if events is not None:
+        data["events"] = [{"kind": e["kind"], "from_state": e["from_state"], "to_state": e["to_state"],
+                           "at": e["at"], "actor": e["actor"], "detail": e["detail"]} for e in events]
+    return data
+
+
+def _payload(text):
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BotfleetError(f"--payload is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BotfleetError("--payload must be a JSON object")
+    return payload
+
+
+def cmd_ticket_create(args):
+    cfg = load_config(args)
+    payload = _payload(args.payload)
+    with connection(cfg) as conn:
+        ticket_id = create_ticket(conn, cfg, args.metaservice, args.type, payload,
+                                         creator=args.creator)
+    print(ticket_id)
+
+
+def cmd_ticket_show(args):
+    cfg = load_config(args)
+    with connection(cfg) as conn:
+        data = ticket_json(get_ticket(conn, args.id), cfg, get_events(conn, args.id))
+    if args.json:
+        print_json(data)
+        return
+    print(f"ticket {data['id']}: {data['metaservice']}/{data['type']} state {data['state']} "
+          f"({data['state_name']}){' closed ' + data['closed_at'].isoformat() if data['closed_at'] else ''}")
+    print(f"  payload: {json.dumps(data['payload'])}")
+    for event in data["events"]:
+        move = (f"{event['from_state']} -> {event['to_state']}" if event["from_state"] != event["to_state"]
+                else f"at {event['to_state']}")
+        detail = f" {json.dumps(event['detail'])}" if event["detail"] else ""
+        print(f"  {event['at'].isoformat()}  {event['kind']:<12} {move:<10} by {event['actor']}{detail}")
+
+
+def cmd_ticket_list(args):
+    cfg = load_config(args)
+    with connection(cfg) as conn:
+        found = list_tickets(conn, metaservice=args.metaservice, ticket_type=args.type, state=args.state,
+                             open_only=args.open, limit=args.limit)
+    tickets = [ticket_json(ticket, cfg) for ticket in found]
+    if args.json:
+        print_json(tickets)
+        return
+    for t in tickets:
+        closed = f" closed {t['closed_at']:%Y-%m-%d %H:%M:%S}" if t["closed_at"] else ""
+        print(f"{t['id']:>8}  {t['metaservice']}/{t['type']}  {t['state']} {t['state_name']}{closed}")
+
+
+def cmd_ticket_send(args):
+    cfg = load_config(args)
+    with connection(cfg) as conn:
+        ticket = send_ticket(conn, cfg, args.id, args.to, actor=args.actor)
+    print(f"ticket {ticket.id} is now in state {ticket.state}")
+
+
+def cmd_ticket_assign(args):
+    cfg = load_config(args)
+    with connection(cfg) as conn:
+        ticket = set_assigned_user(conn, cfg, args.id, args.user, actor=args.actor)
+    print(f"ticket {ticket.id} is assigned to {ticket.assigned_user}")

@@ -1,0 +1,120 @@
+"""What a config folder says, as frozen values: ticket types, their states, bots and fleet settings."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.config.paths import FleetPaths
+from common.errors import BotfleetError, ConfigError
+
+
+@dataclass(frozen=True)
+class State:
+    code: int
+    name: str
+    description: str = ""
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class TicketType:
+    metaservice: str
+    name: str
+    states: dict  # code -> State
+    transitions: dict  # current code -> (normal next, *alternates)
+    initial: int
+    lifetime_s: float
+    notification_frequency_s: float
+    retention_s: float
+    group_role: str | None = None
+    exclusive: bool = False
+    runs_when_locked: bool = False
+    description: str = ""
+    path: Path | None = None
+
+    @property
+    def key(self):
+        return (self.metaservice, self.name)
+
+    def next_states(self, code) -> tuple:
+        """The normal next state first, then the alternates, in the order written."""
+        return self.transitions.get(code, ())
+
+    def allows(self, from_code, to_code) -> bool:
+        return to_code in self.transitions.get(from_code, ())
+
+
+@dataclass(frozen=True)
+class BotSpec:
+    name: str
+    metaservice: str
+    ticket_type: str
+    state: int
+    state_name: str
+    final: bool
+    handler: str | None
+    threads: int
+    sweep_interval_s: float
+    lease_s: float
+    batch_size: int
+    retries: int
+    retry_backoff_s: float
+    replicas: int
+    stop_timeout_s: float
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class WatchdogSettings:
+    listen: str
+    check_interval_s: float
+    hung_after_missed_heartbeats: int
+    start_grace_s: float  # a new process has this long (plus hung_after) to register; none after
+    fatal_retry_backoff_s: float
+    fatal_retry_backoff_max_s: float
+    lease_s: float  # the fleet-wide lease one watchdog holds
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    root: Path
+    database_url: str | None
+    heartbeat_interval_s: float
+    watchdog: WatchdogSettings
+    api_listen: str
+    metaservices: dict  # name -> settings mapping
+    types: dict = field(default_factory=dict)  # (metaservice, type) -> TicketType
+    bots: dict = field(default_factory=dict)  # bot name -> BotSpec
+    builtin_types: dict = field(default_factory=dict)  # (metaservice, type) -> botfleet's own types
+
+    def ticket_type(self, metaservice, name) -> TicketType:
+        """A type of this config or a built-in one; an error naming it when there is none."""
+        found = self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))
+        if found is None:
+            raise BotfleetError(f"unknown ticket type {metaservice}/{name}")
+        return found
+
+    def state_name(self, metaservice, ticket_type, code) -> str | None:
+        """The name of a state, or None for a type or state this config does not know (any more)."""
+        kind = self.types.get((metaservice, ticket_type)) or self.builtin_types.get((metaservice, ticket_type))
+        state = kind.states.get(code) if kind else None
+        return state.name if state else None
+
+    @property
+    def paths(self) -> FleetPaths:
+        return FleetPaths.of(self.root)
+
+    def bot(self, name) -> BotSpec:
+        try:
+            return self.bots[name]
+        except KeyError:
+            known = ", ".join(sorted(self.bots)) or "none"
+            raise ConfigError(self.root / "bots", None, None, f"no bot named {name!r} (known: {known})") from None
+

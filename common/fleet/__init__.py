@@ -1,0 +1,1 @@
+"""Fleet operations: the supervisord config and client, `up` and `down`, and the fleet's status."""

@@ -1,0 +1,135 @@
+"""`botfleet up` and `botfleet down`: the database, the schema, the rendered config and supervisord.
+
+start_supervisord() and wait_running() are also the fleet harness of the tests, the benchmark and
+the chaos run, so they start fleets exactly as an operator's `botfleet up --daemon` does.
+"""
+
+import os
+import subprocess
+import sys
+
+from common.config.handlers import check_handlers
+from common.config.names import process_names
+from common.errors import BotfleetError
+from common.fleet import render, supervisor
+from common.fleet.wait import wait_until
+from common.store import migrate, server
+
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 60
+
+
+def expected_processes(config) -> set:
+    """supervisord's names of every process of the fleet: each bot's (replicas too) and the watchdog."""
+    names = {"watchdog"}
+    for spec in config.bots.values():
+        names.update(process_names(spec.name, spec.replicas))
+    return names
+
+
+def supervisord_command(fleet_paths) -> list[str]:
+    return [sys.executable, "-m", "supervisor.supervisord", "-c", str(fleet_paths.supervisord_conf)]
+
+
+def supervisord_env(config, url, fleet_paths, extra_env=None) -> dict:
+    return {**os.environ, "DATABASE_URL": url, **fleet_paths.environment(config.root), **(extra_env or {})}
+
+
+def start_supervisord(config, url, *, fleet_paths=None, extra_env=None, executable=None) -> subprocess.Popen:
+    """Render supervisord's files and start it in its own session; returns at once."""
+    fleet_paths = fleet_paths or config.paths
+    render.write(config, fleet_paths, executable)
+    fleet_paths.log_dir.mkdir(parents=True, exist_ok=True)
+    # supervisord runs in the foreground of its own process (nodaemon) and logs to its logfile.
+    return subprocess.Popen(supervisord_command(fleet_paths), env=supervisord_env(config, url, fleet_paths, extra_env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_running(config, fleet_paths=None, timeout_s=START_TIMEOUT_S):
+    """Until every process of the fleet is RUNNING; a BotfleetError naming those that failed instead."""
+    fleet_paths = fleet_paths or config.paths
+    expected = expected_processes(config)
+
+    def all_running():
+        states = supervisor.process_states(fleet_paths.supervisor_socket)
+        if states is None:
+            return False
+        failed = {name: state for name, state in states.items() if state in ("FATAL", "EXITED")}
+        if failed:
+            raise BotfleetError(f"bots failed to start: {failed}; see {fleet_paths.log_dir}/<bot>.log")
+        return expected <= {name for name, state in states.items() if state == supervisor.RUNNING}
+
+    try:
+        wait_until(all_running, timeout_s, "every bot to be RUNNING")
+    except TimeoutError as exc:
+        raise BotfleetError(str(exc)) from None
+    return expected
+
+
+def up(config, *, daemon=False) -> int:
+    check_handlers(config)
+    fleet_paths = config.paths
+    if supervisor.process_states(fleet_paths.supervisor_socket) is not None:
+        raise BotfleetError(f"supervisord is already running ({fleet_paths.supervisor_socket}); "
+                            "use `botfleet down` first")
+    url = server.resolve_url(config)
+    migrate.upgrade(url, config)
+    print(f"database: {url}")
+    if not daemon:
+        render.write(config, fleet_paths)
+        fleet_paths.log_dir.mkdir(parents=True, exist_ok=True)
+        print(f"starting supervisord with {len(expected_processes(config))} process(es); Ctrl-C stops the fleet")
+        os.execve(sys.executable, supervisord_command(fleet_paths), supervisord_env(config, url, fleet_paths))
+    start_supervisord(config, url)
+    expected = wait_running(config)
+    print(f"fleet is up: {len(expected)} process(es) RUNNING (bots and the watchdog); "
+          f"`botfleet supervisorctl status`")
+    return 0
+
+
+def shutdown(fleet_paths, timeout_s=STOP_TIMEOUT_S) -> dict | None:
+    """Stop supervisord and wait until it and every bot it ran have exited; its process states before, or
+    None when it was not running."""
+    states = supervisor.process_states(fleet_paths.supervisor_socket)
+    if states is None:
+        return None
+    pid = _pid(fleet_paths.supervisord_pidfile)
+    supervisor.client(fleet_paths.supervisor_socket).supervisor.shutdown()
+    # supervisord exits only after its programs have stopped (each within its stopwaitsecs), so its
+    # exit, not a silent socket, is the sign that every bot has drained.
+    try:
+        wait_until(lambda: supervisor.process_states(fleet_paths.supervisor_socket) is None
+                   and (pid is None or not _alive(pid)), timeout_s, "supervisord to stop")
+    except TimeoutError as exc:
+        raise BotfleetError(str(exc)) from None
+    return states
+
+
+def _pid(pidfile) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A child of ours that exited stays a zombie until reaped; it is gone all the same.
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def down(config, *, keep_database=False) -> int:
+    fleet_paths = config.paths
+    states = shutdown(fleet_paths)
+    print(f"supervisord stopped ({len(states)} process(es))" if states is not None else "supervisord was not running")
+    if not keep_database and not server.external_url(config) and server.stop_embedded(fleet_paths.pgdata):
+        print("embedded database stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""Storage: connections, the embedded server, schema and migrations, and every SQL statement."""

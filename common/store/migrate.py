@@ -1,0 +1,30 @@
+"""`botfleet db upgrade`: Alembic migrations, then the config written to its tables.
+
+Only the CLI imports this module: Alembic and SQLAlchemy stay out of bots and the watchdog.
+"""
+
+import psycopg
+
+from common.store.connect import connect, libpq_url
+from common.store.sync import sync_config
+
+
+def upgrade(url: str, config=None):
+    """Migrate to the newest revision, then write the config's ticket types and bots to their tables."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    # psycopg opens the connection, so any libpq URL or "key=value" conninfo works here too.
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(libpq_url(url)))
+    try:
+        with engine.begin() as connection:
+            alembic_cfg = Config()
+            alembic_cfg.set_main_option("script_location", "common.store:migrations")
+            alembic_cfg.attributes["connection"] = connection
+            command.upgrade(alembic_cfg, "head")
+    finally:
+        engine.dispose()
+    if config is not None:
+        with connect(url) as conn:
+            sync_config(conn, config)

@@ -1,0 +1,41 @@
+"""Writing the config's ticket types, status codes and bots to their tables, for the API and SQL readers."""
+
+import psycopg
+
+from common.store import sql
+
+
+def sync_config(conn, config, bot_names=None):
+    """Write ticket types, status codes and bots to the database, for API and SQL readers."""
+    # A bot syncs only its own type and row: dozens of bots starting at once would otherwise all
+    # queue on the same rows.
+    wanted = None if bot_names is None else {(s.metaservice, s.ticket_type) for s in config.bots.values()
+                                             if s.name in bot_names}
+    with conn.transaction():
+        for ticket_type in [*config.types.values(), *config.builtin_types.values()]:
+            if wanted is not None and ticket_type.key not in wanted:
+                continue
+            conn.execute(sql.UPSERT_TICKET_TYPE, {
+                "metaservice": ticket_type.metaservice, "name": ticket_type.name,
+                "description": ticket_type.description, "initial_state": ticket_type.initial,
+                "lifetime_s": ticket_type.lifetime_s,
+                "notification_frequency_s": ticket_type.notification_frequency_s,
+                "retention_s": ticket_type.retention_s, "group_role": ticket_type.group_role,
+                "exclusive": ticket_type.exclusive, "runs_when_locked": ticket_type.runs_when_locked,
+            })
+            for state in ticket_type.states.values():
+                following = ticket_type.next_states(state.code)
+                conn.execute(sql.UPSERT_STATUS_CODE, {
+                    "metaservice": ticket_type.metaservice, "ticket_type": ticket_type.name,
+                    "code": state.code, "name": state.name, "description": state.description,
+                    "final": state.final, "normal_next": following[0] if following else None,
+                    "alternates": psycopg.types.json.Jsonb(list(following[1:])),
+                })
+        if bot_names is None:  # a full sync: bots no longer configured are no longer expected
+            conn.execute(sql.DELETE_UNCONFIGURED_BOTS, {"names": sorted(config.bots)})
+        for spec in config.bots.values():
+            if bot_names is None or spec.name in bot_names:
+                conn.execute(sql.UPSERT_BOT, {
+                    "name": spec.name, "metaservice": spec.metaservice, "ticket_type": spec.ticket_type,
+                    "state": spec.state, "state_name": spec.state_name, "replicas": spec.replicas,
+                })

@@ -1,0 +1,31 @@
+"""get_current_ticket_list and the rest of a sweep (check_ticket_list): what a bot claims, and what else it looks at."""
+
+from common.store import sql
+from common.tickets.outcomes import Ticket
+from common.tickets.record import wake_closed_waits
+
+
+def get_current_ticket_list(conn, spec, owner, limit) -> list[Ticket]:
+    """Lease up to `limit` due tickets of the bot's state to `owner` (one bot process)."""
+    rows = conn.execute(sql.CLAIM, {
+        "metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state,
+        "limit": limit, "owner": owner, "lease_s": spec.lease_s,
+    }).fetchall()
+    if not conn.autocommit:
+        conn.commit()
+    return [Ticket.from_row(row) for row in rows]
+
+
+def _state_params(spec) -> dict:
+    return {"metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state}
+
+
+def wake_stranded_waits(conn, spec, actor):
+    """Make due the tickets of the bot's state whose awaited ticket closed while nobody woke them."""
+    stranded = [row["id"] for row in conn.execute(sql.STRANDED_WAITS, _state_params(spec)).fetchall()]
+    wake_closed_waits(conn, stranded, actor)
+
+
+def next_due_at(conn, spec):
+    """When the next wait of the bot's state ends (None: nothing waits for a time)."""
+    return conn.execute(sql.NEXT_DUE, _state_params(spec)).fetchone()["min"]

@@ -1,0 +1,29 @@
+"""create_ticket: new tickets in their type's initial state, each with its 'created' event and a NOTIFY."""
+
+from psycopg.types.json import Jsonb
+
+from common.errors import BotfleetError
+from common.store import sql
+
+
+def create_tickets(conn, config, metaservice, ticket_type, payloads, *, creator=None, group_role=None,
+                   parent_id=None) -> list[int]:
+    """Create tickets in their type's initial state; each commits with its 'created' event and a NOTIFY."""
+    kind = config.ticket_type(metaservice, ticket_type)
+    for index, payload in enumerate(payloads):
+        if not isinstance(payload, dict):
+            raise BotfleetError(f"payload {index} must be a JSON object, got {type(payload).__name__}")
+    params = {
+        "metaservice": metaservice, "ticket_type": ticket_type, "state": kind.initial,
+        "payloads": [Jsonb(p) for p in payloads], "creator": creator,
+        "group_role": group_role or kind.group_role, "parent_id": parent_id,
+        "lifetime_s": kind.lifetime_s, "notification_frequency_s": kind.notification_frequency_s,
+    }
+    with conn.transaction():
+        return [row["id"] for row in conn.execute(sql.CREATE_TICKETS, params).fetchall()]
+
+
+def create_ticket(conn, config, metaservice, ticket_type, payload=None, *, creator=None, group_role=None,
+                  parent_id=None) -> int:
+    return create_tickets(conn, config, metaservice, ticket_type, [payload or {}], creator=creator,
+                          group_role=group_role, parent_id=parent_id)[0]

@@ -1,0 +1,27 @@
+"""Reading tickets and their history."""
+
+from common.errors import TicketNotFound
+from common.store import sql
+from common.tickets.outcomes import Ticket
+
+
+def get_ticket(conn, ticket_id) -> Ticket:
+    row = conn.execute(sql.GET_TICKET, {"id": ticket_id}).fetchone()
+    if row is None:
+        raise TicketNotFound(ticket_id)
+    return Ticket.from_row(row)
+
+
+def get_events(conn, ticket_id) -> list[dict]:
+    return conn.execute(sql.GET_EVENTS, {"id": ticket_id}).fetchall()
+
+
+def get_assigned_user(conn, ticket_id):
+    return get_ticket(conn, ticket_id).assigned_user
+
+
+def list_tickets(conn, *, metaservice=None, ticket_type=None, state=None, open_only=False, limit=100) -> list[Ticket]:
+    """Tickets, newest first, filtered by whichever of the arguments are given."""
+    rows = conn.execute(sql.LIST_TICKETS, {"metaservice": metaservice, "ticket_type": ticket_type, "state": state,
+                                           "open_only": open_only, "limit": limit}).fetchall()
+    return [Ticket.from_row(row) for row in rows]

@@ -1,0 +1,83 @@
+"""add_ticket_to_proceeded_list: write a batch of outcomes, each with its events and NOTIFY, exactly once."""
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from common.store import sql
+from common.tickets.create import create_ticket
+from common.tickets.outcomes import PendingTicket
+
+
+def _apply_params(steps, owner, actor):
+    def waiting_id(step):
+        target = step.plan.waiting_for
+        return target.id if isinstance(target, PendingTicket) else target
+
+    return {
+        "owner": owner, "actor": actor,
+        "ids": [s.ticket.id for s in steps], "steps": [s.ticket.step for s in steps],
+        "from_states": [s.ticket.state for s in steps], "to_states": [s.plan.to_state for s in steps],
+        "closes": [s.plan.closes for s in steps], "due_in_s": [s.plan.due_in_s for s in steps],
+        "waiting_for": [waiting_id(s) for s in steps],
+        "payloads": [Jsonb(s.payload) if s.payload is not None else None for s in steps],
+        "set_assignee": [s.assignee is not None for s in steps],
+        "assignees": [s.assignee[0] if s.assignee else None for s in steps],
+        "attempts": [s.plan.attempts for s in steps], "kinds": [s.plan.kind for s in steps],
+        "details": [Jsonb(s.plan.detail) if s.plan.detail is not None else None for s in steps],
+    }
+
+
+def _insert_children(conn, config, step, actor):
+    for child in step.plan.children:
+        child.id = create_ticket(conn, config, child.metaservice, child.ticket_type, child.payload,
+                                 creator=actor, group_role=child.group_role, parent_id=step.ticket.id)
+
+
+@dataclass
+class Written:
+    applied: list  # rows of the tickets whose outcome was written
+    stale: list  # steps whose ticket had moved on (another process already wrote this step)
+
+
+def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
+    """Write a batch of outcomes; each ticket's change, events and NOTIFY commit together.
+
+    On an autocommit connection (a bot's) a batch without child tickets is one statement and one
+    durable commit; on any other connection it joins the caller's transaction. A step whose ticket
+    is no longer at the claimed step (or no longer leased by `owner`) is skipped: some other
+    process already applied it, and writing it again would duplicate the transition.
+    """
+    applied = []
+    simple = [s for s in steps if not s.plan.children]
+    if simple:
+        applied += conn.execute(sql.APPLY_OUTCOMES, _apply_params(simple, owner, actor)).fetchall()
+    for step in (s for s in steps if s.plan.children):
+        # Children are written only if their parent's outcome is: the transaction undoes them otherwise.
+        with conn.transaction() as transaction:
+            _insert_children(conn, config, step, actor)
+            rows = conn.execute(sql.APPLY_OUTCOMES, _apply_params([step], owner, actor)).fetchall()
+            if not rows:
+                raise psycopg.Rollback(transaction)
+            applied += rows
+    wake_closed_waits(conn, _closed_with_waiters(applied), actor)
+    applied_ids = {r["id"] for r in applied}
+    return Written(applied, [s for s in steps if s.ticket.id not in applied_ids])
+
+
+def _closed_with_waiters(applied) -> list:
+    """Closed tickets someone waits for: closed here with waiters, or awaited here and already closed."""
+    closed_here = {r["id"] for r in applied if r["closes"]}
+    ids = {r["id"] for r in applied if r["closes"] and r["has_waiters"]}
+    for row in applied:
+        ids.update(row["closed_awaited"])
+        if row["waiting_for"] in closed_here:  # waiter and awaited in one batch
+            ids.add(row["waiting_for"])
+    return sorted(ids)
+
+
+def wake_closed_waits(conn, closed_ids, actor):
+    """Make the tickets that wait for any of `closed_ids` due again. A lost wake is caught by sweeps."""
+    if closed_ids:
+        conn.execute(sql.WAKE_WAITERS, {"ids": closed_ids, "actor": actor})
