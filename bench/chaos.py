@@ -26,44 +26,37 @@ duplicated or missing, or a kill never recovered. Every wait has a deadline and 
 """
 
 import argparse
-import math
 import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import xmlrpc.client
 from pathlib import Path
-
-from psycopg.conninfo import make_conninfo
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import pipeline  # noqa: E402
 from common.config.load import load  # noqa: E402
-from common import engine, supervisor_render, supervisor_rpc  # noqa: E402
 from common.config.names import hostname
 from common.store.connect import connect
 from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
 from common.tickets.create import create_tickets
+from tests.harness import Fleet, free_port, percentile, wait_until, with_dbname  # noqa: E402
 
 METASERVICE, TICKET_TYPE = "chaos", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
 KILL_EVERY_S = 1.0
-POLL_S = 0.05
+POLL_S = 0.05  # between looks at supervisord and the database while kills run
 # Deadlines: nothing here waits without one.
 SERVER_SETUP_TIMEOUT_S = 120
 FLEET_START_TIMEOUT_S = 60
 KILL_PHASE_S = 90
 COMPLETION_TIMEOUT_S = 180  # after the kills stop
 RECOVERY_TIMEOUT_S = 30  # for the last kills to recover, after the tickets are done
-SUPERVISORD_STOP_TIMEOUT_S = 30
 OVERALL_TIMEOUT_S = 600
 CLEANUP_TIMEOUT_S = 90
 
@@ -81,12 +74,6 @@ def paced(ticket, ctx):
 # -- setup -------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def write_config(root: Path, port: int):
     pipeline.write_config(
         root, METASERVICE,
@@ -95,71 +82,6 @@ def write_config(root: Path, port: int):
         "bot_defaults:\n  threads: 4\n  lease: 2s\n  sweep_interval: 1s\n  batch_size: 32\n  stop_timeout: 5s\n"
         f"watchdog:\n  listen: 127.0.0.1:{port}\n  check_interval: 250ms\n  fatal_retry_backoff: 1s\n",
         "bench.chaos:paced")
-
-
-class Fleet:
-    """supervisord with the rendered bots and watchdog of a temp project."""
-
-    def __init__(self, project: Path, cfg, url):
-        self.project = project
-        self.url = url
-        self.socket = project / "var" / "supervisor.sock"
-        (project / "var" / "log").mkdir(parents=True)
-        shutil.copy(REPO / "supervisord.conf", project / "supervisord.conf")
-        supervisor_render.write(cfg, project / "supervisord.d", paths={
-            "bin": str(Path(sys.executable).parent / "botfleet"), "log_dir": str(project / "var" / "log")})
-        self.proc = None
-
-    def start(self):
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith("BOTFLEET_") and key != "DATABASE_URL"}
-        env.update(DATABASE_URL=self.url, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        with open(self.project / "var" / "supervisord.out", "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c",
-                                          str(self.project / "supervisord.conf")],
-                                         env=env, cwd=self.project, stdout=out, stderr=subprocess.STDOUT)
-
-    @property
-    def rpc(self):
-        return supervisor_rpc.client(self.socket).supervisor
-
-    def processes(self):
-        """name -> supervisord's info, for every program; {} while supervisord does not answer."""
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"supervisord exited with code {self.proc.returncode}")
-        try:
-            return {info["name"]: info for info in self.rpc.getAllProcessInfo()}
-        except (OSError, xmlrpc.client.Error):
-            return {}
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            self.rpc.shutdown()
-        except (OSError, xmlrpc.client.Error):
-            self.proc.terminate()  # SIGTERM: supervisord still stops its programs
-        try:
-            self.proc.wait(timeout=SUPERVISORD_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def log_tail(self, name, chars=1500):
-        path = self.project / "var" / "log" / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
-
-
-def wait_for(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(POLL_S)
 
 
 def heartbeats(conn):
@@ -236,12 +158,6 @@ def run_kills(fleet, conn, rng, max_kills, kills):
     return pending
 
 
-def percentile(values, fraction):
-    """Nearest-rank percentile: a value that was actually measured."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 def audit(conn, ids):
     counts = conn.execute("""
         SELECT count(*) FILTER (WHERE state = 3 AND closed_at IS NOT NULL) AS completed,
@@ -294,28 +210,25 @@ def main():
         server_url = start_embedded(pgdata)
         with connect(server_url, autocommit=True) as admin:
             admin.execute('CREATE DATABASE "botfleet_chaos"')
-        url = make_conninfo(server_url, dbname="botfleet_chaos")
-        write_config(tmp / "config", free_port())
-        cfg = load(tmp / "config")
+        url = with_dbname(server_url, "botfleet_chaos")
+        fleet = Fleet(tmp / "project", url)
+        write_config(fleet.config_dir, free_port())
+        cfg = load(fleet.config_dir)
         upgrade(url, cfg)
-        types = cfg
-
-        fleet = Fleet(tmp / "project", cfg, url)
         say(f"starting supervisord with {', '.join(BOTS)} and the watchdog (project {fleet.project})")
-        fleet.start()
+        fleet.start(timeout_s=FLEET_START_TIMEOUT_S)
         with connect(url, autocommit=True, application_name="chaos") as conn:
             def ready():
                 infos, beats = fleet.processes(), heartbeats(conn)
                 return (len(infos) == len(BOTS) + 1 and all(i["statename"] == "RUNNING" for i in infos.values())
                         and all(infos[name]["pid"] in beats.get(name, {}) for name in BOTS))
-            wait_for(ready, FLEET_START_TIMEOUT_S, "every program RUNNING and every bot heartbeating")
+            wait_until(ready, FLEET_START_TIMEOUT_S, "every program RUNNING and every bot heartbeating")
 
             say(f"creating {args.tickets} tickets ({args.handler_ms:g} ms per handler), "
                 f"then a SIGKILL a second (victims seeded with {seed})")
             created = time.monotonic()
-            ids = create_tickets(conn, types, METASERVICE, TICKET_TYPE,
-                                        [{"sleep_s": args.handler_ms / 1000} for _ in range(args.tickets)],
-                                        creator="chaos")
+            ids = create_tickets(conn, cfg, METASERVICE, TICKET_TYPE,
+                                 [{"sleep_s": args.handler_ms / 1000} for _ in range(args.tickets)], creator="chaos")
             pending = run_kills(fleet, conn, rng, args.max_kills, kills)
             say(f"kills stopped after {len(kills)}: {open_count(conn)} tickets open")
 

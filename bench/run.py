@@ -9,7 +9,6 @@ cost of one sweep over a big table, and a bot's memory. See bench/README.md for 
 """
 
 import argparse
-import math
 import os
 import shutil
 import signal
@@ -19,9 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import urlsplit, urlunsplit
-
-from psycopg.conninfo import make_conninfo
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -29,11 +25,12 @@ sys.path.insert(0, str(REPO))
 from bench import pipeline  # noqa: E402
 from common.config.load import load  # noqa: E402
 from common.store import sql  # noqa: E402
-from common.store.connect import connect, libpq_url
+from common.store.connect import connect
 from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
 from common.tickets.claim import get_current_ticket_list
 from common.tickets.create import create_ticket, create_tickets
+from tests.harness import BotProcesses, percentile, wait_until, with_dbname  # noqa: E402
 
 METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
@@ -91,14 +88,7 @@ def has_commit_timestamps(conn):
     return conn.execute("SHOW track_commit_timestamp").fetchone()["track_commit_timestamp"] == "on"
 
 
-def with_dbname(url, dbname):
-    url = libpq_url(url)
-    if "://" not in url:  # a "key=value" conninfo
-        return make_conninfo(url, dbname=dbname)
-    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
-
-
-def connect(url):
+def bench_connection(url):
     conn = connect(url, autocommit=True, application_name="bench")
     conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
     return conn
@@ -107,39 +97,26 @@ def connect(url):
 # -- bot processes -----------------------------------------------------------------------------------
 
 
-def start_bots(cfg_dir, url, tmp):
-    env = {**os.environ, "DATABASE_URL": url, "BENCH_LATENCY_DIR": str(tmp / "hops"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    botfleet = Path(sys.executable).parent / "botfleet"
-    procs = {}
-    for name in BOTS:
-        log = open(tmp / f"{name}.log", "wb")
-        procs[name] = subprocess.Popen([str(botfleet), "--config", str(cfg_dir), "bot", "run", name],
-                                       cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-    return procs
+def start_bots(cfg_dir, url, tmp) -> dict:
+    procs = BotProcesses(tmp)
+    return {name: procs.start(name, cfg_dir, url, {"BENCH_LATENCY_DIR": str(tmp / "hops")}) for name in BOTS}
 
 
-def check_alive(procs, tmp):
+def check_alive(procs):
     for name, proc in procs.items():
         if proc.poll() is not None:
-            tail = (tmp / f"{name}.log").read_text(errors="replace")[-2000:]
+            tail = proc.log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"bot {name} exited with code {proc.returncode}:\n{tail}")
 
 
-def wait_swept(conn, procs, tmp):
+def wait_swept(conn, procs):
     """Until every bot has registered and run its loop once (first heartbeat comes after the first sweep)."""
-    deadline = time.monotonic() + REGISTER_TIMEOUT_S
-    while True:
-        check_alive(procs, tmp)
+    def swept():
+        check_alive(procs)
         rows = conn.execute("SELECT bot_name, heartbeat_at > started_at AS looped FROM bot_processes "
                             "WHERE stopped_at IS NULL").fetchall()
-        registered = {r["bot_name"] for r in rows}
-        if registered >= set(BOTS) and all(r["looped"] for r in rows):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"bots not registered and swept after {REGISTER_TIMEOUT_S}s: {sorted(registered)}")
-        time.sleep(0.2)
+        return {r["bot_name"] for r in rows} >= set(BOTS) and all(r["looped"] for r in rows)
+    wait_until(swept, REGISTER_TIMEOUT_S, "every bot registered and swept once")
 
 
 def rss_mb(pid):
@@ -165,36 +142,26 @@ def stop_bots(procs):
 # -- measurements ------------------------------------------------------------------------------------
 
 
-def percentile(values, fraction):
-    """Nearest-rank percentile: a value that was actually measured."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+def wait_closed(conn, ids, timeout_s, procs, progress=False):
+    last_print = [time.monotonic()]
 
-
-def wait_closed(conn, ids, timeout_s, procs, tmp, progress=False):
-    deadline = time.monotonic() + timeout_s
-    last_print = time.monotonic()
-    while True:
+    def all_closed():
         # The partial claim index serves this count; every earlier bench ticket is already closed.
         open_count = conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = %s AND ticket_type = %s "
                                   "AND closed_at IS NULL", (METASERVICE, TICKET_TYPE)).fetchone()["n"]
-        if open_count == 0:
-            return
-        check_alive(procs, tmp)
-        now = time.monotonic()
-        if now > deadline:
-            raise TimeoutError(f"{open_count} of {len(ids)} tickets still open after {timeout_s}s")
-        if progress and now - last_print >= 1:
+        check_alive(procs)
+        if progress and open_count and time.monotonic() - last_print[0] >= 1:
             say(f"  {len(ids) - open_count} of {len(ids)} closed")
-            last_print = now
-        time.sleep(0.05)
+            last_print[0] = time.monotonic()
+        return open_count == 0
+    wait_until(all_closed, timeout_s, f"all {len(ids)} tickets to close")
 
 
-def measure_throughput(conn, types, count, procs, tmp):
+def measure_throughput(conn, cfg, count, procs, tmp):
     say(f"throughput: creating {count} tickets in one transaction")
-    ids = create_tickets(conn, types, METASERVICE, TICKET_TYPE, [{} for _ in range(count)], creator="bench")
+    ids = create_tickets(conn, cfg, METASERVICE, TICKET_TYPE, [{} for _ in range(count)], creator="bench")
     created_s = time.time()
-    wait_closed(conn, ids, BURST_TIMEOUT_S, procs, tmp, progress=True)
+    wait_closed(conn, ids, BURST_TIMEOUT_S, procs, progress=True)
     row = conn.execute("SELECT extract(epoch FROM max(closed_at)) AS last_close_s FROM tickets WHERE id = ANY(%s)",
                        (ids,)).fetchone()
     transitions = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE ticket_id = ANY(%s) "
@@ -234,7 +201,7 @@ def commit_times_s(conn, ids):
     return entered_s, closed_s
 
 
-def measure_latency(conn, types, count, procs, tmp, commit_timestamps):
+def measure_latency(conn, cfg, count, procs, tmp, commit_timestamps):
     say(f"latency: creating {count} tickets one at a time, {LATENCY_SPACING_S * 1000:.0f} ms apart")
     ids = []
     start = time.monotonic()
@@ -242,10 +209,10 @@ def measure_latency(conn, types, count, procs, tmp, commit_timestamps):
         pause_s = start + i * LATENCY_SPACING_S - time.monotonic()
         if pause_s > 0:
             time.sleep(pause_s)
-        ids.append(create_ticket(conn, types, METASERVICE, TICKET_TYPE, {"latency": True}, creator="bench"))
-    wait_closed(conn, ids, LATENCY_TIMEOUT_S, procs, tmp)
+        ids.append(create_ticket(conn, cfg, METASERVICE, TICKET_TYPE, {"latency": True}, creator="bench"))
+    wait_closed(conn, ids, LATENCY_TIMEOUT_S, procs)
     handler_starts = read_handler_starts(tmp, ids)
-    initial = types[(METASERVICE, TICKET_TYPE)].initial
+    initial = cfg.ticket_type(METASERVICE, TICKET_TYPE).initial
     if commit_timestamps:
         entered_s, closed_s = commit_times_s(conn, ids)
         hops_ms = {key: (started_s - entered_s[key]) * 1000 for key, (started_s, _) in handler_starts.items()}
@@ -327,7 +294,7 @@ def sweep_ms(bot_conn, admin_conn, ticket_type, state, due):
 
 
 def measure_sweep(url, closed, open_):
-    with connect(url) as admin, connect(url, autocommit=True, application_name="bench-sweep") as bot:
+    with bench_connection(url) as admin, connect(url, autocommit=True, application_name="bench-sweep") as bot:
         fill_sweep_table(admin, closed, open_)
         bot.execute(sql.BOT_SESSION_SETUP)
         bot.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
@@ -379,7 +346,7 @@ def main():
         if embedded:
             say(f"starting embedded PostgreSQL in {pgdata}, with track_commit_timestamp = on")
             server_url = start_embedded_with_commit_timestamps(pgdata)
-        with connect(server_url) as admin:
+        with bench_connection(server_url) as admin:
             commit_timestamps = has_commit_timestamps(admin)
             admin.execute(f'CREATE DATABASE "{dbname}"')
         latency_method = LATENCY_METHODS[commit_timestamps]
@@ -388,18 +355,17 @@ def main():
         write_config(tmp / "config")
         cfg = load(tmp / "config")
         upgrade(url, cfg)
-        types = cfg
 
         say("starting bots: " + ", ".join(BOTS))
         procs = start_bots(tmp / "config", url, tmp)
-        with connect(url) as conn:
-            wait_swept(conn, procs, tmp)
+        with bench_connection(url) as conn:
+            wait_swept(conn, procs)
             rss = {name: rss_mb(proc.pid) for name, proc in procs.items()}
             say("  idle RSS: " + ", ".join(f"{name} {mb:.1f} MB" for name, mb in rss.items()))
             figures["bot_rss_mb"] = max(rss.values())
 
-            figures["throughput_per_s"] = measure_throughput(conn, types, size["burst"], procs, tmp)
-            hop_p50, hop_p99, e2e_p50 = measure_latency(conn, types, size["latency"], procs, tmp,
+            figures["throughput_per_s"] = measure_throughput(conn, cfg, size["burst"], procs, tmp)
+            hop_p50, hop_p99, e2e_p50 = measure_latency(conn, cfg, size["latency"], procs, tmp,
                                                         commit_timestamps)
             figures.update(hop_p50_ms=hop_p50, hop_p99_ms=hop_p99, e2e_p50_ms=e2e_p50)
             say("  RSS after load: " + ", ".join(f"{n} {rss_mb(p.pid):.1f} MB" for n, p in procs.items()))
@@ -412,7 +378,7 @@ def main():
         if embedded:
             stop_embedded(pgdata)  # also a server that a failed setup left running
         elif server_url:
-            with connect(server_url) as admin:
+            with bench_connection(server_url) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
 

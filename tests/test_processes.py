@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from common.config.load import load
 from common.tickets.create import create_ticket, create_tickets
 from common.tickets.read import get_events, get_ticket
-from tests.conftest import ROOT, THREE_STATES, registered, wait_until, write_config
+from tests.conftest import THREE_STATES, registered, wait_until, write_config
 
 pytestmark = pytest.mark.processes
 
