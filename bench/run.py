@@ -1,11 +1,13 @@
-"""botfleet benchmark: real bot processes on a real PostgreSQL, six figures as name=value lines.
+"""botfleet benchmark: real bot processes on a real PostgreSQL, its figures as name=value lines.
 
     .venv/bin/python bench/run.py [--quick]
 
 Starts its own embedded PostgreSQL in a temp dir (or uses BENCH_DATABASE_URL, where it creates and
 later drops a scratch database), runs a 3-state pipeline bench/pipe (1 a -> 2 b -> 3 c, final) with
 one `botfleet bot run` process per state, and measures throughput, hop and end-to-end latency, the
-cost of one sweep over a big table, and a bot's memory. See bench/README.md for what each figure means.
+cost of one sweep over a big table, and a bot's memory. For the hop and the memory it also measures
+the floor, the same path done by bare psycopg (bench/floor.py), and how many times that botfleet takes.
+See bench/README.md for what each figure means.
 """
 
 import argparse
@@ -22,7 +24,7 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import pipeline  # noqa: E402
+from bench import floor, pipeline  # noqa: E402
 from common.config.load import load  # noqa: E402
 from common.store import sql  # noqa: E402
 from common.store.connect import connect
@@ -304,6 +306,24 @@ def measure_sweep(url, closed, open_):
     return max(idle_ms, busy_ms)
 
 
+def measure_hop_floor(url, count, commit_timestamps):
+    """The median hop of bare psycopg, spaced and counted like the botfleet latency run."""
+    say(f"hop floor: {count} bare psycopg hops (UPDATE + pg_notify, LISTEN, claim), "
+        f"{LATENCY_SPACING_S * 1000:.0f} ms apart")
+    hops = floor.hop_floor_ms(url, count, LATENCY_SPACING_S, commit_timestamps)
+    say(f"  floor hops: n={len(hops)} min={min(hops):.2f} p50={percentile(hops, .5):.2f} "
+        f"p90={percentile(hops, .9):.2f} p99={percentile(hops, .99):.2f} max={max(hops):.2f} ms")
+    return percentile(hops, .5)
+
+
+def measure_rss_floor(url, tmp):
+    """VmRSS of a bare interpreter holding one psycopg connection: what any bot costs before botfleet."""
+    with floor.idle_connected_process(url, tmp / "floor-rss.log") as pid:
+        mb = rss_mb(pid)
+    say(f"  bare python + psycopg + 1 connection: {mb:.1f} MB RSS")
+    return mb
+
+
 def measure_scrape(url):
     """A watchdog's /metrics body computed on the big sweep table: the median of a few scrapes."""
     from watchdog.collector import scrape_text
@@ -369,7 +389,12 @@ def main():
                                                         commit_timestamps)
             figures.update(hop_p50_ms=hop_p50, hop_p99_ms=hop_p99, e2e_p50_ms=e2e_p50)
             say("  RSS after load: " + ", ".join(f"{n} {rss_mb(p.pid):.1f} MB" for n, p in procs.items()))
-        stop_bots(procs)  # the sweep is timed on a quiet server
+        stop_bots(procs)  # the floors and the sweep are timed on a quiet server
+        # The floors run here, not before the bots start: seconds after the latency run, on the same
+        # server with its caches as warm, and with the bots gone nothing else competes for the two
+        # cores; and before the sweep's bulk insert and VACUUM, which leave the server writing back.
+        figures["hop_floor_ms"] = measure_hop_floor(url, size["latency"], commit_timestamps)
+        figures["bot_rss_floor_mb"] = measure_rss_floor(url, tmp)
         figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
         figures["scrape_ms"] = measure_scrape(url)
     finally:
@@ -382,8 +407,12 @@ def main():
                 admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
 
+    # How many times the floor botfleet takes (1.00: nothing added over PostgreSQL and psycopg).
+    figures["hop_vs_floor"] = figures["hop_p50_ms"] / figures["hop_floor_ms"]
+    figures["bot_rss_vs_floor"] = figures["bot_rss_mb"] / figures["bot_rss_floor_mb"]
     say(f"latency measured from: {latency_method}")
-    for name in ("throughput_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "bot_rss_mb", "scrape_ms"):
+    for name in ("throughput_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "bot_rss_mb", "scrape_ms",
+                 "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor"):
         print(f"{name}={figures[name]:.{0 if name == 'throughput_per_s' else 2}f}")
 
 

@@ -45,7 +45,7 @@ def events(conn, ticket_id):
 
 
 def step_for(conn, types, ticket, outcome, owner=OWNER_A):
-    kind = types[(ticket.metaservice, ticket.ticket_type)]
+    kind = types.ticket_type(ticket.metaservice, ticket.ticket_type)
     return Step(ticket, plan(ticket, kind, outcome, retries=1, retry_backoff_s=0.1))
 
 

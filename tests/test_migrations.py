@@ -7,7 +7,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from common.store.connect import connect
 from common.store.migrations import SCHEMA_HEAD
 from common.store.schema import metadata
 
@@ -21,7 +20,7 @@ def test_schema_head_is_the_newest_migration():
 def test_migrated_database_matches_the_metadata(db_url):
     engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(db_url))
     try:
-        with connect() as connection:
+        with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), metadata)
     finally:
         engine.dispose()

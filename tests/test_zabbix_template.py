@@ -310,7 +310,7 @@ def scrape(db_url, config):
     """The families and samples of the watchdog's own exposition code run against `db_url`."""
     from watchdog.collector import scrape_text
 
-    families = list(text_string_to_metric_families(scrape_text(db_url, config)))
+    families = list(text_string_to_metric_families(scrape_text(db_url)))
     return families, [sample for family in families for sample in family.samples]
 
 
