@@ -28,6 +28,8 @@ status: install
 	$(BIN)/botfleet status
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/botfleet config check
 	$(BIN)/botfleet supervisor render --check
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -27,6 +27,17 @@ for name in list(os.environ):
         del os.environ[name]
 
 
+PROCESS_FIXTURES = {"processes", "supervised"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """`-m "not processes"` must leave out every test that starts a bot or supervisord."""
+    unmarked = [item.nodeid for item in items
+                if PROCESS_FIXTURES & set(item.fixturenames) and item.get_closest_marker("processes") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that start processes lack @pytest.mark.processes: " + ", ".join(unmarked))
+
+
 def last_event_id(conn) -> int:
     """The newest watchdog event: those up to here belong to the fleet's start-up, not to the
     fault a test makes afterwards."""

@@ -80,6 +80,7 @@ def test_shipped_config_is_valid():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.processes
 def test_bot_with_bad_config_exits_78_before_touching_the_database(tmp_path, empty_db_url):
     import os
 
@@ -96,6 +97,7 @@ def test_bot_with_bad_config_exits_78_before_touching_the_database(tmp_path, emp
     assert tables == 0
 
 
+@pytest.mark.processes
 def test_bot_refuses_a_schema_that_is_behind(tmp_path, empty_db_url):
     import os
 

@@ -23,7 +23,7 @@ def verdict(processes, heartbeats=(), enabled=True, replicas=1, retries=None, da
                   now=NOW, limits=LIMITS, retries=retries or {}, database_back_at=database_back_at)
 
 
-@pytest.mark.parametrize("processes, heartbeats, health, actions", [
+@pytest.mark.parametrize("supervised_states, heartbeats, health, actions", [
     ([running()], [beat(ago_s=1)], "healthy", []),
     ([running()], [beat(ago_s=5.9)], "healthy", []),
     # RUNNING but silent: hung (SIGSTOP, a deadlock, a lost connection it never noticed).
@@ -46,8 +46,8 @@ def verdict(processes, heartbeats=(), enabled=True, replicas=1, retries=None, da
     # Not in supervisord at all.
     ([], [], "missing", []),
 ])
-def test_health_and_actions(processes, heartbeats, health, actions):
-    result = verdict(processes, heartbeats)
+def test_health_and_actions(supervised_states, heartbeats, health, actions):
+    result = verdict(supervised_states, heartbeats)
     assert result.health == health, result.reason
     assert [(a.kind, a.reason) for a in result.actions] == actions
 

@@ -252,6 +252,7 @@ def test_a_wait_racing_a_close_is_always_woken(db_url, conn, types, synced, spec
     assert (woken.waiting_for, woken.payload["woken_by"]) == (None, {"id": awaited, "state": 4})
 
 
+@pytest.mark.processes
 def test_sweep_wakes_a_ticket_left_waiting_for_a_closed_one(tmp_path, db_url, conn, types, synced, processes):
     awaited, waiter = create_tickets(conn, types, "testms", "pipe", [{}, {}])
     conn.execute("UPDATE tickets SET state = 4, closed_at = now() WHERE id = %s", (awaited,))
