@@ -130,6 +130,22 @@ def update_recoveries(pending, infos, beats):
     return still
 
 
+def follow_recoveries(fleet, conn, pending, done, timeout_s):
+    """Keep noting what the pending kills reach until done(pending) or timeout_s; the kills still pending.
+
+    A timeout is no error here: the run reports what is still open or unrecovered."""
+    state = {"pending": pending}
+
+    def finished():
+        state["pending"] = update_recoveries(state["pending"], fleet.processes(), heartbeats(conn))
+        return done(state["pending"])
+    try:
+        wait_until(finished, timeout_s, "the run to settle", interval_s=POLL_S)
+    except TimeoutError:
+        pass
+    return state["pending"]
+
+
 def run_kills(fleet, conn, rng, max_kills, kills):
     """Kill once a second until every ticket is closed; returns the kills still recovering."""
     pending = []
@@ -232,18 +248,12 @@ def main():
             pending = run_kills(fleet, conn, rng, args.max_kills, kills)
             say(f"kills stopped after {len(kills)}: {open_count(conn)} tickets open")
 
-            deadline = time.monotonic() + COMPLETION_TIMEOUT_S
-            while open_count(conn) and time.monotonic() < deadline:
-                pending = update_recoveries(pending, fleet.processes(), heartbeats(conn))
-                time.sleep(POLL_S)
+            pending = follow_recoveries(fleet, conn, pending, lambda _: not open_count(conn), COMPLETION_TIMEOUT_S)
             elapsed_s = time.monotonic() - created
             still_open = open_count(conn)
             say(f"{args.tickets - still_open} of {args.tickets} tickets closed {elapsed_s:.1f}s after they were created"
                 + (f"; gave up waiting for {still_open} after {COMPLETION_TIMEOUT_S}s" if still_open else ""))
-            deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-            while pending and time.monotonic() < deadline:
-                pending = update_recoveries(pending, fleet.processes(), heartbeats(conn))
-                time.sleep(POLL_S)
+            pending = follow_recoveries(fleet, conn, pending, lambda still: not still, RECOVERY_TIMEOUT_S)
 
             result = audit(conn, ids)
             rescued = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE kind = 'claimed' "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from bots.listener import Listener
 from common import __version__
 from common.config.handlers import import_handler
 from common.config.names import hostname
@@ -34,6 +35,7 @@ from common.tickets.record import add_ticket_to_proceeded_list
 
 log = logging.getLogger("botfleet.bot")
 
+LISTEN_START_TIMEOUT_S = 10  # the first sweep waits this long at most for LISTEN to be in place
 WAKE = "wake"  # something may be due: claim
 STOP = "stop"
 
@@ -58,7 +60,7 @@ class BotRuntime:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self._wake_pending = threading.Event()
-        self.listening = threading.Event()
+        self.listener = Listener(url, self.channel, f"{spec.name}:listen", self._wake, self.stopping)
         self.conn = None
         self.pool = None
         self.held: set = set()  # ids of the tickets claimed and not yet written
@@ -82,11 +84,10 @@ class BotRuntime:
                 "pid": os.getpid(), "version": __version__})
         log.info("bot %s registered as %s", self.spec.name, self.owner)
         self.pool = ThreadPoolExecutor(self.spec.threads, thread_name_prefix=self.spec.name)
-        listener = threading.Thread(target=self._listen_loop, name=f"{self.spec.name}-listen", daemon=True)
-        listener.start()
+        self.listener.start()
         # Listen first so nothing that commits from now on is missed, but act on nothing before the
         # first sweep: tickets that arrived while the bot was down go first.
-        self.listening.wait(timeout=10)
+        self.listener.listening.wait(timeout=LISTEN_START_TIMEOUT_S)
         self._drain_wakes()
         self._sweep()
         log.info("first sweep: claimed %d ticket(s)", len(self.held))
@@ -272,25 +273,6 @@ class BotRuntime:
             except psycopg.OperationalError as exc:
                 delay_s = backoff.next_s()
                 log.warning("database unavailable (%s); retrying in %.1fs", exc, delay_s)
-                self.stopping.wait(delay_s)
-
-    def _listen_loop(self):
-        backoff = Backoff()
-        while not self.stopping.is_set():
-            try:
-                with connect(self.url, autocommit=True,
-                                      application_name=f"{self.spec.name}:listen") as conn:
-                    conn.execute(f'LISTEN "{self.channel}"')
-                    if self.listening.is_set():
-                        self._wake()  # notifications were lost while disconnected: sweep
-                    self.listening.set()
-                    backoff.reset()
-                    while not self.stopping.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self._wake()
-            except psycopg.OperationalError as exc:
-                delay_s = backoff.next_s()
-                log.warning("listener lost its connection (%s); retrying in %.1fs", exc, delay_s)
                 self.stopping.wait(delay_s)
 
     def _wake(self):

@@ -5,6 +5,8 @@ them, so that a batch of tickets costs one round trip while each ticket's row ch
 rows and its NOTIFY still commit together.
 """
 
+from psycopg.sql import SQL, Composed, Identifier
+
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
 CHANNEL_SQL = "'bf.' || {t}.metaservice || '.' || {t}.ticket_type || '.' || {t}.state"
@@ -12,6 +14,11 @@ CHANNEL_SQL = "'bf.' || {t}.metaservice || '.' || {t}.ticket_type || '.' || {t}.
 
 def channel(metaservice: str, ticket_type: str, state: int) -> str:
     return f"bf.{metaservice}.{ticket_type}.{state}"
+
+
+def listen(channel_name: str) -> Composed:
+    """LISTEN takes no parameters: the channel is quoted as an identifier."""
+    return SQL("LISTEN {}").format(Identifier(channel_name))
 
 
 TICKET_COLUMNS = """id, metaservice, ticket_type, state, payload, creator, group_role, assigned_user,

@@ -1,0 +1,50 @@
+"""The bot's listener: LISTEN on its state's channel, on a connection of its own, and wake the control loop.
+
+psycopg serialises a connection's queries with its notification waits, so LISTEN cannot share the
+control loop's connection. The listener reconnects with backoff; after a reconnect it wakes the loop
+once more, because notifications sent while it was away are lost and only a sweep finds their tickets.
+"""
+
+import logging
+import threading
+
+import psycopg
+
+from common.store import sql
+from common.store.connect import connect
+from common.store.reconnect import Backoff
+
+log = logging.getLogger("botfleet.bot")
+
+NOTIFY_WAIT_S = 1.0  # how long one wait for notifications lasts before the stop flag is looked at again
+
+
+class Listener:
+    def __init__(self, url, channel, application_name, wake, stopping: threading.Event):
+        self.url, self.channel, self.application_name = url, channel, application_name
+        self.wake = wake
+        self.stopping = stopping
+        self.listening = threading.Event()  # set once the first LISTEN is in place
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name=self.application_name, daemon=True)
+        thread.start()
+        return thread
+
+    def run(self):
+        backoff = Backoff()
+        while not self.stopping.is_set():
+            try:
+                with connect(self.url, autocommit=True, application_name=self.application_name) as conn:
+                    conn.execute(sql.listen(self.channel))
+                    if self.listening.is_set():
+                        self.wake()  # notifications were lost while disconnected: sweep
+                    self.listening.set()
+                    backoff.reset()
+                    while not self.stopping.is_set():
+                        for _ in conn.notifies(timeout=NOTIFY_WAIT_S):
+                            self.wake()
+            except psycopg.OperationalError as exc:
+                delay_s = backoff.next_s()
+                log.warning("listener lost its connection (%s); retrying in %.1fs", exc, delay_s)
+                self.stopping.wait(delay_s)
