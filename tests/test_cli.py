@@ -9,6 +9,7 @@ import pytest
 from common.store.connect import connect
 from common.store.revision import check_schema
 from common.store.sync import sync_config
+from common.tickets.create import create_tickets
 from tests.conftest import BOTFLEET, ROOT
 
 
@@ -65,3 +66,16 @@ def test_db_upgrade_creates_the_schema_and_syncs_the_config(empty_db_url, config
         check_schema(conn)
         names = [r["name"] for r in conn.execute("SELECT name FROM bots ORDER BY name").fetchall()]
     assert names[0] == "testms-pipe-1-first" and len(names) == 5
+
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(db_url, conn, synced, config_dir):
+    # More JSON than a pipe holds, so the command is still writing when the reader goes away.
+    create_tickets(conn, synced, "testms", "pipe", [{"n": n} for n in range(600)])
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*BOTFLEET, "--config", str(config_dir), "ticket", "list", "--json", "--limit", "600"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"["  # `| head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

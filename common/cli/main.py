@@ -263,5 +263,10 @@ def main(argv=None) -> int:
         return EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`botfleet ticket list | head`): not an error. Point stdout at
+        # /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code or 0
 
