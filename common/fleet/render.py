@@ -51,13 +51,13 @@ def botfleet_executable() -> Path:
     return Path(sys.executable).parent / "botfleet"
 
 
-def _relative(target: Path, here: Path) -> str:
-    """`target` as supervisord should read it in a file of folder `here`: relative when it lies in
-    the rendered tree, absolute otherwise. `here` is `%(here)s` of that file."""
-    target, root = Path(os.path.abspath(target)), Path(os.path.abspath(here))
-    tree = root.parent if root.name == "supervisord.d" else root
+def _relative(target: Path, here: Path, tree: Path) -> str:
+    """`target` as supervisord should read it in a file of folder `here` (its `%(here)s`): relative
+    when it lies in `tree`, the folder rendered into, so the text does not depend on where that
+    folder is; absolute otherwise."""
+    target, here, tree = (Path(os.path.abspath(p)) for p in (target, here, tree))
     if target == tree or tree in target.parents:
-        return "%(here)s/" + os.path.relpath(target, root)
+        return "%(here)s/" + os.path.relpath(target, here)
     return str(target)
 
 
@@ -110,14 +110,20 @@ def watchdog_section(paths) -> str:
 def render(config, fleet_paths: FleetPaths | None = None, executable: Path | None = None) -> dict:
     """Path -> text: supervisord.conf, and in supervisord.d/ one file per metaservice and one for the watchdog."""
     fleet_paths = fleet_paths or config.paths
-    here, programs = fleet_paths.supervisord_dir, fleet_paths.programs_dir
-    paths = {"bin": _relative(executable or botfleet_executable(), programs),
-             "config": _relative(config.root, programs), "log_dir": _relative(fleet_paths.log_dir, programs)}
-    source = _relative(config.root, here).replace("%(here)s/", "")
-    header = HEADER.format(config=source)
+    tree, programs = fleet_paths.supervisord_dir, fleet_paths.programs_dir
+
+    def in_programs(target):
+        return _relative(target, programs, tree)
+
+    def in_base(target):
+        return _relative(target, tree, tree)
+
+    paths = {"bin": in_programs(executable or botfleet_executable()), "config": in_programs(config.root),
+             "log_dir": in_programs(fleet_paths.log_dir)}
+    header = HEADER.format(config=in_base(config.root).replace("%(here)s/", ""))
     files = {fleet_paths.supervisord_conf: header + BASE.format(
-        conf_name=fleet_paths.supervisord_conf.name, socket=_relative(fleet_paths.supervisor_socket, here),
-        log_dir=_relative(fleet_paths.log_dir, here), pidfile=_relative(fleet_paths.supervisord_pidfile, here))}
+        conf_name=fleet_paths.supervisord_conf.name, socket=in_base(fleet_paths.supervisor_socket),
+        log_dir=in_base(fleet_paths.log_dir), pidfile=in_base(fleet_paths.supervisord_pidfile))}
     by_metaservice = {}
     for spec in sorted(config.bots.values(), key=lambda s: s.name):
         by_metaservice.setdefault(spec.metaservice, []).append(spec)
