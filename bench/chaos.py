@@ -45,7 +45,7 @@ from common.store.connect import connect
 from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
 from common.tickets.create import create_tickets
-from tests.harness import Fleet, free_port, percentile, wait_until, with_dbname  # noqa: E402
+from tests.harness import Fleet, free_port, percentile, sigkill_one_running, wait_until, with_dbname  # noqa: E402
 
 METASERVICE, TICKET_TYPE = "chaos", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
@@ -157,19 +157,12 @@ def run_kills(fleet, conn, rng, max_kills, kills):
         if time.monotonic() >= next_kill:
             next_kill += KILL_EVERY_S
             busy = {kill.name for kill in pending}
-            candidates = [infos[name] for name in BOTS
-                          if name in infos and infos[name]["statename"] == "RUNNING" and name not in busy]
-            if candidates:
-                victim = rng.choice(candidates)
-                try:
-                    os.kill(victim["pid"], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass  # it died on its own just now; supervisord shows it soon
-                else:
-                    kills.append(Kill(victim["name"], victim["pid"]))
-                    pending.append(kills[-1])
-                    say(f"  {time.monotonic() - started:5.1f}s  SIGKILL {victim['name']} (pid {victim['pid']}), "
-                        f"{open_count(conn)} tickets open")
+            killed = sigkill_one_running(infos, set(BOTS) - busy, rng)
+            if killed:
+                kills.append(Kill(*killed))
+                pending.append(kills[-1])
+                say(f"  {time.monotonic() - started:5.1f}s  SIGKILL {killed[0]} (pid {killed[1]}), "
+                    f"{open_count(conn)} tickets open")
         time.sleep(POLL_S)
     return pending
 

@@ -66,6 +66,11 @@ def server_url():
         return
     folder = Path(tempfile.mkdtemp(prefix="botfleet-test-pg-"))
     url = start_embedded(folder / "pgdata")
+    # A throwaway server: skipping fsync makes each test's CREATE DATABASE about 4x faster, and no
+    # test crashes this server (the outage test runs a server of its own).
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("ALTER SYSTEM SET fsync = off")
+        admin.execute("SELECT pg_reload_conf()")
     try:
         yield url
     finally:

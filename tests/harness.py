@@ -7,6 +7,7 @@ product's one poll helper. Nothing here imports pytest, so the benchmark uses it
 
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,8 +23,8 @@ from common.fleet import lifecycle, supervisor
 from common.fleet.wait import POLL_INTERVAL_S, wait_until
 from common.store.connect import libpq_url
 
-__all__ = ["BOTFLEET", "ROOT", "BotProcesses", "Fleet", "free_port", "percentile", "stays_true", "wait_until",
-           "with_dbname"]
+__all__ = ["BOTFLEET", "ROOT", "BotProcesses", "Fleet", "free_port", "percentile", "sigkill_one_running",
+           "stays_true", "wait_until", "with_dbname"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTFLEET = [sys.executable, "-m", "common.cli"]
@@ -66,6 +67,24 @@ def child_env(db_url, extra_env=None) -> dict:
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.update(extra_env or {})
     return env
+
+
+def sigkill_one_running(infos, names, rng):
+    """SIGKILL one process, chosen by `rng` among `names` that supervisord (`infos`) shows RUNNING.
+
+    Returns (name, pid), or None when there was none to kill. Only RUNNING ones: a process killed
+    within startsecs counts as a failed start, and a few of those in a row leave it FATAL, which
+    would test the watchdog instead of the bots.
+    """
+    candidates = [info for name, info in sorted(infos.items()) if name in names and info["statename"] == "RUNNING"]
+    if not candidates:
+        return None
+    victim = rng.choice(candidates)
+    try:
+        os.kill(victim["pid"], signal.SIGKILL)
+    except ProcessLookupError:
+        return None  # it died on its own just now; supervisord shows it soon
+    return victim["name"], victim["pid"]
 
 
 class BotProcesses:

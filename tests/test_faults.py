@@ -6,7 +6,6 @@ every ticket appears exactly once in ticket_events.
 
 import os
 import random
-import signal
 import time
 
 import psycopg
@@ -17,6 +16,7 @@ from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
 from common.tickets.create import create_tickets
 from tests.conftest import THREE_STATES, SupervisedFleet, last_event_id, stays_true, wait_until, with_dbname
+from tests.harness import sigkill_one_running
 
 pytestmark = pytest.mark.processes
 
@@ -51,13 +51,8 @@ def bot_processes(fleet):
     return {info["name"]: info for info in fleet.rpc.getAllProcessInfo() if info["group"] == METASERVICE}
 
 
-def log_tails(fleet, names, chars=1500):
-    tails = []
-    for name in names:
-        path = fleet.project / "var" / "log" / f"{name}.log"
-        text = path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
-        tails.append(f"--- {path}\n{text}")
-    return "\n".join(tails)
+def log_tails(fleet, names):
+    return "\n".join(f"--- {name}.log\n{fleet.log_tail(name)}" for name in names)
 
 
 # -- a: SIGKILL ------------------------------------------------------------------------------------
@@ -81,19 +76,13 @@ def test_sigkill_a_random_bot_every_second_while_5000_tickets_flow(supervised, c
     started = time.monotonic()
     next_kill = started
     # Poll for completion every 50 ms; once a second, SIGKILL one bot that supervisord has RUNNING.
-    # Only RUNNING ones: a process killed within startsecs counts as a failed start, and five of
-    # those in a row would leave it FATAL for the watchdog instead of testing the bots.
     while open_count(conn) and len(kills) < MAX_KILLS and time.monotonic() - started < KILL_PHASE_S:
         if time.monotonic() >= next_kill:
             next_kill += KILL_EVERY_S
-            running = [info for info in bot_processes(fleet).values() if info["statename"] == "RUNNING"]
-            if running:
-                victim = rng.choice(running)
-                try:
-                    os.kill(victim["pid"], signal.SIGKILL)
-                    kills.append((victim["name"], victim["pid"]))
-                except ProcessLookupError:
-                    pass  # it died on its own in between; supervisord shows it soon
+            infos = bot_processes(fleet)
+            killed = sigkill_one_running(infos, set(infos), rng)
+            if killed:
+                kills.append(killed)
         time.sleep(0.05)  # poll interval
     killing_s = time.monotonic() - started
     still_open = open_count(conn)

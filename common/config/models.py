@@ -94,16 +94,19 @@ class FleetConfig:
     bots: dict = field(default_factory=dict)  # bot name -> BotSpec
     builtin_types: dict = field(default_factory=dict)  # (metaservice, type) -> botfleet's own types
 
+    def _find_type(self, metaservice, name) -> TicketType | None:
+        return self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))
+
     def ticket_type(self, metaservice, name) -> TicketType:
         """A type of this config or a built-in one; an error naming it when there is none."""
-        found = self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))
+        found = self._find_type(metaservice, name)
         if found is None:
             raise BotfleetError(f"unknown ticket type {metaservice}/{name}")
         return found
 
     def state_name(self, metaservice, ticket_type, code) -> str | None:
         """The name of a state, or None for a type or state this config does not know (any more)."""
-        kind = self.types.get((metaservice, ticket_type)) or self.builtin_types.get((metaservice, ticket_type))
+        kind = self._find_type(metaservice, ticket_type)
         state = kind.states.get(code) if kind else None
         return state.name if state else None
 

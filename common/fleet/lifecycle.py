@@ -35,11 +35,16 @@ def supervisord_env(config, url, fleet_paths, extra_env=None) -> dict:
     return {**os.environ, "DATABASE_URL": url, **fleet_paths.environment(config.root), **(extra_env or {})}
 
 
+def _prepare(config, fleet_paths, executable=None):
+    """Everything supervisord needs on disk before it starts: its rendered files and the log folder."""
+    render.write(config, fleet_paths, executable)
+    fleet_paths.log_dir.mkdir(parents=True, exist_ok=True)
+
+
 def start_supervisord(config, url, *, fleet_paths=None, extra_env=None, executable=None) -> subprocess.Popen:
     """Render supervisord's files and start it in its own session; returns at once."""
     fleet_paths = fleet_paths or config.paths
-    render.write(config, fleet_paths, executable)
-    fleet_paths.log_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(config, fleet_paths, executable)
     # supervisord runs in the foreground of its own process (nodaemon) and logs to its logfile.
     return subprocess.Popen(supervisord_command(fleet_paths), env=supervisord_env(config, url, fleet_paths, extra_env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -76,8 +81,7 @@ def up(config, *, daemon=False) -> int:
     migrate.upgrade(url, config)
     print(f"database: {url}")
     if not daemon:
-        render.write(config, fleet_paths)
-        fleet_paths.log_dir.mkdir(parents=True, exist_ok=True)
+        _prepare(config, fleet_paths)
         print(f"starting supervisord with {len(expected_processes(config))} process(es); Ctrl-C stops the fleet")
         os.execve(sys.executable, supervisord_command(fleet_paths), supervisord_env(config, url, fleet_paths))
     start_supervisord(config, url)
