@@ -30,12 +30,13 @@ from common.store.reconnect import Backoff
 from common.store.revision import check_schema
 from common.store.sync import sync_config
 from common.tickets.claim import get_current_ticket_list, next_due_at, wake_stranded_waits
-from common.tickets.proceed import proceed_ticket
-from common.tickets.record import add_ticket_to_proceeded_list
+from common.tickets.proceed import failed_step, proceed_ticket
+from common.tickets.record import Written, add_ticket_to_proceeded_list
 
 log = logging.getLogger("botfleet.bot")
 
 LISTEN_START_TIMEOUT_S = 10  # the first sweep waits this long at most for LISTEN to be in place
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 WAKE = "wake"  # something may be due: claim
 STOP = "stop"
 
@@ -134,7 +135,7 @@ class BotRuntime:
                     self.want_claim = True
                 if self.want_claim and not self.stopping.is_set():
                     self._claim()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except CONNECTION_ERRORS as exc:
                 log.warning("database connection lost (%s); reconnecting", exc)
                 self._reconnect()
                 next_sweep = time.monotonic()  # notifications were lost meanwhile
@@ -198,7 +199,7 @@ class BotRuntime:
 
     def _proceed(self, ticket):
         try:
-            self.inbox.put(proceed_ticket(ticket, self.ticket_type, self.handler, self.spec))
+            self.inbox.put(proceed_ticket(ticket, self.config, self.handler, self.spec))
         except BaseException:
             # Not a handler failure (those become steps) but a bug of ours: let the ticket go, so its
             # lease runs out instead of being renewed forever, and another attempt can be made.
@@ -210,8 +211,8 @@ class BotRuntime:
             return
         steps, self.finished = self.finished, []
         try:
-            written = add_ticket_to_proceeded_list(self.conn, self.config, steps, self.owner, self.spec.name)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
+            written, steps = self._write(steps)
+        except CONNECTION_ERRORS:
             self.finished = steps + self.finished  # written after reconnecting; the step check keeps it once
             raise
         self.held.difference_update(s.ticket.id for s in steps)
@@ -223,6 +224,47 @@ class BotRuntime:
             log.info("skipped %d outcome(s) already written by another process: tickets %s",
                      len(written.stale), [s.ticket.id for s in written.stale])
         self.want_claim = True
+
+    def _write(self, steps) -> tuple[Written, list]:
+        """Write a batch of outcomes; (what was written, the steps as written).
+
+        A step the database refuses must not take the batch, or the bot, down with it: the batch is
+        then written step by step, and a step that still fails becomes that step's failure (an error
+        event, retries, then one error ticket), as if its handler had raised.
+        """
+        try:
+            return add_ticket_to_proceeded_list(self.conn, self.config, steps, self.owner, self.spec.name), steps
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            log.warning("a batch of %d outcome(s) could not be written (%s); writing them one by one",
+                        len(steps), exc)
+        written, as_written = Written([], []), []
+        for step in steps:
+            one, step = self._write_one(step)
+            written.applied += one.applied
+            written.stale += one.stale
+            as_written.append(step)
+        return written, as_written
+
+    def _write_one(self, step) -> tuple[Written, object]:
+        try:
+            return add_ticket_to_proceeded_list(self.conn, self.config, [step], self.owner, self.spec.name), step
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            log.warning("the outcome of ticket %s cannot be written (%s); recorded as a failed step", step.ticket.id, exc)
+            failure = failed_step(step.ticket, self.ticket_type, self.spec,
+                                  f"its outcome could not be written: {type(exc).__name__}: {exc}", step.hop_s,
+                                  step.handler_s)
+        try:
+            return add_ticket_to_proceeded_list(self.conn, self.config, [failure], self.owner, self.spec.name), failure
+        except CONNECTION_ERRORS:
+            raise
+        except Exception:
+            # Not even the failure can be written: let the ticket go; its lease runs out and it is tried again.
+            log.exception("could not record the failure of ticket %s; its lease will expire", step.ticket.id)
+            return Written([], []), failure
 
     def _count(self, steps, applied):
         """Tally written steps: this process's totals (bot_processes) and the deltas for bot_stats."""

@@ -48,3 +48,22 @@ def spawn_and_wait(ticket, ctx):
         ticket.payload["child"] = "pending"
         return ctx.wait_until_ticket(child)
     return None
+
+
+# What a handler can ask for that the database would refuse; the ticket's payload names which.
+POISONS = {
+    "set": lambda ticket, ctx: ticket.payload.__setitem__("x", {1, 2}),
+    "nul": lambda ticket, ctx: ticket.payload.__setitem__("x", "a\x00b"),
+    "big": lambda ticket, ctx: ticket.payload.__setitem__("x", "x" * 2_000_000),
+    "child": lambda ticket, ctx: ctx.create_ticket("no_such_type") and None,
+    # A payload a trigger of the test's database refuses: a write that fails in the database itself.
+    "refused": lambda ticket, ctx: ticket.payload.__setitem__("refuse_write", True),
+}
+
+
+def poison(ticket, ctx):
+    """Advance, after asking for the poison `payload.poison` names, if any."""
+    kind = ticket.payload.get("poison")
+    if kind:
+        POISONS[kind](ticket, ctx)
+    return None

@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from common.config.load import load
-from common.tickets.create import create_ticket
+from common.tickets.create import create_ticket, create_tickets
 from common.tickets.read import get_events, get_ticket
 from tests.conftest import registered, stays_true, wait_until, write_config
 
@@ -91,3 +91,44 @@ def test_child_ticket_and_wait_until_ticket(tmp_path, db_url, conn, processes):
     assert child["closed_at"] is not None
     kinds = [e["kind"] for e in get_events(conn, parent)]
     assert kinds[:4] == ["created", "waited", "woke", "transitioned"]
+
+
+REFUSE_WRITES = """
+CREATE FUNCTION refuse_marked_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.payload ? 'refuse_write' THEN
+        RAISE EXCEPTION 'refused by the test trigger';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_marked_writes BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION refuse_marked_writes();
+"""
+
+
+def test_an_outcome_that_cannot_be_written_fails_its_step_only_and_the_bot_keeps_running(
+        tmp_path, db_url, conn, processes):
+    folder = write_config(tmp_path / "config", bots={"testms-pipe-1-first": "handler: tests.handlers:poison\n"},
+                          bot_defaults={"retries": 1, "retry_backoff": "100ms", "batch_size": 32})
+    cfg = load(folder)
+    conn.execute(REFUSE_WRITES)
+    causes = {"set": "Object of type set is not JSON serializable", "nul": "NUL character",
+              "big": "more than max_payload_bytes (1048576)", "child": "unknown ticket type testms/no_such_type",
+              "refused": "refused by the test trigger"}
+    # Poisons and good tickets in one transaction, so that they are claimed, and written, together.
+    ids = create_tickets(conn, cfg, "testms", "pipe", [{"poison": kind} for kind in causes] + [{}] * 10)
+    poisoned, good = dict(zip(causes, ids[:len(causes)], strict=True)), ids[len(causes):]
+    bot = processes.start("testms-pipe-1-first", folder, db_url)
+
+    def error_tickets(ticket_id):
+        return conn.execute("SELECT id FROM tickets WHERE metaservice = 'botfleet' "
+                            "AND (payload->>'ticket_id')::bigint = %s", (ticket_id,)).fetchall()
+    wait_until(lambda: all(state_of(conn, t) == 2 for t in good), 30, "the good tickets to move on")
+    wait_until(lambda: all(error_tickets(t) for t in poisoned.values()), 30, "an error ticket for every poison")
+    for kind, ticket_id in poisoned.items():
+        events = get_events(conn, ticket_id)
+        assert [e["kind"] for e in events] == ["created", "error", "escalated"], kind
+        assert causes[kind] in events[1]["detail"]["error"], (kind, events[1]["detail"])
+        assert state_of(conn, ticket_id) == 1 and len(error_tickets(ticket_id)) == 1
+    # One process did all of it: it never died.
+    assert bot.poll() is None
+    assert conn.execute("SELECT count(*) AS n FROM bot_processes").fetchone()["n"] == 1

@@ -64,6 +64,18 @@ def test_unknown_type_is_refused(conn, types):
         create_ticket(conn, types, "testms", "nope")
 
 
+@pytest.mark.parametrize("payloads, message", [
+    ([{"x": "x" * 1_100_000}], "payload is 1100009 bytes, more than max_payload_bytes (1048576) in fleet.yaml"),
+    ([{}, {"x": "a\x00"}], "payload 1 cannot be stored: a string holds a NUL character"),
+    ([{"x": {1}}], "payload cannot be stored as JSON: Object of type set is not JSON serializable"),
+])
+def test_a_payload_that_cannot_be_stored_is_refused_and_nothing_is_created(conn, types, payloads, message):
+    with pytest.raises(BotfleetError) as refused:
+        create_tickets(conn, types, "testms", "pipe", payloads)
+    assert message in str(refused.value)
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+
+
 def test_claimed_ticket_is_in_one_owners_hands_until_its_lease_runs_out(conn, types, spec):
     ticket_id = create_ticket(conn, types, "testms", "pipe")
     [claimed] = get_current_ticket_list(conn, spec, OWNER_A, 10)

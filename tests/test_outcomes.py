@@ -1,9 +1,13 @@
 """The pure rules that turn a handler's outcome into a row change (no database)."""
 
+from pathlib import Path
+
 import pytest
 
-from common.config.models import State, TicketType
+from common.config.models import BotSpec, FleetConfig, State, TicketType
 from common.tickets.outcomes import Context, Outcome, PendingTicket, Ticket, outcome_of, plan
+from common.tickets.payload import encode_payload
+from common.tickets.proceed import proceed_ticket
 
 KIND = TicketType(
     metaservice="ms", name="t",
@@ -91,13 +95,48 @@ def test_payload_changes_are_noticed():
     assert ctx.payload_changed()
 
 
-def test_handler_that_returns_nonsense_is_a_handler_failure():
-    from common.config.models import BotSpec
-    from common.tickets.proceed import proceed_ticket
+SPEC = BotSpec(name="ms-t-2-b", metaservice="ms", ticket_type="t", state=2, state_name="b", final=False,
+               handler="x:y", threads=1, sweep_interval_s=1, lease_s=1, batch_size=1, retries=2,
+               retry_backoff_s=1, replicas=1, stop_timeout_s=1)
 
-    spec = BotSpec(name="ms-t-2-b", metaservice="ms", ticket_type="t", state=2, state_name="b", final=False,
-                   handler="x:y", threads=1, sweep_interval_s=1, lease_s=1, batch_size=1, retries=2,
-                   retry_backoff_s=1, replicas=1, stop_timeout_s=1)
-    step = proceed_ticket(ticket(2), KIND, lambda t, ctx: Outcome("teleport"), spec)
+
+def config_of(kind, max_payload_bytes=1024 * 1024) -> FleetConfig:
+    return FleetConfig(root=Path("config"), database_url=None, heartbeat_interval_s=1.0, watchdog=None,
+                       api_listen="127.0.0.1:8080", metaservices={kind.metaservice: {}}, types={kind.key: kind},
+                       max_payload_bytes=max_payload_bytes)
+
+
+def test_handler_that_returns_nonsense_is_a_handler_failure():
+    step = proceed_ticket(ticket(2), config_of(KIND), lambda t, ctx: Outcome("teleport"), SPEC)
     assert step.handler_error and step.plan.kind == "error"
     assert "unknown outcome kind 'teleport'" in step.plan.detail["error"]
+
+
+def _set(key, value):
+    def handler(t, ctx):
+        t.payload[key] = value
+    return handler
+
+
+@pytest.mark.parametrize("handler, cause", [
+    (_set("x", {1, 2}), "Object of type set is not JSON serializable"),
+    (_set("x", "a\x00b"), "NUL character"),
+    (_set("x", "\ud800"), "not valid Unicode"),
+    (_set("x", float("nan")), "Out of range float values are not JSON compliant"),
+    (_set("x", "x" * 2000), "more than max_payload_bytes (1000) in fleet.yaml"),
+    (lambda t, ctx: ctx.create_ticket("no_such_type") and None, "unknown ticket type ms/no_such_type"),
+    (lambda t, ctx: ctx.create_ticket("t", {"x": {1}}) and None, "payload of the new ms/t ticket cannot be stored"),
+], ids=["set", "nul", "surrogate", "nan", "too big", "child of no type", "child payload"])
+def test_an_outcome_the_database_would_refuse_is_the_steps_failure(handler, cause):
+    step = proceed_ticket(ticket(2), config_of(KIND, max_payload_bytes=1000), handler, SPEC)
+    assert step.handler_error and step.plan.kind == "error" and step.payload is None and not step.plan.children
+    assert cause in step.plan.detail["error"]
+    encode_payload(step.plan.detail, 10_000)  # the error event itself can be stored
+
+
+def test_a_failure_reason_is_stored_without_nul_and_bounded():
+    def handler(t, ctx):
+        raise ValueError("bad\x00" + "y" * 5000)
+    detail = proceed_ticket(ticket(2), config_of(KIND), handler, SPEC).plan.detail
+    assert "\x00" not in detail["error"] and len(detail["error"]) <= 2010
+    encode_payload(detail, 10_000)

@@ -28,6 +28,7 @@ FLEET_DEFAULTS = {
                  "start_grace": "10s", "fatal_retry_backoff": "10s", "fatal_retry_backoff_max": "5m",
                  "lease": "10s"},
     "api": {"listen": "127.0.0.1:8080"},
+    "max_payload_bytes": 1024 * 1024,
 }
 BOT_DEFAULTS = {
     "threads": 4,
@@ -112,6 +113,7 @@ def _fleet(doc) -> dict:
         "watchdog": _watchdog(doc, merged["watchdog"] or {}),
         "api_listen": str({**FLEET_DEFAULTS["api"], **(merged["api"] or {})}["listen"]),
         "metaservices": {name: (settings or {}) for name, settings in metaservices.items()},
+        "max_payload_bytes": _positive_int(doc, "max_payload_bytes", merged["max_payload_bytes"]),
     }
 
 

@@ -90,6 +90,7 @@ class FleetConfig:
     watchdog: WatchdogSettings
     api_listen: str
     metaservices: dict  # name -> settings mapping
+    max_payload_bytes: int = 1024 * 1024  # a ticket's payload as UTF-8 JSON, checked wherever one is written
     types: dict = field(default_factory=dict)  # (metaservice, type) -> TicketType
     bots: dict = field(default_factory=dict)  # bot name -> BotSpec
     builtin_types: dict = field(default_factory=dict)  # (metaservice, type) -> botfleet's own types

@@ -2,8 +2,8 @@
 
 from psycopg.types.json import Jsonb
 
-from common.errors import BotfleetError
 from common.store import sql
+from common.tickets.payload import encode_payload
 
 
 def create_tickets(conn, config, metaservice, ticket_type, payloads, *, creator=None, group_role=None,
@@ -11,8 +11,7 @@ def create_tickets(conn, config, metaservice, ticket_type, payloads, *, creator=
     """Create tickets in their type's initial state; each commits with its 'created' event and a NOTIFY."""
     kind = config.ticket_type(metaservice, ticket_type)
     for index, payload in enumerate(payloads):
-        if not isinstance(payload, dict):
-            raise BotfleetError(f"payload {index} must be a JSON object, got {type(payload).__name__}")
+        encode_payload(payload, config.max_payload_bytes, f"payload {index}" if len(payloads) > 1 else "payload")
     params = {
         "metaservice": metaservice, "ticket_type": ticket_type, "state": kind.initial,
         "payloads": [Jsonb(p) for p in payloads], "creator": creator,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE
+from common.tickets.payload import storable_text
 
 MAX_RETRY_BACKOFF_S = 300.0
 
@@ -90,7 +91,7 @@ class Context:
 
     def fail(self, reason: str) -> Outcome:
         """Give up at once: the ticket keeps its state and an error ticket goes to its group."""
-        return Outcome("fail", reason=str(reason))
+        return Outcome("fail", reason=storable_text(reason))
 
     # -- side effects written with the outcome ------------------------------------------------
     def create_ticket(self, ticket_type: str, payload=None, metaservice=None, group_role=None) -> PendingTicket:

@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from common.tickets.outcomes import Context, Outcome, Plan, Ticket, outcome_of, plan
+from common.tickets.payload import encode_payload, storable_text
 
 log = logging.getLogger(__name__)
 
@@ -22,20 +23,40 @@ class Step:
     handler_s: float = 0.0
 
 
-def proceed_ticket(ticket: Ticket, ticket_type, handler, spec) -> Step:
+def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
     """Run the handler on a claimed ticket and decide what to write. Never raises for handler errors."""
+    ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
     started = time.time()
     # state_entered_at is taken just before the previous step's commit: close enough to a hop.
     hop_s = max(0.0, started - ticket.state_entered_at.timestamp()) if ticket.state_entered_at else None
     ctx = Context(ticket, ticket_type, spec.name)
     try:
         outcome = outcome_of(handler(ticket, ctx), ctx)
+        payload = ticket.payload if ctx.payload_changed() else None
+        check_writable(config, payload, ctx.children)
         result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s,
                       children=ctx.children)
-    except Exception as exc:  # a handler that raises or returns nonsense is recorded and retried, never lost
+    except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
         log.warning("handler of bot %s failed on ticket %s: %r", spec.name, ticket.id, exc)
-        outcome = Outcome("error", reason=f"{type(exc).__name__}: {exc}")
-        result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s)
-        return Step(ticket, result, handler_error=True, hop_s=hop_s, handler_s=time.time() - started)
-    return Step(ticket, result, payload=ticket.payload if ctx.payload_changed() else None,
-                assignee=ctx.assignee, hop_s=hop_s, handler_s=time.time() - started)
+        return failed_step(ticket, ticket_type, spec, f"{type(exc).__name__}: {exc}", hop_s, time.time() - started)
+    return Step(ticket, result, payload=payload, assignee=ctx.assignee, hop_s=hop_s,
+                handler_s=time.time() - started)
+
+
+def check_writable(config, payload, children):
+    """Refuse, before the batch is written, what the database would refuse: a bad payload, a child of a
+    type that does not exist."""
+    if payload is not None:
+        encode_payload(payload, config.max_payload_bytes, "the ticket's payload")
+    for child in children:
+        config.ticket_type(child.metaservice, child.ticket_type)
+        encode_payload(child.payload, config.max_payload_bytes,
+                       f"the payload of the new {child.metaservice}/{child.ticket_type} ticket")
+
+
+def failed_step(ticket: Ticket, ticket_type, spec, reason: str, hop_s=None, handler_s=0.0) -> Step:
+    """The step of a failed handler run: an error event, retried with backoff, then one error ticket.
+    Nothing the handler asked for is written."""
+    outcome = Outcome("error", reason=storable_text(reason))
+    result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s)
+    return Step(ticket, result, handler_error=True, hop_s=hop_s, handler_s=handler_s)
