@@ -20,10 +20,11 @@ NOTIFY_WAIT_S = 1.0  # how long one wait for notifications lasts before the stop
 
 
 class Listener:
-    def __init__(self, url, channel, application_name, wake, stopping: threading.Event):
+    def __init__(self, url, channel, application_name, wake, stopping: threading.Event, on_failure):
         self.url, self.channel, self.application_name = url, channel, application_name
         self.wake = wake
         self.stopping = stopping
+        self.on_failure = on_failure  # called with the exception if the listener dies of anything but a lost connection
         self.listening = threading.Event()  # set once the first LISTEN is in place
 
     def start(self) -> threading.Thread:
@@ -32,6 +33,16 @@ class Listener:
         return thread
 
     def run(self):
+        # A bot without its listener would fall back to sweeps alone without anybody noticing: any
+        # failure other than a lost connection is reported, and the bot stops so that supervisord
+        # starts it afresh.
+        try:
+            self._listen()
+        except Exception as exc:
+            log.exception("listener died")
+            self.on_failure(exc)
+
+    def _listen(self):
         backoff = Backoff()
         while not self.stopping.is_set():
             try:

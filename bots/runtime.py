@@ -37,6 +37,7 @@ log = logging.getLogger("botfleet.bot")
 
 LISTEN_START_TIMEOUT_S = 10  # the first sweep waits this long at most for LISTEN to be in place
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+EX_SOFTWARE = getattr(os, "EX_SOFTWARE", 70)
 WAKE = "wake"  # something may be due: claim
 STOP = "stop"
 
@@ -61,7 +62,9 @@ class BotRuntime:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self._wake_pending = threading.Event()
-        self.listener = Listener(url, self.channel, f"{spec.name}:listen", self._wake, self.stopping)
+        self.listener = Listener(url, self.channel, f"{spec.name}:listen", self._wake, self.stopping,
+                                 on_failure=lambda exc: self.fail(f"the listener thread died: {exc!r}"))
+        self.failure = None  # why the bot stops on its own, if it does: it then exits EX_SOFTWARE
         self.conn = None
         self.pool = None
         self.held: set = set()  # ids of the tickets claimed and not yet written
@@ -96,11 +99,17 @@ class BotRuntime:
             self._loop()
         finally:
             self._shutdown()
-        return 0
+        return EX_SOFTWARE if self.failure else 0
 
     def stop(self):
         self.stopping.set()
         self.inbox.put(STOP)
+
+    def fail(self, reason):
+        """Stop as on SIGTERM (finish what is in hand), then exit non-zero so that supervisord restarts the bot."""
+        log.error("%s: stopping, to be restarted", reason)
+        self.failure = reason
+        self.stop()
 
     def install_signal_handlers(self):
         def on_term(signum, frame):

@@ -4,21 +4,25 @@ The watchdog also uses RECONNECT_BACKOFF_MAX_S to know how long bots may take to
 an outage, so there is exactly one value.
 """
 
+import random
+
 RECONNECT_BACKOFF_MIN_S = 0.1
 RECONNECT_BACKOFF_MAX_S = 5.0
 
 
 class Backoff:
-    """Delays that double from min_s up to max_s; reset() after a success."""
+    """Delays that double from min_s up to max_s, with jitter; reset() after a success."""
 
-    def __init__(self, min_s=RECONNECT_BACKOFF_MIN_S, max_s=RECONNECT_BACKOFF_MAX_S):
+    def __init__(self, min_s=RECONNECT_BACKOFF_MIN_S, max_s=RECONNECT_BACKOFF_MAX_S, rng=None):
         self.min_s, self.max_s = min_s, max_s
         self.delay_s = min_s
+        self.rng = rng or random.Random()
 
     def next_s(self) -> float:
-        """The delay to wait now; the following one is twice as long (up to max_s)."""
-        delay_s, self.delay_s = self.delay_s, min(self.max_s, self.delay_s * 2)
-        return delay_s
+        """The delay to wait now, between half and all of the current step; the next step is twice as long
+        (up to max_s). The random half keeps a fleet that lost its database from reconnecting in lockstep."""
+        step_s, self.delay_s = self.delay_s, min(self.max_s, self.delay_s * 2)
+        return step_s / 2 + self.rng.uniform(0, step_s / 2)
 
     def reset(self):
         self.delay_s = self.min_s
