@@ -38,6 +38,9 @@ log = logging.getLogger("botfleet.bot")
 LISTEN_START_TIMEOUT_S = 10  # the first sweep waits this long at most for LISTEN to be in place
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 EX_SOFTWARE = getattr(os, "EX_SOFTWARE", 70)
+# The database gave up on a statement for us (a lock held elsewhere, a statement too slow): not a lost
+# connection, and not the step's fault. Both are OperationalErrors, so they are caught first.
+TRY_LATER = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
 WAKE = "wake"  # something may be due: claim
 STOP = "stop"
 
@@ -65,6 +68,13 @@ class BotRuntime:
         self.listener = Listener(url, self.channel, f"{spec.name}:listen", self._wake, self.stopping,
                                  on_failure=lambda exc: self.fail(f"the listener thread died: {exc!r}"))
         self.failure = None  # why the bot stops on its own, if it does: it then exits EX_SOFTWARE
+        heartbeat_ms = config.heartbeat_interval_s * 1000
+        # Half a heartbeat for a lock, the watchdog's hung threshold for any statement: past that,
+        # giving up and trying again later is better than being killed for silence.
+        self.session_timeouts = {
+            "lock_timeout_ms": max(1, int(heartbeat_ms / 2)),
+            "statement_timeout_ms": max(1, int(heartbeat_ms * config.watchdog.hung_after_missed_heartbeats))}
+        self.deferred: list = []  # steps whose ticket row someone else had locked: written at the next heartbeat
         self.conn = None
         self.pool = None
         self.held: set = set()  # ids of the tickets claimed and not yet written
@@ -134,16 +144,19 @@ class BotRuntime:
                 self._write_finished()
                 now = time.monotonic()
                 if now >= next_heartbeat:
-                    self._heartbeat()
                     next_heartbeat = now + interval_s
+                    self._heartbeat()
+                    self.finished, self.deferred = self.deferred + self.finished, []
                 if now >= next_sweep:
-                    self._sweep()
                     next_sweep = now + self.spec.sweep_interval_s
+                    self._sweep()
                 if self.next_due_mono is not None and now >= self.next_due_mono:
                     self.next_due_mono = None
                     self.want_claim = True
                 if self.want_claim and not self.stopping.is_set():
                     self._claim()
+            except TRY_LATER as exc:
+                log.warning("gave up waiting on the database (%s); trying again later", str(exc).strip())
             except CONNECTION_ERRORS as exc:
                 log.warning("database connection lost (%s); reconnecting", exc)
                 self._reconnect()
@@ -220,10 +233,11 @@ class BotRuntime:
             return
         steps, self.finished = self.finished, []
         try:
-            written, steps = self._write(steps)
+            written, steps, deferred = self._write(steps)
         except CONNECTION_ERRORS:
             self.finished = steps + self.finished  # written after reconnecting; the step check keeps it once
             raise
+        self.deferred += deferred
         self.held.difference_update(s.ticket.id for s in steps)
         self._count(steps, written.applied)
         for step in steps:
@@ -234,32 +248,44 @@ class BotRuntime:
                      len(written.stale), [s.ticket.id for s in written.stale])
         self.want_claim = True
 
-    def _write(self, steps) -> tuple[Written, list]:
-        """Write a batch of outcomes; (what was written, the steps as written).
+    def _write(self, steps) -> tuple[Written, list, list]:
+        """Write a batch of outcomes; (what was written, the steps as written, the steps deferred).
 
         A step the database refuses must not take the batch, or the bot, down with it: the batch is
         then written step by step, and a step that still fails becomes that step's failure (an error
-        event, retries, then one error ticket), as if its handler had raised.
+        event, retries, then one error ticket), as if its handler had raised. A step whose ticket row
+        someone else holds locked is deferred, and written after the next heartbeat.
         """
         try:
-            return add_ticket_to_proceeded_list(self.conn, self.config, steps, self.owner, self.spec.name), steps
+            return add_ticket_to_proceeded_list(self.conn, self.config, steps, self.owner, self.spec.name), steps, []
+        except TRY_LATER as exc:
+            if len(steps) == 1:
+                log.info("ticket %s is locked by someone else (%s); writing its outcome later", steps[0].ticket.id,
+                         str(exc).strip())
+                return Written([], []), [], steps
+            log.info("a batch of %d outcome(s) waited too long (%s); writing them one by one", len(steps),
+                     str(exc).strip())
         except CONNECTION_ERRORS:
             raise
         except Exception as exc:
             log.warning("a batch of %d outcome(s) could not be written (%s); writing them one by one",
                         len(steps), exc)
-        written, as_written = Written([], []), []
+        written, as_written, deferred = Written([], []), [], []
         for step in steps:
-            one, step = self._write_one(step)
+            try:
+                one, step = self._write_one(step)
+            except TRY_LATER:
+                deferred.append(step)
+                continue
             written.applied += one.applied
             written.stale += one.stale
             as_written.append(step)
-        return written, as_written
+        return written, as_written, deferred
 
     def _write_one(self, step) -> tuple[Written, object]:
         try:
             return add_ticket_to_proceeded_list(self.conn, self.config, [step], self.owner, self.spec.name), step
-        except CONNECTION_ERRORS:
+        except (*TRY_LATER, *CONNECTION_ERRORS):
             raise
         except Exception as exc:
             log.warning("the outcome of ticket %s cannot be written (%s); recorded as a failed step", step.ticket.id, exc)
@@ -308,6 +334,7 @@ class BotRuntime:
     def _connect(self):
         conn = connect(self.url, autocommit=True, application_name=self.spec.name)
         conn.execute(sql.BOT_SESSION_SETUP)
+        conn.execute(sql.BOT_SESSION_TIMEOUTS, self.session_timeouts)
         return conn
 
     def _reconnect(self):
@@ -337,6 +364,7 @@ class BotRuntime:
         deadline = time.monotonic() + self.spec.stop_timeout_s
         while self.held and time.monotonic() < deadline:
             self._receive(min(0.2, max(0.0, deadline - time.monotonic())))
+            self.finished, self.deferred = self.deferred + self.finished, []
             try:
                 if self.finished:
                     self._write_finished()

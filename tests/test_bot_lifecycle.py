@@ -5,6 +5,7 @@ import signal
 import pytest
 
 from common.config.load import load
+from common.store.connect import connect
 from common.tickets.create import create_ticket, create_tickets
 from common.tickets.read import get_events, get_ticket
 from tests.conftest import registered, stays_true, wait_until, write_config
@@ -132,3 +133,28 @@ def test_an_outcome_that_cannot_be_written_fails_its_step_only_and_the_bot_keeps
     # One process did all of it: it never died.
     assert bot.poll() is None
     assert conn.execute("SELECT count(*) AS n FROM bot_processes").fetchone()["n"] == 1
+
+
+def test_a_row_lock_held_elsewhere_does_not_stop_heartbeats(tmp_path, db_url, conn, processes):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    folder = write_config(tmp_path / "config", bots={"testms-pipe-1-first": "handler: tests.handlers:slow\n"})
+    bot = processes.start("testms-pipe-1-first", folder, db_url, {"BOTFLEET_TEST_MARKS": str(marks)})
+    wait_until(registered(conn, 1), 30, "the bot to register")
+    ticket_id = create_ticket(conn, load(folder), "testms", "pipe", {"sleep_s": 0.5})
+    wait_until(lambda: list(marks.iterdir()), 10, "the handler to start")
+    hung_after_s = 3 * 0.5  # the watchdog's threshold: 3 missed heartbeats of 500 ms
+    # An operator's transaction holds the ticket's row lock while the handler ends and its outcome
+    # is due, for many times the hung threshold.
+    with connect(db_url) as operator:
+        operator.execute("SELECT id FROM tickets WHERE id = %s FOR UPDATE", (ticket_id,))
+
+        def heartbeat_age_s():
+            return conn.execute("SELECT extract(epoch FROM now() - heartbeat_at) AS age FROM bot_processes "
+                                "WHERE stopped_at IS NULL").fetchone()["age"]
+        stays_true(lambda: heartbeat_age_s() < hung_after_s, 8, lambda: f"heartbeats (age {heartbeat_age_s():.1f}s)")
+        assert state_of(conn, ticket_id) == 1
+        operator.rollback()
+    wait_until(lambda: state_of(conn, ticket_id) == 2, 10, "the outcome to be written once the lock is gone")
+    assert bot.poll() is None
+    assert [e["kind"] for e in get_events(conn, ticket_id)] == ["created", "transitioned"]

@@ -32,6 +32,12 @@ TICKET_COLUMNS = """id, metaservice, ticket_type, state, payload, creator, group
 # heartbeat lost in a crash costs nothing, while writing outcomes switches durability back on.
 BOT_SESSION_SETUP = "SET enable_seqscan = off; SET synchronous_commit = off"
 
+# A bot's control loop must never wait long on anything, or it stops heartbeating and the watchdog
+# kills a healthy bot: a row lock held by a person or a tool gives up after `lock_timeout`, and any
+# statement after `statement_timeout`; the loop tries again later.
+BOT_SESSION_TIMEOUTS = """SELECT set_config('lock_timeout', %(lock_timeout_ms)s::text, false),
+       set_config('statement_timeout', %(statement_timeout_ms)s::text, false)"""
+
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 
 CREATE_TICKETS = f"""
@@ -184,11 +190,16 @@ WHERE w.metaservice = %(metaservice)s AND w.ticket_type = %(ticket_type)s AND w.
 # tickets the process knows it holds: a claim whose answer was lost with a broken connection leased
 # tickets nobody works on, and those must expire.
 HEARTBEAT = """
-WITH renewed AS (
-    UPDATE tickets
+WITH renewable AS (
+    -- A ticket whose row someone else has locked is renewed at a later heartbeat: waiting for the
+    -- lock would stop this heartbeat, and the watchdog would take the bot for hung.
+    SELECT id FROM tickets WHERE lease_owner = %(owner)s AND id = ANY(%(held)s)
+    FOR UPDATE SKIP LOCKED
+), renewed AS (
+    UPDATE tickets t
     SET lease_expires_at = now() + %(lease_s)s * interval '1 second',
         due_at = now() + %(lease_s)s * interval '1 second'
-    WHERE lease_owner = %(owner)s AND id = ANY(%(held)s)
+    FROM renewable r WHERE t.id = r.id
     RETURNING 1
 )
 UPDATE bot_processes
