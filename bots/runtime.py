@@ -46,6 +46,14 @@ STOP = "stop"
 
 
 @dataclass(frozen=True)
+class Started:
+    """A handler thread began to run a ticket's handler."""
+
+    ticket: object
+    at_mono: float
+
+
+@dataclass(frozen=True)
 class Released:
     """A ticket a handler thread gave up without an outcome."""
 
@@ -75,6 +83,8 @@ class BotRuntime:
             "lock_timeout_ms": max(1, int(heartbeat_ms / 2)),
             "statement_timeout_ms": max(1, int(heartbeat_ms * config.watchdog.hung_after_missed_heartbeats))}
         self.deferred: list = []  # steps whose ticket row someone else had locked: written at the next heartbeat
+        self.running: dict = {}  # ticket id -> Started, for the handlers running now
+        self.timed_out: set = set()  # tickets whose handler overran handler_timeout and still runs
         self.conn = None
         self.pool = None
         self.held: set = set()  # ids of the tickets claimed and not yet written
@@ -138,8 +148,10 @@ class BotRuntime:
         next_heartbeat = time.monotonic() + interval_s
         next_sweep = time.monotonic() + self.spec.sweep_interval_s
         while not self.stopping.is_set():
-            deadline = min(next_heartbeat, next_sweep, self.next_due_mono or float("inf"))
+            deadline = min(next_heartbeat, next_sweep, self.next_due_mono or float("inf"),
+                           self._next_handler_deadline())
             self._receive(max(0.0, deadline - time.monotonic()))
+            self._time_out_handlers()
             try:
                 self._write_finished()
                 now = time.monotonic()
@@ -174,15 +186,43 @@ class BotRuntime:
                 self.want_claim = True
             elif message is STOP:
                 pass
+            elif isinstance(message, Started):
+                self.running[message.ticket.id] = message
             elif isinstance(message, Released):
+                self.running.pop(message.ticket_id, None)
                 self.held.discard(message.ticket_id)
                 self.want_claim = True
+            elif message.ticket.id in self.timed_out:
+                # The handler came back after its step was written as timed out: its outcome is void.
+                self.timed_out.discard(message.ticket.id)
+                self.want_claim = True
             else:
+                self.running.pop(message.ticket.id, None)
                 self.finished.append(message)
             try:
                 message = self.inbox.get_nowait()
             except queue.Empty:
                 return
+
+    def _next_handler_deadline(self) -> float:
+        return min((started.at_mono for started in self.running.values()), default=float("inf")) + \
+            self.spec.handler_timeout_s
+
+    def _time_out_handlers(self):
+        """A handler that overruns handler_timeout fails its step now; its thread is left to finish."""
+        now = time.monotonic()
+        for ticket_id, started in list(self.running.items()):
+            if now - started.at_mono < self.spec.handler_timeout_s:
+                continue
+            del self.running[ticket_id]
+            self.timed_out.add(ticket_id)
+            log.warning("handler of ticket %s ran longer than handler_timeout (%gs)", ticket_id,
+                        self.spec.handler_timeout_s)
+            self.finished.append(failed_step(started.ticket, self.ticket_type, self.spec,
+                                             f"the handler ran longer than handler_timeout ({self.spec.handler_timeout_s:g}s)",
+                                             handler_s=now - started.at_mono))
+        if len(self.timed_out) >= self.spec.threads and not self.stopping.is_set():
+            self.fail(f"all {self.spec.threads} handler threads are stuck in handlers past handler_timeout")
 
     def _drain_wakes(self):
         while True:
@@ -209,7 +249,8 @@ class BotRuntime:
         if self.spec.final:
             self.want_claim = False
             return
-        free = self.capacity - len(self.held)
+        # A thread stuck in an overrunning handler serves nobody until it returns.
+        free = self.capacity - len(self.held) - len(self.timed_out)
         if free <= 0:
             return  # claim again once handlers hand tickets back
         tickets = get_current_ticket_list(self.conn, self.spec, self.owner, free)
@@ -220,6 +261,7 @@ class BotRuntime:
         self.want_claim = len(tickets) == free
 
     def _proceed(self, ticket):
+        self.inbox.put(Started(ticket, time.monotonic()))
         try:
             self.inbox.put(proceed_ticket(ticket, self.config, self.handler, self.spec))
         except BaseException:

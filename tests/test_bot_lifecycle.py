@@ -158,3 +158,32 @@ def test_a_row_lock_held_elsewhere_does_not_stop_heartbeats(tmp_path, db_url, co
     wait_until(lambda: state_of(conn, ticket_id) == 2, 10, "the outcome to be written once the lock is gone")
     assert bot.poll() is None
     assert [e["kind"] for e in get_events(conn, ticket_id)] == ["created", "transitioned"]
+
+
+def test_a_handler_that_overruns_handler_timeout_fails_its_step_and_sigterm_still_exits_on_time(
+        tmp_path, db_url, conn, processes):
+    folder = write_config(tmp_path / "config", bots={"testms-pipe-1-first": "handler: tests.handlers:slow\n"},
+                          bot_defaults={"handler_timeout": "1s", "retries": 1, "retry_backoff": "100ms",
+                                        "stop_timeout": "2s"})
+    bot = processes.start("testms-pipe-1-first", folder, db_url)
+    wait_until(registered(conn, 1), 30, "the bot to register")
+    stuck = create_ticket(conn, load(folder), "testms", "pipe", {"sleep_s": 60})
+    wait_until(lambda: [e["kind"] for e in get_events(conn, stuck)][-1:] == ["escalated"], 20,
+               lambda: f"two timed-out runs, then an error ticket (events: {get_events(conn, stuck)})")
+    events = get_events(conn, stuck)
+    assert [e["kind"] for e in events] == ["created", "error", "escalated"]
+    assert "ran longer than handler_timeout (1s)" in events[1]["detail"]["error"]
+    # The two threads still sleep in their handlers; the other two keep the bot working.
+    moves_on = create_ticket(conn, load(folder), "testms", "pipe")
+    wait_until(lambda: state_of(conn, moves_on) == 2, 10, "a ticket to move on beside the stuck handlers")
+    bot.send_signal(signal.SIGTERM)
+    assert bot.wait(timeout=2 + 3) == 0  # stop_timeout plus a few seconds, though handlers still sleep
+
+
+def test_a_bot_whose_every_thread_is_stuck_exits_to_be_restarted(tmp_path, db_url, conn, processes):
+    folder = write_config(tmp_path / "config", bots={"testms-pipe-1-first": "handler: tests.handlers:slow\n"},
+                          bot_defaults={"handler_timeout": "1s", "threads": 1, "stop_timeout": "1s"})
+    bot = processes.start("testms-pipe-1-first", folder, db_url)
+    wait_until(registered(conn, 1), 30, "the bot to register")
+    create_ticket(conn, load(folder), "testms", "pipe", {"sleep_s": 60})
+    assert bot.wait(timeout=15) == 70  # EX_SOFTWARE: supervisord starts a fresh process

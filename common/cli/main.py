@@ -66,7 +66,13 @@ def cmd_bot_run(args):
     _log_to_stderr(args, spec.name)
     runtime = BotRuntime(cfg, spec, resolve_url(cfg), handler=handler)
     runtime.install_signal_handlers()
-    return runtime.run()
+    code = runtime.run()
+    # Leases are released and the bot deregistered; a handler thread still stuck in a handler must
+    # not hold the process (the interpreter would wait for it at exit, past supervisord's patience).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_bot_enable(args, enabled=True):

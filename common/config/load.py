@@ -39,6 +39,7 @@ BOT_DEFAULTS = {
     "retry_backoff": "1s",
     "replicas": 1,
     "stop_timeout": "10s",
+    "handler_timeout": "5m",
 }
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
@@ -302,6 +303,7 @@ def _parse_bot(path, ticket_type, state, defaults) -> BotSpec:
         retry_backoff_s=_duration(doc, ("retry_backoff",), merged["retry_backoff"]),
         replicas=_positive_int(doc, "replicas", merged["replicas"]),
         stop_timeout_s=_duration(doc, ("stop_timeout",), merged["stop_timeout"]),
+        handler_timeout_s=_duration(doc, ("handler_timeout",), merged["handler_timeout"]),
         path=path,
     )
     if spec.lease_s < 1:

@@ -60,6 +60,7 @@ class BotSpec:
     retry_backoff_s: float
     replicas: int
     stop_timeout_s: float
+    handler_timeout_s: float = 300.0  # a handler run longer than this is that step's failure
     path: Path | None = None
 
 
