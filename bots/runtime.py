@@ -82,6 +82,9 @@ class BotRuntime:
         self.session_timeouts = {
             "lock_timeout_ms": max(1, int(heartbeat_ms / 2)),
             "statement_timeout_ms": max(1, int(heartbeat_ms * config.watchdog.hung_after_missed_heartbeats))}
+        # A peer silent for as long as the watchdog takes to call a bot hung is dead: its tickets are freed.
+        self.dead_after_s = config.heartbeat_interval_s * config.watchdog.hung_after_missed_heartbeats
+        self.connected_at_mono = 0.0
         self.deferred: list = []  # steps whose ticket row someone else had locked: written at the next heartbeat
         self.running: dict = {}  # ticket id -> Started, for the handlers running now
         self.timed_out: set = set()  # tickets whose handler overran handler_timeout and still runs
@@ -103,9 +106,11 @@ class BotRuntime:
         sync_config(self.conn, self.config, bot_names={self.spec.name})
         with self.conn.transaction():
             self.conn.execute(sql.PRUNE_PROCESSES, {"bot": self.spec.name})
-            self.conn.execute(sql.REGISTER_PROCESS, {
-                "owner": self.owner, "bot": self.spec.name, "host": hostname(),
-                "pid": os.getpid(), "version": __version__})
+            predecessors = self.conn.execute(sql.REGISTER_PROCESS, {
+                "owner": self.owner, "bot": self.spec.name, "host": hostname(), "pid": os.getpid(),
+                "version": __version__, "process_name": os.environ.get("SUPERVISOR_PROCESS_NAME"),
+            }).fetchone()["predecessors"]
+            self._free_leases_of(predecessors)
         log.info("bot %s registered as %s", self.spec.name, self.owner)
         self.pool = ThreadPoolExecutor(self.spec.threads, thread_name_prefix=self.spec.name)
         self.listener.start()
@@ -362,10 +367,26 @@ class BotRuntime:
         self.next_due_mono = due if self.next_due_mono is None else min(self.next_due_mono, due)
 
     def _heartbeat(self):
-        self.conn.execute(sql.HEARTBEAT, {"owner": self.owner, "lease_s": self.spec.lease_s,
-                                          "held": list(self.held), "processed": self.processed,
-                                          "failed": self.failed})
+        row = self.conn.execute(sql.HEARTBEAT, {
+            "owner": self.owner, "lease_s": self.spec.lease_s, "held": list(self.held), "processed": self.processed,
+            "failed": self.failed, "bot": self.spec.name, "dead_after_s": self.dead_after_s}).fetchone()
         self._flush_stats()
+        # A process that has itself just come back (after an outage) would take every peer for dead.
+        if row and row["silent_peers"] and time.monotonic() - self.connected_at_mono >= self.dead_after_s:
+            retired = [r["instance_id"] for r in self.conn.execute(sql.RETIRE_SILENT_PROCESSES, {
+                "bot": self.spec.name, "owner": self.owner, "dead_after_s": self.dead_after_s}).fetchall()]
+            self._free_leases_of(retired)
+
+    def _free_leases_of(self, owners):
+        """Make the tickets of dead processes of this bot claimable now, and claim them."""
+        if not owners:
+            return
+        freed = self.conn.execute(sql.FREE_LEASES_OF, {**self._state(), "owners": owners}).rowcount
+        log.info("process(es) %s are dead: %d ticket(s) of theirs are claimable now", ", ".join(owners), freed)
+        self.want_claim = True
+
+    def _state(self) -> dict:
+        return {"metaservice": self.spec.metaservice, "ticket_type": self.spec.ticket_type, "state": self.spec.state}
 
     def _flush_stats(self):
         if not self.stats.empty():
@@ -375,6 +396,7 @@ class BotRuntime:
     # -- connections -----------------------------------------------------------------------------
     def _connect(self):
         conn = connect(self.url, autocommit=True, application_name=self.spec.name)
+        self.connected_at_mono = time.monotonic()
         conn.execute(sql.BOT_SESSION_SETUP)
         conn.execute(sql.BOT_SESSION_TIMEOUTS, self.session_timeouts)
         return conn

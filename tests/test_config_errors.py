@@ -47,6 +47,24 @@ BAD_CASES = {
     "final state with a transition": (
         {"types": {"testms/pipe": PIPELINE_TYPE.replace("[3, 4, 5]]", "[3, 4, 5], [4, 1]]")}},
         r"pipe.yaml:\d+: transitions\[3\]\[0\]: final state 4 cannot have transitions"),
+    "lease shorter than three heartbeats": (
+        {"bots": {"testms-pipe-1-first": "handler: tests.handlers:advance\nlease: 1s\n"}},
+        r"testms-pipe-1-first.yaml:2: lease: must be at least 3 heartbeat intervals \(1.5s\), got '1s'"),
+    "lease too short in bot_defaults": (
+        {"bot_defaults": {"lease": "1s"}},
+        r"fleet.yaml:\d+: bot_defaults.lease: must be at least 3 heartbeat intervals \(1.5s\), got '1s'"),
+    "zero duration": (
+        {"bots": {"testms-pipe-1-first": "handler: tests.handlers:advance\nsweep_interval: 0s\n"}},
+        r"testms-pipe-1-first.yaml:2: sweep_interval: must be longer than zero, got '0s'"),
+    "negative duration": (
+        {"bots": {"testms-pipe-1-first": "handler: tests.handlers:advance\nretry_backoff: -5\n"}},
+        r"testms-pipe-1-first.yaml:2: retry_backoff: bad duration -5: negative"),
+    "retries: null": (
+        {"bots": {"testms-pipe-1-first": "handler: tests.handlers:advance\nretries: null\n"}},
+        r"testms-pipe-1-first.yaml:2: retries: must be a non-negative integer, got None"),
+    "unknown setting in bot_defaults": (
+        {"bot_defaults": {"treads": 2}},
+        r"fleet.yaml:\d+: bot_defaults.treads: unknown setting 'treads'"),
     "invalid YAML": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
         r"pipe.yaml:\d+: invalid YAML"),

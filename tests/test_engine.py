@@ -222,9 +222,11 @@ def test_claim_plan_uses_the_index_even_when_cached_on_an_empty_table(db_url, ty
 def test_heartbeat_renews_only_the_leases_the_process_knows_it_holds(conn, types, spec):
     held, orphan = create_tickets(conn, types, "testms", "pipe", [{}, {}])
     get_current_ticket_list(conn, spec, OWNER_A, 2)
-    conn.execute(sql.REGISTER_PROCESS, {"owner": OWNER_A, "bot": spec.name, "host": "h", "pid": 1, "version": "t"})
+    conn.execute(sql.REGISTER_PROCESS, {"owner": OWNER_A, "bot": spec.name, "host": "h", "pid": 1, "version": "t",
+                                        "process_name": None})
     conn.execute("UPDATE tickets SET lease_expires_at = now(), due_at = now()")
-    conn.execute(sql.HEARTBEAT, {"owner": OWNER_A, "lease_s": 60, "held": [held], "processed": 0, "failed": 0})
+    conn.execute(sql.HEARTBEAT, {"owner": OWNER_A, "lease_s": 60, "held": [held], "processed": 0, "failed": 0,
+                                 "bot": "testms-pipe-1-first", "dead_after_s": 60})
     claimable = [t.id for t in get_current_ticket_list(conn, spec, OWNER_B, 10)]
     assert claimable == [orphan]
 

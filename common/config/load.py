@@ -33,7 +33,7 @@ FLEET_DEFAULTS = {
 BOT_DEFAULTS = {
     "threads": 4,
     "sweep_interval": "30s",
-    "lease": "30s",
+    "lease": None,  # LEASE_HEARTBEATS heartbeat intervals
     "batch_size": 32,
     "retries": 3,
     "retry_backoff": "1s",
@@ -47,6 +47,8 @@ TYPE_KEYS = {
 }
 STATE_KEYS = {"code", "name", "description", "final"}
 BOT_KEYS = {"handler"} | set(BOT_DEFAULTS)
+LEASE_HEARTBEATS = 5  # the default lease, in heartbeat intervals
+MIN_LEASE_HEARTBEATS = 3  # shorter, and one slow heartbeat would hand a live bot's tickets to another
 
 
 def default_root() -> Path:
@@ -64,8 +66,9 @@ def load(root: Path | str | None = None) -> FleetConfig:
     fleet_doc = yamlfile.load(root / "fleet.yaml")
     fleet = _fleet(fleet_doc)
     bot_defaults = _mapping(fleet_doc, ("bot_defaults",), fleet_doc.data.get("bot_defaults", {}))
+    _unknown_keys(fleet_doc, ("bot_defaults",), bot_defaults, set(BOT_DEFAULTS))
     types = _load_types(root, fleet_doc, fleet["metaservices"])
-    bots = _load_bots(root, types, {**BOT_DEFAULTS, **bot_defaults}, fleet_doc)
+    bots = _load_bots(root, types, bot_defaults, fleet_doc, fleet["heartbeat_interval_s"])
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), **fleet)
 
 
@@ -82,9 +85,12 @@ def _mapping(doc, keys, value):
 
 def _duration(doc, keys, value) -> float:
     try:
-        return parse_duration_s(value)
+        seconds = parse_duration_s(value)
     except ValueError as exc:
         raise doc.error(keys, str(exc)) from None
+    if seconds <= 0:
+        raise doc.error(keys, f"must be longer than zero, got {value!r}")
+    return seconds
 
 
 def _unknown_keys(doc, keys, mapping, allowed):
@@ -252,7 +258,7 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
 # -- bots -------------------------------------------------------------------------------------
 
 
-def _load_bots(root, types, defaults, fleet_doc) -> dict:
+def _load_bots(root, types, bot_defaults, fleet_doc, heartbeat_interval_s) -> dict:
     bot_dir = root / "bots"
     expected = {}
     for ticket_type in types.values():
@@ -270,7 +276,7 @@ def _load_bots(root, types, defaults, fleet_doc) -> dict:
             raise ConfigError(bot_dir / f"{name}.yaml", None, None,
                               f"missing: state {state.code} ({state.name}) of {ticket_type.metaservice}/"
                               f"{ticket_type.name} needs this bot file")
-        bots[name] = _parse_bot(found[name], ticket_type, state, defaults)
+        bots[name] = _parse_bot(found[name], ticket_type, state, bot_defaults, fleet_doc, heartbeat_interval_s)
     return bots
 
 
@@ -280,32 +286,48 @@ def _positive_int(doc, key, value):
     return value
 
 
-def _parse_bot(path, ticket_type, state, defaults) -> BotSpec:
+def _parse_bot(path, ticket_type, state, bot_defaults, fleet_doc, heartbeat_interval_s) -> BotSpec:
     doc = yamlfile.load(path)
     data = _mapping(doc, (), doc.data)
     _unknown_keys(doc, (), data, BOT_KEYS)
-    merged = {**defaults, **data}
+    merged = {**BOT_DEFAULTS, **bot_defaults, **data}
+
+    def where(key):
+        """The file and keys a setting was written at: the bot file, else fleet.yaml's bot_defaults."""
+        return (doc, (key,)) if key in data or key not in bot_defaults else (fleet_doc, ("bot_defaults", key))
+
+    def refuse(key, message):
+        source, keys = where(key)
+        return source.error(keys, message)
+
+    def duration(key):
+        return _duration(*where(key), merged[key])
+
+    def positive_int(key):
+        value = merged[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise refuse(key, f"must be a positive integer, got {value!r}")
+        return value
+
     handler = merged.get("handler")
     if handler is None and not state.final:
         raise doc.error(("handler",), "missing: a bot of a non-final state needs handler: module:function")
     if handler is not None and (not isinstance(handler, str) or not re.match(r"^[\w.]+:[\w]+$", handler)):
-        raise doc.error(("handler",), f"must be module.path:function, got {handler!r}")
-    if merged["retries"] is not None and (not isinstance(merged["retries"], int) or merged["retries"] < 0):
-        raise doc.error(("retries",), f"must be a non-negative integer, got {merged['retries']!r}")
-    spec = BotSpec(
+        raise refuse("handler", f"must be module.path:function, got {handler!r}")
+    retries = merged["retries"]
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise refuse("retries", f"must be a non-negative integer, got {retries!r}")
+    # Heartbeats renew leases, and a dead owner's tickets are freed by liveness, not by the lease
+    # running out; the lease only has to outlast a few late heartbeats.
+    lease_s = LEASE_HEARTBEATS * heartbeat_interval_s if merged["lease"] is None else duration("lease")
+    if lease_s < MIN_LEASE_HEARTBEATS * heartbeat_interval_s:
+        raise refuse("lease", f"must be at least {MIN_LEASE_HEARTBEATS} heartbeat intervals "
+                              f"({MIN_LEASE_HEARTBEATS * heartbeat_interval_s:g}s), got {merged['lease']!r}")
+    return BotSpec(
         name=path.stem, metaservice=ticket_type.metaservice, ticket_type=ticket_type.name,
         state=state.code, state_name=state.name, final=state.final, handler=handler,
-        threads=_positive_int(doc, "threads", merged["threads"]),
-        sweep_interval_s=_duration(doc, ("sweep_interval",), merged["sweep_interval"]),
-        lease_s=_duration(doc, ("lease",), merged["lease"]),
-        batch_size=_positive_int(doc, "batch_size", merged["batch_size"]),
-        retries=merged["retries"],
-        retry_backoff_s=_duration(doc, ("retry_backoff",), merged["retry_backoff"]),
-        replicas=_positive_int(doc, "replicas", merged["replicas"]),
-        stop_timeout_s=_duration(doc, ("stop_timeout",), merged["stop_timeout"]),
-        handler_timeout_s=_duration(doc, ("handler_timeout",), merged["handler_timeout"]),
-        path=path,
+        threads=positive_int("threads"), sweep_interval_s=duration("sweep_interval"), lease_s=lease_s,
+        batch_size=positive_int("batch_size"), retries=retries, retry_backoff_s=duration("retry_backoff"),
+        replicas=positive_int("replicas"), stop_timeout_s=duration("stop_timeout"),
+        handler_timeout_s=duration("handler_timeout"), path=path,
     )
-    if spec.lease_s < 1:
-        raise doc.error(("lease",), f"must be at least 1s, got {merged['lease']!r}")
-    return spec

@@ -119,6 +119,7 @@ bot_processes = Table(
     Column("stopped_at", TZ),
     Column("processed", BigInteger, nullable=False, server_default=text("0")),
     Column("failed", BigInteger, nullable=False, server_default=text("0")),
+    Column("process_name", Text),  # supervisord's name of the process (the bot, or bot-N for replicas)
 )
 Index("ix_bot_processes_bot_name", bot_processes.c.bot_name, bot_processes.c.heartbeat_at)
 

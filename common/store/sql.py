@@ -206,7 +206,11 @@ UPDATE bot_processes
 SET heartbeat_at = now(), processed = %(processed)s, failed = %(failed)s,
     stopped_at = NULL  -- a process retired as dead while the database was away is alive after all
 WHERE instance_id = %(owner)s
-RETURNING (SELECT count(*) FROM renewed)
+RETURNING (SELECT count(*) FROM renewed) AS renewed,
+          -- Whether another process of this bot has gone silent: rare, and then retired and freed.
+          EXISTS (SELECT 1 FROM bot_processes
+                  WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
+                    AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second') AS silent_peers
 """
 
 # Add a bot process's counts since its last heartbeat to the bot's totals.
@@ -235,9 +239,37 @@ UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL, due_at = now()
 WHERE lease_owner = %(owner)s AND closed_at IS NULL
 """
 
+# A process that registers where another ran before it (the same supervisord process name on the
+# same host) knows that one is dead, since supervisord started this one in its place: it is retired
+# at once, and its tickets are freed (FREE_LEASES_OF) instead of waiting for their leases to run out.
 REGISTER_PROCESS = """
-INSERT INTO bot_processes (instance_id, bot_name, host, pid, version)
-VALUES (%(owner)s, %(bot)s, %(host)s, %(pid)s, %(version)s)
+WITH registered AS (
+    INSERT INTO bot_processes (instance_id, bot_name, host, pid, version, process_name)
+    VALUES (%(owner)s, %(bot)s, %(host)s, %(pid)s, %(version)s, %(process_name)s)
+), predecessors AS (
+    UPDATE bot_processes SET stopped_at = now()
+    WHERE bot_name = %(bot)s AND host = %(host)s AND process_name = %(process_name)s
+      AND instance_id <> %(owner)s AND stopped_at IS NULL
+    RETURNING instance_id
+)
+SELECT coalesce(array_agg(instance_id), '{}') AS predecessors FROM predecessors
+"""
+
+# Processes of the same bot that stopped heartbeating without deregistering (killed, hung, their host
+# gone): retired, so that their tickets can be freed by exactly one live process.
+RETIRE_SILENT_PROCESSES = """
+UPDATE bot_processes SET stopped_at = heartbeat_at
+WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
+  AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second'
+RETURNING instance_id
+"""
+
+# The open tickets of a bot's state leased to dead processes are due now: claimable at once, and the
+# claim records who held them (the 'claimed' event).
+FREE_LEASES_OF = """
+UPDATE tickets SET due_at = now()
+WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+  AND closed_at IS NULL AND due_at > now() AND lease_owner = ANY(%(owners)s)
 """
 
 DEREGISTER_PROCESS = """

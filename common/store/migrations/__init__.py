@@ -2,4 +2,4 @@
 
 # The newest revision, which this code needs. Bots compare it with alembic_version without
 # importing Alembic or SQLAlchemy (both are heavy for a process that a fleet runs dozens of).
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
