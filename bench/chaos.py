@@ -21,7 +21,9 @@ floor under that figure; the progress lines also give the time to the new proces
 
 It prints progress, then name=value lines: chaos_completed (tickets final at the end), chaos_lost
 (not final at the end), chaos_duplicated (transitioned events beyond one per ticket and move),
-chaos_recover_p50_s and chaos_recover_max_s. Exit status 1 if a ticket was lost, a transition
+chaos_recover_p50_s and chaos_recover_max_s, and rescue_p50_s and rescue_max_s: from a SIGKILL to the
+claim that took over each ticket the killed process held (the claim comes right before the handler's
+next run; target: two heartbeat intervals, 1 s here). Exit status 1 if a ticket was lost, a transition
 duplicated or missing, or a kill never recovered. Every wait has a deadline and an alarm backs them up.
 """
 
@@ -111,6 +113,29 @@ class Kill:
         self.at_unix = time.time()  # to tell the new process's row from rows of processes killed before
         self.heartbeat_s = None  # until the new process's first loop heartbeat
         self.recovered_s = None  # until RUNNING under a new pid and that heartbeat
+        self.held = []  # (ticket id, lease owner) of the tickets the killed process held
+
+
+def held_by(conn, name, pid) -> list:
+    """The open tickets a (now dead) process of bot `name` with `pid` held: (id, lease owner)."""
+    rows = conn.execute("SELECT id, lease_owner FROM tickets WHERE lease_owner LIKE %s AND closed_at IS NULL",
+                        (f"{name}@%:{pid}:%",)).fetchall()
+    return [(row["id"], row["lease_owner"]) for row in rows]
+
+
+def rescue_times_s(conn, kills) -> tuple[list, int]:
+    """From each kill to the claim that took over each ticket the killed process held (the claim comes
+    right before the handler's next run); and how many held tickets no claim took over."""
+    held = {(ticket_id, owner): kill for kill in kills for ticket_id, owner in kill.held}
+    if not held:
+        return [], 0
+    rows = conn.execute("""
+        SELECT ticket_id, detail->>'previous_owner' AS owner, extract(epoch FROM at)::float8 AS at_s
+        FROM ticket_events WHERE kind = 'claimed' AND ticket_id = ANY(%s)""",
+                        ([ticket_id for ticket_id, _ in held],)).fetchall()
+    claimed = {(row["ticket_id"], row["owner"]): row["at_s"] for row in rows}
+    times = [claimed[key] - kill.at_unix for key, kill in held.items() if key in claimed]
+    return times, len(held) - len(times)
 
 
 def update_recoveries(pending, infos, beats):
@@ -160,6 +185,7 @@ def run_kills(fleet, conn, rng, max_kills, kills):
             killed = sigkill_one_running(infos, set(BOTS) - busy, rng)
             if killed:
                 kills.append(Kill(*killed))
+                kills[-1].held = held_by(conn, *killed)
                 pending.append(kills[-1])
                 say(f"  {time.monotonic() - started:5.1f}s  SIGKILL {killed[0]} (pid {killed[1]}), "
                     f"{open_count(conn)} tickets open")
@@ -251,6 +277,7 @@ def main():
             result = audit(conn, ids)
             rescued = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE kind = 'claimed' "
                                    "AND ticket_id = ANY(%s)", (ids,)).fetchone()["n"]
+            rescues, unrescued = rescue_times_s(conn, kills)
             actions = conn.execute("SELECT at, bot, action, reason FROM watchdog_events WHERE action <> 'health' "
                                    "ORDER BY id").fetchall()
             if still_open or pending or any(result[key] for key in ("lost", "duplicated", "missing", "unexpected")):
@@ -269,7 +296,9 @@ def main():
     recovered = [k.recovered_s for k in kills if k.recovered_s is not None]
     first_beats = [k.heartbeat_s for k in kills if k.heartbeat_s is not None]
     say(f"{len(kills)} SIGKILLs: " + ", ".join(f"{name} {sum(k.name == name for k in kills)}" for name in BOTS))
-    say(f"{rescued} ticket(s) taken over from a killed process after its lease ran out")
+    say(f"{rescued} ticket(s) taken over from a killed process; {len(rescues)} rescues timed from their kill"
+        + (f"; {unrescued} held ticket(s) needed no rescue: the process's last outcome write, in flight when it "
+           "died, committed them" if unrescued else ""))
     if first_beats:
         say(f"kill -> new process's first heartbeat: p50 {percentile(first_beats, .5):.2f}s, "
             f"max {max(first_beats):.2f}s")
@@ -287,6 +316,8 @@ def main():
     print(f"chaos_duplicated={result['duplicated']}")
     print(f"chaos_recover_p50_s={percentile(recovered, .5):.2f}" if recovered else "chaos_recover_p50_s=nan")
     print(f"chaos_recover_max_s={max(recovered):.2f}" if recovered else "chaos_recover_max_s=nan")
+    print(f"rescue_p50_s={percentile(rescues, .5):.2f}" if rescues else "rescue_p50_s=nan")
+    print(f"rescue_max_s={max(rescues):.2f}" if rescues else "rescue_max_s=nan")
     failed = (result["lost"] or result["duplicated"] or result["missing"] or result["unexpected"]
               or len(recovered) < len(kills))
     return 1 if failed else 0

@@ -265,9 +265,10 @@ RETURNING instance_id
 """
 
 # The open tickets of a bot's state leased to dead processes are due now: claimable at once, and the
-# claim records who held them (the 'claimed' event).
+# claim records who held them (the 'claimed' event). Their handlers had already started: they go
+# first (due since the epoch), not behind a backlog that queued up while they were in hand.
 FREE_LEASES_OF = """
-UPDATE tickets SET due_at = now()
+UPDATE tickets SET due_at = 'epoch'
 WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
   AND closed_at IS NULL AND due_at > now() AND lease_owner = ANY(%(owners)s)
 """
