@@ -124,3 +124,24 @@ def test_bot_refuses_a_schema_that_is_behind(tmp_path, empty_db_url):
     result = run_botfleet("--config", str(folder), "bot", "run", "testms-pipe-1-first", env=env)
     assert result.returncode == 75
     assert "run `botfleet db upgrade`" in result.stderr
+
+
+@pytest.mark.parametrize("handler, cause", [
+    ("tests.no_such_module:advance", "cannot import module 'tests.no_such_module'"),
+    ("tests.handlers:missing_function", "has no function 'missing_function'"),
+    ("tests.raises_on_import:advance", "cannot import module 'tests.raises_on_import': RuntimeError"),
+], ids=["missing module", "missing function", "module that raises"])
+def test_commands_that_write_refuse_a_fleet_that_cannot_run_and_write_nothing(tmp_path, empty_db_url, handler, cause):
+    import os
+
+    import psycopg
+
+    folder = write_config(tmp_path / "config", bots={"testms-pipe-2-second": f"handler: {handler}\n"})
+    env = {**os.environ, "DATABASE_URL": empty_db_url, "PYTHONPATH": str(ROOT)}
+    for command in (["db", "upgrade"], ["supervisor", "render"]):
+        result = run_botfleet("--config", str(folder), *command, env=env)
+        assert result.returncode == 78, (command, result.stderr)
+        assert cause in result.stderr, (command, result.stderr)
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+    assert not (tmp_path / "supervisord.conf").exists() and not (tmp_path / "supervisord.d").exists()

@@ -36,6 +36,7 @@ def cmd_db_upgrade(args):
     from common.store import migrate
 
     cfg = load_config(args)
+    check_handlers(cfg)  # the same full check as `config check`: nothing is written for a fleet that cannot run
     migrate.upgrade(resolve_url(cfg), cfg)
     print("database schema is up to date; ticket types, status codes and bots written")
 

@@ -13,7 +13,7 @@ def import_handler(spec: BotSpec):
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an import error of any kind is a config problem of this bot
-        raise doc.error(("handler",), f"cannot import module {module_name!r}: {exc}") from None
+        raise doc.error(("handler",), f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise doc.error(("handler",), f"module {module_name!r} has no function {function_name!r}")
