@@ -202,6 +202,24 @@ def test_schema_check_names_the_command_to_run(empty_db_url):
             check_schema(conn)
 
 
+def test_a_schema_ahead_is_accepted_while_compatible_and_one_behind_is_refused(conn):
+    from common.errors import SchemaBehindError
+    from common.store.migrations import SCHEMA_HEAD
+
+    assert check_schema(conn) == SCHEMA_HEAD
+    # A newer botfleet expanded the schema; this code still runs against it.
+    conn.execute("UPDATE alembic_version SET version_num = '9998'")
+    assert check_schema(conn) == "9998"
+    # A later contraction needs newer code than this.
+    conn.execute("UPDATE botfleet_schema SET compatible_since = '9998'")
+    with pytest.raises(SchemaBehindError, match=f"ahead of this botfleet \\(revision {SCHEMA_HEAD}\\), and needs "
+                                                "botfleet of revision 9998 or newer: upgrade botfleet"):
+        check_schema(conn)
+    conn.execute("UPDATE alembic_version SET version_num = '0002'")
+    with pytest.raises(SchemaBehindError, match="at revision 0002; .* run `botfleet db upgrade`"):
+        check_schema(conn)
+
+
 def test_claim_plan_uses_the_index_even_when_cached_on_an_empty_table(db_url, types, spec):
     """A generic plan made while the table is empty must not scan the table once it is large."""
     with connect(db_url, autocommit=True) as conn:

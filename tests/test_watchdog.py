@@ -163,3 +163,34 @@ def test_metrics_and_healthz_are_served(supervised, conn):
     fleet.rpc.stopProcess(f"testms:{BOT}")
     wait_until(lambda: get("/healthz")[0] == 503 and BOT in answers[-1][1], 10,
                lambda: f"/healthz to answer 503 naming the stopped bot, last answer {answers[-1]}")
+
+
+def test_a_watchdog_on_a_schema_it_cannot_use_reports_it_and_keeps_running(tmp_path, db_url, conn, synced, processes):
+    from common.store.migrations import SCHEMA_HEAD
+    from tests.harness import free_port
+
+    conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    conn.execute("UPDATE botfleet_schema SET compatible_since = '9999'")
+    port = free_port()
+    (synced.root / "fleet.yaml").write_text((synced.root / "fleet.yaml").read_text()
+                                            + f"watchdog:\n  listen: 127.0.0.1:{port}\n")
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    watchdog = subprocess.Popen([*BOTFLEET, "--config", str(synced.root), "watchdog", "run"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes.procs.append(watchdog)  # stopped with the test's bots
+
+    def healthz():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return None, ""
+    wait_until(lambda: healthz()[0] == 503, 30, lambda: f"/healthz to answer 503 (got {healthz()})")
+    assert "needs botfleet of revision 9999 or newer: upgrade botfleet" in healthz()[1]
+    stays_true(lambda: watchdog.poll() is None, 3, "the watchdog process")  # reporting, not restarting
+    # Once the schema is one it can use, it checks the fleet again.
+    conn.execute("UPDATE botfleet_schema SET compatible_since = %s", (SCHEMA_HEAD,))
+    wait_until(lambda: conn.execute("SELECT count(*) AS n FROM watchdogs").fetchone()["n"] == 1, 30,
+               "the watchdog to check the fleet")

@@ -19,7 +19,7 @@ import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.config.names import hostname, process_names
-from common.errors import BotfleetError
+from common.errors import BotfleetError, SchemaBehindError
 from common.fleet import supervisor
 from common.store import sql
 from common.store.connect import connect
@@ -30,6 +30,8 @@ from watchdog.collector import FleetCollector, registry_for
 from watchdog.decide import Heartbeat, Limits, Process, decide
 
 log = logging.getLogger("botfleet.watchdog")
+
+SCHEMA_RETRY_MAX_S = 30.0  # a schema the watchdog cannot use is looked at again this often, at least
 
 
 class Watchdog:
@@ -72,6 +74,14 @@ class Watchdog:
                     delay_s = backoff.next_s()
                     log.warning("database unavailable (%s); retrying in %.1fs", str(exc).strip(), delay_s)
                     self.database_lost = True
+                    self._drop_connection()
+                    self.stopping.wait(delay_s)
+                    continue
+                except SchemaBehindError as exc:
+                    # Restarting would not help: report it (/healthz and `botfleet check` say the same)
+                    # and look again, until someone upgrades the schema or botfleet.
+                    delay_s = min(backoff.next_s() * 10, SCHEMA_RETRY_MAX_S)
+                    log.error("cannot use this database: %s; checking again in %.0fs", exc, delay_s)
                     self._drop_connection()
                     self.stopping.wait(delay_s)
                     continue
@@ -160,7 +170,11 @@ class Watchdog:
     def _connection(self):
         if self.conn is None or self.conn.closed:
             self.conn = connect(self.url, autocommit=True, application_name="botfleet-watchdog")
-            check_schema(self.conn)
+            try:
+                check_schema(self.conn)
+            except SchemaBehindError:
+                self._drop_connection()
+                raise
             if self.database_lost:
                 # The bots lost it too: their stale heartbeats mean nothing until they had time to reconnect.
                 self.database_lost = False

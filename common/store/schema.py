@@ -3,7 +3,21 @@
 Runtime queries live in common/store/sql.py; these tables exist for migrations, `alembic check` and readers.
 """
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, Table, Text, UniqueConstraint, text
+from sqlalchemy import (
+                        BigInteger,
+                        Boolean,
+                        CheckConstraint,
+                        Column,
+                        Float,
+                        Index,
+                        Integer,
+                        MetaData,
+                        Table,
+                        Text,
+                        UniqueConstraint,
+                        text,
+                        true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 
 metadata = MetaData(naming_convention={
@@ -166,4 +180,13 @@ bot_stats = Table(
     Column("hop_sum_s", Float, nullable=False, server_default=text("0")),
     Column("handler_buckets", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
     Column("handler_sum_s", Float, nullable=False, server_default=text("0")),
+)
+
+# One row: the oldest code revision (SCHEMA_HEAD) that can run against this schema. Migrations that
+# only add leave it; migrations that remove or change set it to themselves (expand, then contract).
+botfleet_schema = Table(
+    "botfleet_schema", metadata,
+    Column("id", Boolean, primary_key=True, server_default=true()),
+    Column("compatible_since", Text, nullable=False),
+    CheckConstraint("id", name="botfleet_schema_one_row"),
 )

@@ -39,6 +39,7 @@ BOT_SESSION_TIMEOUTS = """SELECT set_config('lock_timeout', %(lock_timeout_ms)s:
        set_config('statement_timeout', %(statement_timeout_ms)s::text, false)"""
 
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
+SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
 
 CREATE_TICKETS = f"""
 WITH new AS (
