@@ -29,8 +29,13 @@ from common.store.connect import connect
 from common.store.reconnect import Backoff
 from common.store.revision import check_schema
 from common.store.sync import sync_config
-from common.tickets.claim import get_current_ticket_list, next_due_at, wake_stranded_waits
-from common.tickets.proceed import failed_step, proceed_ticket
+from common.tickets.claim import (
+    claim_tickets_in_unknown_states,
+    get_current_ticket_list,
+    next_due_at,
+    wake_stranded_waits,
+)
+from common.tickets.proceed import failed_step, proceed_ticket, unknown_state_step
 from common.tickets.record import Written, add_ticket_to_proceeded_list
 
 log = logging.getLogger("botfleet.bot")
@@ -242,6 +247,13 @@ class BotRuntime:
     def _sweep(self):
         """check_ticket_list: claim whatever is due in this state, and learn when the next wait ends."""
         wake_stranded_waits(self.conn, self.spec, self.spec.name)
+        if self.spec.state == self.ticket_type.initial:
+            for ticket in claim_tickets_in_unknown_states(self.conn, self.spec, self.ticket_type, self.owner,
+                                                          self.spec.batch_size):
+                log.warning("ticket %s is in state %s, which %s/%s does not have: raising an error ticket",
+                            ticket.id, ticket.state, self.spec.metaservice, self.spec.ticket_type)
+                self.held.add(ticket.id)
+                self.finished.append(unknown_state_step(ticket, self.ticket_type))
         self.want_claim = True
         self._claim()
         self._due_at(next_due_at(self.conn, self.spec))

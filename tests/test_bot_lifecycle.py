@@ -187,3 +187,23 @@ def test_a_bot_whose_every_thread_is_stuck_exits_to_be_restarted(tmp_path, db_ur
     wait_until(registered(conn, 1), 30, "the bot to register")
     create_ticket(conn, load(folder), "testms", "pipe", {"sleep_s": 60})
     assert bot.wait(timeout=15) == 70  # EX_SOFTWARE: supervisord starts a fresh process
+
+
+def test_a_ticket_in_a_state_the_config_does_not_have_gets_exactly_one_error_ticket(tmp_path, db_url, conn,
+                                                                                   processes):
+    folder = write_config(tmp_path / "config")  # sweeps every second
+    cfg = load(folder)
+    ticket_id = create_ticket(conn, cfg, "testms", "pipe")
+    # The code running and the database disagree, e.g. after an update removed state 7.
+    conn.execute("UPDATE tickets SET state = 7 WHERE id = %s", (ticket_id,))
+    for _ in range(2):  # two processes of the type's initial-state bot: still one error ticket
+        processes.start("testms-pipe-1-first", folder, db_url)
+
+    def error_tickets():
+        return conn.execute("SELECT payload FROM tickets WHERE metaservice = 'botfleet' "
+                            "AND (payload->>'ticket_id')::bigint = %s", (ticket_id,)).fetchall()
+    wait_until(error_tickets, 15, "an error ticket for the ticket in state 7")
+    stays_true(lambda: len(error_tickets()) == 1, 2.5, "exactly one error ticket")
+    assert "state 7 is not a state of testms/pipe" in error_tickets()[0]["payload"]["reason"]
+    assert state_of(conn, ticket_id) == 7
+    assert [e["kind"] for e in get_events(conn, ticket_id)] == ["created", "escalated"]

@@ -1,6 +1,8 @@
 """Ticket operations against a real PostgreSQL: creating, claiming, writing outcomes, escalating, waking."""
 
 
+import dataclasses
+
 import pytest
 
 from common.errors import BotfleetError, TransitionNotAllowed
@@ -98,6 +100,23 @@ def test_transition_commits_row_event_and_notify_together(conn, types, spec, lis
     assert (after.state, after.lease_owner, after.step) == (2, None, 1)
     assert events(conn, ticket_id) == [("created", None, 1), ("transitioned", 1, 2)]
     assert notified(listener, "bf.testms.pipe.2")
+
+
+def test_a_ticket_entering_a_final_state_wakes_that_states_bot_and_one_clock_stamps_it(conn, types, spec, listener):
+    listener.execute(f'LISTEN "{sql.channel("testms", "pipe", 4)}"')
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    conn.execute("UPDATE tickets SET state = 3 WHERE id = %s", (ticket_id,))
+    [ticket] = get_current_ticket_list(conn, dataclasses.replace(spec, state=3), OWNER_A, 1)
+    add_ticket_to_proceeded_list(conn, types, [step_for(conn, types, ticket, Outcome("send"))], OWNER_A, "bot")
+    assert notified(listener, "bf.testms.pipe.4")
+    stamps = conn.execute("""
+        SELECT t.created_at, t.state_entered_at, t.closed_at,
+               (SELECT at FROM ticket_events WHERE ticket_id = t.id AND kind = 'created') AS created,
+               (SELECT at FROM ticket_events WHERE ticket_id = t.id AND kind = 'transitioned') AS entered,
+               (SELECT at FROM ticket_events WHERE ticket_id = t.id AND kind = 'closed') AS closed
+        FROM tickets t WHERE id = %s""", (ticket_id,)).fetchone()
+    assert stamps["created_at"] == stamps["created"]
+    assert stamps["state_entered_at"] == stamps["entered"] == stamps["closed_at"] == stamps["closed"]
 
 
 def test_rolled_back_transition_changes_nothing_and_wakes_nobody(db_url, conn, types, spec, listener):

@@ -29,6 +29,9 @@ def ticket(state=1, attempts=0):
     (3, Outcome("send", unavailable=(4,)), 5, "transitioned", True),     # normal unavailable: alternate
     (3, Outcome("send", unavailable=(4, 5)), 3, "escalated", False),     # none available: error ticket
     (1, Outcome("send", to_state=3), 1, "escalated", False),             # not in the graph: refused
+    (3, Outcome("send", to_state=5, unavailable=(5,)), 4, "transitioned", True),  # asked for but unavailable
+    (3, Outcome("send", to_state=4, unavailable=(4,)), 5, "transitioned", True),  # ... the next available
+    (3, Outcome("send", to_state=4, unavailable=(4, 5)), 3, "escalated", False),  # ... or an error ticket
     (2, Outcome("wait", delay_s=30), 2, "waited", False),
     (2, Outcome("fail", reason="no stock"), 2, "escalated", False),
 ])

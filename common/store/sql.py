@@ -41,19 +41,23 @@ BOT_SESSION_TIMEOUTS = """SELECT set_config('lock_timeout', %(lock_timeout_ms)s:
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
 
+# One clock per statement: the database's, read once, so a ticket's timestamps and its events' agree
+# (now() is the transaction's start, clock_timestamp() moves on between rows).
 CREATE_TICKETS = f"""
-WITH new AS (
+WITH clock AS (
+    SELECT clock_timestamp() AS at
+), new AS (
     INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
-                         deadline_at, next_reminder_at)
+                         created_at, state_entered_at, deadline_at, next_reminder_at)
     SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
-           now() + %(lifetime_s)s * interval '1 second',
-           now() + %(notification_frequency_s)s * interval '1 second'
-    FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n)
+           clock.at, clock.at, clock.at + %(lifetime_s)s * interval '1 second',
+           clock.at + %(notification_frequency_s)s * interval '1 second'
+    FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n), clock
     ORDER BY n
-    RETURNING id, state, metaservice, ticket_type
+    RETURNING id, state, metaservice, ticket_type, created_at
 ), ev AS (
-    INSERT INTO ticket_events (ticket_id, step, kind, to_state, actor)
-    SELECT id, 0, 'created', state, %(creator)s FROM new
+    INSERT INTO ticket_events (ticket_id, step, kind, to_state, actor, at)
+    SELECT id, 0, 'created', state, %(creator)s, created_at FROM new
 ), wake AS (
     SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c FROM new) ch
 )
@@ -63,11 +67,12 @@ SELECT id FROM new, (SELECT count(*) FROM wake) w ORDER BY id
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
 # SKIP LOCKED lets replicas claim side by side without waiting on each other; due_at moves to the
 # lease expiry, so a claimed ticket is not due again until its owner stops renewing the lease.
-CLAIM = f"""
+def _claim(state_condition: str) -> str:
+    return f"""
 WITH due AS (
     SELECT id, lease_owner AS previous_owner
     FROM tickets
-    WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+    WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND {state_condition}
       AND closed_at IS NULL AND due_at <= now()
     ORDER BY due_at
     LIMIT %(limit)s
@@ -91,6 +96,13 @@ WITH due AS (
 SELECT * FROM claimed
 """
 
+
+CLAIM = _claim("state = %(state)s")
+# Tickets of a type in a state the configuration running now does not have (the seed: "the code
+# running and the database doesn't match, e.g. because of the update"): the type's initial-state bot
+# takes them, to raise their error ticket.
+CLAIM_UNKNOWN_STATES = _claim("state <> ALL(%(states)s)")
+
 NEXT_DUE = """
 SELECT min(due_at) FROM tickets
 WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
@@ -106,6 +118,8 @@ WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state 
 APPLY_OUTCOMES = f"""
 WITH durable AS (
     SELECT set_config('synchronous_commit', 'on', true)
+), clock AS (
+    SELECT clock_timestamp() AS at
 ), o AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(steps)s::int[], %(from_states)s::int[], %(to_states)s::int[],
                          %(closes)s::bool[], %(due_in_s)s::float8[], %(waiting_for)s::bigint[],
@@ -116,18 +130,18 @@ WITH durable AS (
 ), u AS (
     UPDATE tickets t SET
         state = o.to_state,
-        state_entered_at = CASE WHEN o.to_state <> o.from_state THEN clock_timestamp() ELSE t.state_entered_at END,
+        state_entered_at = CASE WHEN o.to_state <> o.from_state THEN clock.at ELSE t.state_entered_at END,
         step = t.step + 1,
         payload = coalesce(o.payload, t.payload),
         assigned_user = CASE WHEN o.set_assignee THEN o.assignee ELSE t.assigned_user END,
         attempts = o.attempts,
         waiting_for = o.waiting_for,
         due_at = CASE WHEN o.waiting_for IS NOT NULL THEN 'infinity'::timestamptz
-                      ELSE now() + o.due_in_s * interval '1 second' END,
+                      ELSE clock.at + o.due_in_s * interval '1 second' END,
         lease_owner = NULL,
         lease_expires_at = NULL,
-        closed_at = CASE WHEN o.closes THEN now() END
-    FROM o
+        closed_at = CASE WHEN o.closes THEN clock.at END
+    FROM o, clock
     -- No closed_at test: a closed ticket's step has moved on, and the test would tempt the planner
     -- into the index of all open tickets instead of the primary key.
     WHERE t.id = o.id AND t.step = o.step AND t.state = o.from_state
@@ -135,13 +149,13 @@ WITH durable AS (
     RETURNING t.id, t.step, t.metaservice, t.ticket_type, t.state, t.has_waiters, o.from_state, o.to_state, o.kind,
               o.detail, o.closes, o.set_assignee, t.assigned_user, o.waiting_for
 ), ev AS (
-    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
-    SELECT id, step, kind, from_state, to_state, %(actor)s, detail FROM u WHERE kind <> 'assigned'
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail, at)
+    SELECT id, step, kind, from_state, to_state, %(actor)s, detail, clock.at FROM u, clock WHERE kind <> 'assigned'
     UNION ALL
-    SELECT id, step, 'assigned', to_state, to_state, %(actor)s, jsonb_build_object('user', assigned_user)
-    FROM u WHERE set_assignee
+    SELECT id, step, 'assigned', to_state, to_state, %(actor)s, jsonb_build_object('user', assigned_user), clock.at
+    FROM u, clock WHERE set_assignee
     UNION ALL
-    SELECT id, step, 'closed', to_state, to_state, %(actor)s, NULL FROM u WHERE closes
+    SELECT id, step, 'closed', to_state, to_state, %(actor)s, NULL, clock.at FROM u, clock WHERE closes
 ), awaited AS (
     -- Tell each awaited ticket it has a waiter. The row lock orders this against a concurrent close:
     -- either the close sees has_waiters and wakes us, or this sees closed_at and we wake ourselves.
@@ -149,9 +163,9 @@ WITH durable AS (
     WHERE id IN (SELECT waiting_for FROM u WHERE waiting_for IS NOT NULL)
     RETURNING id, closed_at IS NOT NULL AS closed
 ), wake AS (
-    -- Wake the bot of every state a ticket entered (closing states have nothing to do).
+    -- Wake the bot of every state a ticket entered, final states included: theirs keep closed tickets.
     SELECT pg_notify(c, '') FROM (
-        SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u WHERE kind = 'transitioned' AND NOT closes
+        SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u WHERE kind = 'transitioned'
     ) ch
 )
 SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind,

@@ -16,6 +16,15 @@ def get_current_ticket_list(conn, spec, owner, limit) -> list[Ticket]:
     return [Ticket.from_row(row) for row in rows]
 
 
+def claim_tickets_in_unknown_states(conn, spec, ticket_type, owner, limit) -> list[Ticket]:
+    """Lease due tickets of the bot's type whose state the type no longer has (the initial-state bot's duty)."""
+    rows = conn.execute(sql.CLAIM_UNKNOWN_STATES, {
+        "metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "states": sorted(ticket_type.states),
+        "limit": limit, "owner": owner, "lease_s": spec.lease_s,
+    }).fetchall()
+    return [Ticket.from_row(row) for row in rows]
+
+
 def _state_params(spec) -> dict:
     return {"metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state}
 

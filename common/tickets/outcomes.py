@@ -146,7 +146,9 @@ def choose_state(ticket_type, from_state: int, outcome: Outcome):
         if outcome.to_state not in allowed:
             return None, (f"transition from state {from_state} to state {outcome.to_state} is not allowed "
                           f"by the graph of {ticket_type.metaservice}/{ticket_type.name}")
-        return outcome.to_state, None
+        if outcome.to_state not in outcome.unavailable:
+            return outcome.to_state, None
+        # Asked for, but unavailable: what is unavailable is never taken; the seed's order decides.
     candidates = [code for code in allowed if code not in outcome.unavailable and code in ticket_type.states]
     if not candidates:
         tried = ", ".join(str(code) for code in allowed) or "none"

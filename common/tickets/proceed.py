@@ -4,7 +4,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from common.tickets.outcomes import Context, Outcome, Plan, Ticket, outcome_of, plan
+from common.tickets.outcomes import Context, Outcome, Plan, Ticket, escalate, outcome_of, plan
 from common.tickets.payload import encode_payload, storable_text
 
 log = logging.getLogger(__name__)
@@ -60,3 +60,11 @@ def failed_step(ticket: Ticket, ticket_type, spec, reason: str, hop_s=None, hand
     outcome = Outcome("error", reason=storable_text(reason))
     result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s)
     return Step(ticket, result, handler_error=True, hop_s=hop_s, handler_s=handler_s)
+
+
+def unknown_state_step(ticket: Ticket, ticket_type) -> Step:
+    """A ticket in a state its type does not have (code and database disagree, e.g. after an update):
+    it keeps its state and gets one error ticket, which it waits for."""
+    reason = (f"state {ticket.state} is not a state of {ticket_type.metaservice}/{ticket_type.name} in the "
+              f"configuration running now (states: {', '.join(map(str, sorted(ticket_type.states)))})")
+    return Step(ticket, escalate(ticket, ticket_type, reason))
