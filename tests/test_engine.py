@@ -13,7 +13,7 @@ from common.store.sync import sync_config
 from common.tickets.claim import get_current_ticket_list
 from common.tickets.create import create_ticket, create_tickets
 from common.tickets.manual import send_ticket, set_assigned_user
-from common.tickets.outcomes import Outcome, plan
+from common.tickets.outcomes import Context, Outcome, plan
 from common.tickets.proceed import Step
 from common.tickets.read import get_assigned_user, get_events, get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
@@ -183,6 +183,34 @@ def test_wait_for_a_ticket_that_is_already_closed_ends_at_once(conn, types, spec
                                         OWNER_A, "bot")
     assert get_ticket(conn, ticket_id).waiting_for is None
     assert [e[0] for e in events(conn, ticket_id)][-2:] == ["waited", "woke"]
+
+
+def test_a_wait_written_in_the_same_batch_as_its_awaited_ticket_is_woken_by_the_later_close(conn, types, spec):
+    awaited, waiter = create_tickets(conn, types, "testms", "pipe", [{}, {}])
+    claimed = {t.id: t for t in get_current_ticket_list(conn, spec, OWNER_A, 10)}
+    # One batch: the waiter starts waiting, and the ticket it waits for moves on (not closing).
+    add_ticket_to_proceeded_list(conn, types, [
+        step_for(conn, types, claimed[waiter], Outcome("wait_ticket", ticket=awaited)),
+        step_for(conn, types, claimed[awaited], Outcome("send"))], OWNER_A, "bot")
+    assert (get_ticket(conn, awaited).state, get_ticket(conn, waiter).waiting_for) == (2, awaited)
+    assert conn.execute("SELECT has_waiters FROM tickets WHERE id = %s", (awaited,)).fetchone()["has_waiters"]
+    # Its close, later and by hand, wakes the waiter at once: no sweep needed.
+    send_ticket(conn, types, awaited, actor="alice")
+    send_ticket(conn, types, awaited, to=4, actor="alice")
+    assert get_ticket(conn, waiter).waiting_for is None
+    assert [e[0] for e in events(conn, waiter)][-2:] == ["waited", "woke"]
+
+
+def test_the_waited_event_names_a_child_created_in_the_same_step(conn, types, spec):
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
+    ctx = Context(ticket, types.ticket_type("testms", "pipe"), "bot")
+    child = ctx.create_ticket("pipe")
+    step = Step(ticket, plan(ticket, types.ticket_type("testms", "pipe"), ctx.wait_until_ticket(child), retries=1,
+                             retry_backoff_s=0.1, children=ctx.children))
+    add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot")
+    waited = [e for e in get_events(conn, ticket_id) if e["kind"] == "waited"]
+    assert child.id is not None and waited[0]["detail"] == {"ticket": child.id}
 
 
 def test_manual_moves_follow_the_graph(conn, types):

@@ -159,8 +159,9 @@ WITH durable AS (
 ), awaited AS (
     -- Tell each awaited ticket it has a waiter. The row lock orders this against a concurrent close:
     -- either the close sees has_waiters and wakes us, or this sees closed_at and we wake ourselves.
+    -- A ticket updated by this very statement cannot be updated twice: MARK_AWAITED does those after it.
     UPDATE tickets SET has_waiters = true
-    WHERE id IN (SELECT waiting_for FROM u WHERE waiting_for IS NOT NULL)
+    WHERE id IN (SELECT waiting_for FROM u WHERE waiting_for IS NOT NULL) AND id NOT IN (SELECT id FROM u)
     RETURNING id, closed_at IS NOT NULL AS closed
 ), wake AS (
     -- Wake the bot of every state a ticket entered, final states included: theirs keep closed tickets.
@@ -171,6 +172,13 @@ WITH durable AS (
 SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind,
        (SELECT coalesce(array_agg(id), '{{}}') FROM awaited WHERE closed) AS closed_awaited
 FROM u, (SELECT count(*) FROM wake) w, durable
+"""
+
+# Awaited tickets whose own outcome was written in the same batch as their waiter's: told that they
+# have a waiter, under the row lock, as the `awaited` step of APPLY_OUTCOMES does for the others.
+MARK_AWAITED = """
+UPDATE tickets SET has_waiters = true WHERE id = ANY(%(ids)s)
+RETURNING id, closed_at IS NOT NULL AS closed
 """
 
 # Tickets waiting for one of `ids` that is now closed become due, and learn how it ended.

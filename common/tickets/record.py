@@ -25,8 +25,15 @@ def _apply_params(steps, owner, actor):
         "set_assignee": [s.assignee is not None for s in steps],
         "assignees": [s.assignee[0] if s.assignee else None for s in steps],
         "attempts": [s.plan.attempts for s in steps], "kinds": [s.plan.kind for s in steps],
-        "details": [Jsonb(s.plan.detail) if s.plan.detail is not None else None for s in steps],
+        "details": [Jsonb(_detail(s, waiting_id(s))) if s.plan.detail is not None else None for s in steps],
     }
+
+
+def _detail(step, waiting_id):
+    """The event's detail; a wait for a child created in the same step names the child, now it has an id."""
+    if isinstance(step.plan.waiting_for, PendingTicket) and step.plan.kind == "waited":
+        return {**step.plan.detail, "ticket": waiting_id}
+    return step.plan.detail
 
 
 def _insert_children(conn, config, step, actor):
@@ -61,9 +68,20 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
             if not rows:
                 raise psycopg.Rollback(transaction)
             applied += rows
-    wake_closed_waits(conn, _closed_with_waiters(applied), actor)
+    wake_closed_waits(conn, _closed_with_waiters(applied) + _mark_awaited_in_batch(conn, applied), actor)
     applied_ids = {r["id"] for r in applied}
     return Written(applied, [s for s in steps if s.ticket.id not in applied_ids])
+
+
+def _mark_awaited_in_batch(conn, applied) -> list:
+    """Tell tickets awaited by a waiter of the same batch that they have a waiter (APPLY_OUTCOMES cannot
+    update a row twice); those already closed are returned, to be woken now."""
+    here = {r["id"] for r in applied}
+    closed_here = {r["id"] for r in applied if r["closes"]}
+    awaited = sorted({r["waiting_for"] for r in applied if r["waiting_for"] in here} - closed_here)
+    if not awaited:
+        return []
+    return [row["id"] for row in conn.execute(sql.MARK_AWAITED, {"ids": awaited}).fetchall() if row["closed"]]
 
 
 def _closed_with_waiters(applied) -> list:
