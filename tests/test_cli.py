@@ -79,3 +79,42 @@ def test_output_cut_short_by_the_reader_is_not_an_error(db_url, conn, synced, co
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_payload_from_a_file_or_standard_input(cli, db_url, config_dir, tmp_path):
+    (tmp_path / "p.json").write_text('{"from": "file"}')
+    from_file = cli("ticket", "create", "testms", "pipe", "--payload", f"@{tmp_path / 'p.json'}").stdout.strip()
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    from_stdin = subprocess.run([*BOTFLEET, "--config", str(config_dir), "ticket", "create", "testms", "pipe",
+                                 "--payload", "-"], input='{"from": "stdin"}', cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60).stdout.strip()
+    payloads = [json.loads(cli("ticket", "show", i, "--json").stdout)["payload"] for i in (from_file, from_stdin)]
+    assert payloads == [{"from": "file"}, {"from": "stdin"}]
+    missing = cli("ticket", "create", "testms", "pipe", "--payload", "@/nonexistent.json", expect=1).stderr
+    assert "cannot read /nonexistent.json" in missing
+
+
+def test_refused_by_hand_an_empty_assignee_and_an_error_ticket(cli):
+    ticket_id = cli("ticket", "create", "testms", "pipe").stdout.strip()
+    assert "must be a non-empty name" in cli("ticket", "assign", ticket_id, "", expect=1).stderr
+    refused = cli("ticket", "create", "botfleet", "error", expect=1).stderr
+    assert "botfleet/error tickets are raised by bots" in refused
+    assert "assigned" not in [e["kind"] for e in json.loads(cli("ticket", "show", ticket_id, "--json").stdout)["events"]]
+
+
+def test_close_by_hand_records_who_and_why(cli):
+    ticket_id = cli("ticket", "create", "testms", "pipe").stdout.strip()
+    cli("ticket", "close", ticket_id, "--reason", "the plan was retired", "--actor", "alice")
+    shown = json.loads(cli("ticket", "show", ticket_id, "--json").stdout)
+    assert shown["state"] == 1 and shown["closed_at"] is not None
+    assert [(e["kind"], e["actor"], e["detail"]) for e in shown["events"]][-1] == (
+        "closed", "alice", {"reason": "the plan was retired"})
+    assert "is closed" in cli("ticket", "close", ticket_id, "--reason", "again", expect=1).stderr
+
+
+def test_a_printed_database_url_hides_its_password():
+    from common.store.connect import redacted
+
+    assert "s3cret" not in redacted("postgresql://bot:s3cret@db.example:5432/fleet")
+    assert "password=********" in redacted("postgresql://bot:s3cret@db.example:5432/fleet")
+    assert redacted("postgresql://bot@db.example/fleet") == "user=bot dbname=fleet host=db.example"

@@ -1,11 +1,14 @@
 """`botfleet ticket ...`: create, show, list, send and assign tickets from a shell."""
 
 import json
+import sys
+from pathlib import Path
 
 from common.cli.shared import connection, load_config, print_json
+from common.config.builtin import ERROR_METASERVICE
 from common.errors import BotfleetError
 from common.tickets.create import create_ticket
-from common.tickets.manual import send_ticket, set_assigned_user
+from common.tickets.manual import close_ticket, send_ticket, set_assigned_user
 from common.tickets.read import get_events, get_ticket, list_tickets
 
 
@@ -26,17 +29,30 @@ def ticket_json(ticket, config, events=None) -> dict:
 
 
 def _payload(text):
+    """--payload: JSON text, @FILE for a file's, or - for standard input's."""
+    source = "--payload"
+    if text == "-":
+        source, text = "standard input", sys.stdin.read()
+    elif text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise BotfleetError(f"--payload {text}: cannot read {source}: {exc.strerror}") from None
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BotfleetError(f"--payload is not valid JSON: {exc}") from None
+        raise BotfleetError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise BotfleetError("--payload must be a JSON object")
+        raise BotfleetError(f"{source} must hold a JSON object, not {type(payload).__name__}")
     return payload
 
 
 def cmd_ticket_create(args):
     cfg = load_config(args)
+    if args.metaservice == ERROR_METASERVICE:
+        raise BotfleetError(f"{ERROR_METASERVICE}/{args.type} tickets are raised by bots for tickets they cannot "
+                            "move on; create a ticket of one of your own types")
     payload = _payload(args.payload)
     with connection(cfg) as conn:
         ticket_id = create_ticket(conn, cfg, args.metaservice, args.type, payload,
@@ -87,3 +103,10 @@ def cmd_ticket_assign(args):
     with connection(cfg) as conn:
         ticket = set_assigned_user(conn, cfg, args.id, args.user, actor=args.actor)
     print(f"ticket {ticket.id} is assigned to {ticket.assigned_user}")
+
+
+def cmd_ticket_close(args):
+    cfg = load_config(args)
+    with connection(cfg) as conn:
+        ticket = close_ticket(conn, cfg, args.id, args.reason, actor=args.actor)
+    print(f"ticket {ticket.id} is closed in state {ticket.state}")

@@ -14,6 +14,7 @@ from common.errors import BotfleetError
 from common.fleet import render, supervisor
 from common.fleet.wait import wait_until
 from common.store import migrate, server
+from common.store.connect import redacted
 
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
@@ -79,7 +80,7 @@ def up(config, *, daemon=False) -> int:
                             "use `botfleet down` first")
     url = server.resolve_url(config)
     migrate.upgrade(url, config)
-    print(f"database: {url}")
+    print(f"database: {redacted(url)}")
     if not daemon:
         _prepare(config, fleet_paths)
         print(f"starting supervisord with {len(expected_processes(config))} process(es); Ctrl-C stops the fleet")

@@ -1,6 +1,7 @@
 """The one way botfleet opens a PostgreSQL connection."""
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 
@@ -15,3 +16,14 @@ def libpq_url(url: str) -> str:
 def connect(url: str, *, autocommit=False, application_name=None, rows=dict_row) -> psycopg.Connection:
     kwargs = {"application_name": application_name[:63]} if application_name else {}
     return psycopg.connect(libpq_url(url), autocommit=autocommit, row_factory=rows, connect_timeout=5, **kwargs)
+
+
+def redacted(url: str) -> str:
+    """A connection string fit to print: its password, if any, replaced."""
+    try:
+        params = conninfo_to_dict(libpq_url(url))
+    except psycopg.ProgrammingError:
+        return "(a connection string that does not parse)"
+    if params.get("password"):
+        params["password"] = "********"
+    return make_conninfo(**params)

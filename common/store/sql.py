@@ -155,7 +155,8 @@ WITH durable AS (
     SELECT id, step, 'assigned', to_state, to_state, %(actor)s, jsonb_build_object('user', assigned_user), clock.at
     FROM u, clock WHERE set_assignee
     UNION ALL
-    SELECT id, step, 'closed', to_state, to_state, %(actor)s, NULL, clock.at FROM u, clock WHERE closes
+    -- A ticket closed by a transition gets its 'closed' event here; one closed by hand is that event.
+    SELECT id, step, 'closed', to_state, to_state, %(actor)s, NULL, clock.at FROM u, clock WHERE closes AND kind <> 'closed'
 ), awaited AS (
     -- Tell each awaited ticket it has a waiter. The row lock orders this against a concurrent close:
     -- either the close sees has_waiters and wakes us, or this sees closed_at and we wake ourselves.

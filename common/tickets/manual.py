@@ -3,6 +3,7 @@
 from common.errors import BotfleetError, TicketNotFound, TransitionNotAllowed
 from common.store import sql
 from common.tickets.outcomes import Outcome, Plan, Ticket, plan
+from common.tickets.payload import storable_text
 from common.tickets.proceed import Step
 from common.tickets.read import get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
@@ -38,10 +39,25 @@ def send_ticket(conn, config, ticket_id, to=None, *, actor="manual") -> Ticket:
 
 
 def set_assigned_user(conn, config, ticket_id, user, *, actor="manual") -> Ticket:
+    if user is not None and (not isinstance(user, str) or not user.strip()):
+        raise BotfleetError(f"the assigned user must be a non-empty name, got {user!r}")
     with conn.transaction():
         ticket = _lock_unleased(conn, ticket_id)
         # The state's bot looks at the ticket again (due now) unless it waits for another ticket.
         step_plan = Plan(to_state=ticket.state, kind="assigned", attempts=ticket.attempts,
                          waiting_for=ticket.waiting_for)
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, assignee=(user,))], None, actor)
+    return get_ticket(conn, ticket_id)
+
+
+def close_ticket(conn, config, ticket_id, reason: str, *, actor="manual") -> Ticket:
+    """Close an open ticket no bot holds, where it stands (a recurring ticket that must stop, a request
+    withdrawn); its 'closed' event records who and why, and whoever waits for it is woken."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise BotfleetError("closing a ticket by hand needs a reason")
+    with conn.transaction():
+        ticket = _lock_unleased(conn, ticket_id)
+        step_plan = Plan(to_state=ticket.state, kind="closed", detail={"reason": storable_text(reason)}, closes=True,
+                         attempts=ticket.attempts)
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan)], None, actor)
     return get_ticket(conn, ticket_id)
