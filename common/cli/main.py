@@ -77,13 +77,17 @@ def cmd_bot_run(args):
 
 
 def cmd_bot_enable(args, enabled=True):
+    from common.fleet import control
+
     cfg = load_config(args)
-    cfg.bot(args.name)  # a ConfigError naming the known bots when the name is wrong
+    spec = cfg.bot(args.name)  # a ConfigError naming the known bots when the name is wrong
     with connection(cfg) as conn:
         if conn.execute(sql.SET_BOT_ENABLED, {"name": args.name, "enabled": enabled}).fetchone() is None:
             raise BotfleetError(f"bot {args.name} is not in the database yet: run `botfleet db upgrade`")
         conn.commit()
-    print(f"bot {args.name} {'enabled' if enabled else 'disabled: the watchdog leaves it alone'}")
+    # Marked first, so the watchdog never restarts a bot that is being stopped on purpose.
+    print(f"bot {args.name} {'enabled' if enabled else 'disabled: stopped, and left alone by the watchdog'}; "
+          f"{control.set_running(cfg.paths, spec, enabled)}")
 
 
 def cmd_bot_disable(args):

@@ -1,0 +1,25 @@
+"""Stopping and starting one bot's processes through supervisord, for `botfleet bot disable|enable`."""
+
+import xmlrpc.client
+
+from common.config.names import process_names
+from common.fleet import supervisor
+
+
+def set_running(fleet_paths, spec, running: bool) -> str:
+    """Start or stop every process of a bot; what was done, in words. A disabled bot stays stopped:
+    supervisord does not restart a process it was told to stop, and the watchdog leaves it alone."""
+    rpc = supervisor.client(fleet_paths.supervisor_socket).supervisor
+    done = []
+    for name in process_names(spec.name, spec.replicas):
+        target = f"{spec.metaservice}:{name}"
+        try:
+            rpc.startProcess(target, True) if running else rpc.stopProcess(target, True)
+            done.append(name)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString and "NOT_RUNNING" not in fault.faultString:
+                return f"supervisord refused to {'start' if running else 'stop'} {target}: {fault.faultString}"
+        except OSError:
+            return f"supervisord is not running ({fleet_paths.supervisor_socket}): no process to " \
+                   f"{'start' if running else 'stop'}"
+    return f"{'started' if running else 'stopped'} {', '.join(done) or 'nothing (already so)'}"
