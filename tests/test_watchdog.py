@@ -120,12 +120,6 @@ def test_a_disabled_bot_is_stopped_left_alone_and_reported_disabled(supervised, 
     wait_until(lambda: health(conn, BOT)["health"] == "healthy", 30, "the enabled bot to be healthy again")
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def test_metrics_and_healthz_are_served(supervised, conn):

@@ -5,6 +5,7 @@ the chaos run, so they start fleets exactly as an operator's `botfleet up --daem
 """
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -84,12 +85,30 @@ def up(config, *, daemon=False) -> int:
     if not daemon:
         _prepare(config, fleet_paths)
         print(f"starting supervisord with {len(expected_processes(config))} process(es); Ctrl-C stops the fleet")
-        os.execve(sys.executable, supervisord_command(fleet_paths), supervisord_env(config, url, fleet_paths))
+        return _run_in_foreground(config, url, fleet_paths)
     start_supervisord(config, url)
     expected = wait_running(config)
     print(f"fleet is up: {len(expected)} process(es) RUNNING (bots and the watchdog); "
           f"`botfleet supervisorctl status`")
     return 0
+
+
+def _run_in_foreground(config, url, fleet_paths) -> int:
+    """supervisord as a child in this terminal's process group, so Ctrl-C reaches it directly; once it
+    has stopped every bot and exited, the embedded database is stopped too, as `botfleet down` does."""
+    proc = subprocess.Popen(supervisord_command(fleet_paths), env=supervisord_env(config, url, fleet_paths))
+
+    def forward(signum, frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)  # a second SIGINT or SIGTERM does not hurry supervisord's drain
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    code = proc.wait()
+    print(f"supervisord stopped (exit status {code})")
+    if not server.external_url(config) and server.stop_embedded(fleet_paths.pgdata):
+        print("embedded database stopped")
+    return code
 
 
 def shutdown(fleet_paths, timeout_s=STOP_TIMEOUT_S) -> dict | None:
