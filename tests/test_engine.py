@@ -324,9 +324,13 @@ def test_a_wait_racing_a_close_is_always_woken(db_url, conn, types, synced, spec
             thread = threading.Thread(target=add_ticket_to_proceeded_list,
                                       args=(other, types, *steps[second], "other"))
             thread.start()
-            thread.join(timeout=0.5)
-            assert thread.is_alive()
+            # Blocked on the lock, not merely unscheduled: the server says the other session waits for it.
+            wait_until(lambda: conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid = %s", (other.info.backend_pid,)).fetchone()["n"] == 1,
+                10, "the second write to wait for the first's row lock")
         thread.join(timeout=10)
+        assert not thread.is_alive()
     woken = get_ticket(conn, waiter)
     assert (woken.waiting_for, woken.payload["woken_by"]) == (None, {"id": awaited, "state": 4})
 

@@ -4,7 +4,6 @@ Both runs end with the same audit: every ticket reached its final state, and eve
 every ticket appears exactly once in ticket_events.
 """
 
-import os
 import random
 import time
 
@@ -71,7 +70,7 @@ def test_sigkill_a_random_bot_every_second_while_5000_tickets_flow(supervised, c
                        bot_defaults={"lease": "2s", "sweep_interval": "1s", "batch_size": 32}).start()
     ids = create_tickets(conn, fleet.config, METASERVICE, "three",
                                 [{"n": n, "sleep_s": 0.01} for n in range(TICKETS)])
-    rng = random.Random(os.getpid())
+    rng = random.Random(20261129)  # seeded: the victims, and so the assertion that every bot was hit, repeat
     kills = []  # (program, pid)
     started = time.monotonic()
     next_kill = started
@@ -106,6 +105,8 @@ def test_sigkill_a_random_bot_every_second_while_5000_tickets_flow(supervised, c
                            for info in bot_processes(fleet).values()), 30, "every bot to be RUNNING again")
     rescued = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE kind = 'claimed' AND ticket_id = ANY(%s)",
                            (ids,)).fetchone()["n"]
+    # Bots were killed while holding tickets: others took those over, and said so.
+    assert rescued > 0
     print(f"{rescued} ticket(s) taken over from a killed process")
 
 
