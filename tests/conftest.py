@@ -228,8 +228,10 @@ class SupervisedFleet(Fleet):
         self.marks = self.project / "marks"
         self.marks.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        # A stale watchdog after 3 s, not the default 1 s of these fast heartbeats: checks slow down on a
+        # busy CI machine, and the tests that want a stale watchdog stop it for longer.
         watchdog = (f"watchdog:\n  listen: 127.0.0.1:{self.port}\n  check_interval: 250ms\n"
-                    f"  fatal_retry_backoff: 1s\n")
+                    f"  fatal_retry_backoff: 1s\n  stale_after: 3s\n")
         config_kwargs["fleet_extra"] = config_kwargs.get("fleet_extra", "") + watchdog
         write_config(self.config_dir, **config_kwargs)
 

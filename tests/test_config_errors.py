@@ -65,6 +65,9 @@ BAD_CASES = {
     "unknown setting in bot_defaults": (
         {"bot_defaults": {"treads": 2}},
         r"fleet.yaml:\d+: bot_defaults.treads: unknown setting 'treads'"),
+    "watchdog stale after fewer than two checks": (
+        {"fleet_extra": "watchdog:\n  stale_after: 1s\n"},
+        r"fleet.yaml:\d+: watchdog.stale_after: must be at least two check intervals \(2s\), got '1s'"),
     "invalid YAML": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
         r"pipe.yaml:\d+: invalid YAML"),

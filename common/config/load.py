@@ -26,7 +26,7 @@ FLEET_DEFAULTS = {
     "heartbeat_interval": "2s",
     "watchdog": {"listen": "127.0.0.1:9108", "check_interval": "1s", "hung_after_missed_heartbeats": 3,
                  "start_grace": "10s", "fatal_retry_backoff": "10s", "fatal_retry_backoff_max": "5m",
-                 "lease": "10s"},
+                 "lease": "10s", "stale_after": None},
     "api": {"listen": "127.0.0.1:8080"},
     "max_payload_bytes": 1024 * 1024,
 }
@@ -117,7 +117,8 @@ def _fleet(doc) -> dict:
     return {
         "database_url": merged["database_url"],
         "heartbeat_interval_s": _duration(doc, ("heartbeat_interval",), merged["heartbeat_interval"]),
-        "watchdog": _watchdog(doc, merged["watchdog"] or {}),
+        "watchdog": _watchdog(doc, merged["watchdog"] or {},
+                              _duration(doc, ("heartbeat_interval",), merged["heartbeat_interval"])),
         "api_listen": str({**FLEET_DEFAULTS["api"], **(merged["api"] or {})}["listen"]),
         "metaservices": {name: (settings or {}) for name, settings in metaservices.items()},
         "max_payload_bytes": _positive_int(doc, "max_payload_bytes", merged["max_payload_bytes"]),
@@ -131,7 +132,7 @@ def _listen(doc, keys, value) -> str:
     return str(value)
 
 
-def _watchdog(doc, section) -> WatchdogSettings:
+def _watchdog(doc, section, heartbeat_interval_s) -> WatchdogSettings:
     defaults = FLEET_DEFAULTS["watchdog"]
     _unknown_keys(doc, ("watchdog",), section, set(defaults))
     merged = {**defaults, **section}
@@ -141,11 +142,20 @@ def _watchdog(doc, section) -> WatchdogSettings:
 
     def duration(key):
         return _duration(doc, ("watchdog", key), merged[key])
+    check_interval_s = duration("check_interval")
+    # By default the watchdog is stale after two of the bots' heartbeat intervals, and never after
+    # fewer than three of its own checks, so that one slow check does not raise an alarm.
+    stale_after_s = (max(2 * heartbeat_interval_s, 3 * check_interval_s) if merged["stale_after"] is None
+                     else duration("stale_after"))
+    if stale_after_s < 2 * check_interval_s:
+        raise doc.error(("watchdog", "stale_after"), f"must be at least two check intervals "
+                                                      f"({2 * check_interval_s:g}s), got {merged['stale_after']!r}")
     return WatchdogSettings(
         listen=_listen(doc, ("watchdog", "listen"), merged["listen"]),
-        check_interval_s=duration("check_interval"), hung_after_missed_heartbeats=missed,
+        check_interval_s=check_interval_s, hung_after_missed_heartbeats=missed,
         start_grace_s=duration("start_grace"), fatal_retry_backoff_s=duration("fatal_retry_backoff"),
         fatal_retry_backoff_max_s=duration("fatal_retry_backoff_max"), lease_s=duration("lease"),
+        stale_after_s=stale_after_s,
     )
 
 

@@ -73,6 +73,7 @@ class WatchdogSettings:
     fatal_retry_backoff_s: float
     fatal_retry_backoff_max_s: float
     lease_s: float  # the fleet-wide lease one watchdog holds
+    stale_after_s: float = 5.0  # `botfleet check` and /healthz fail when no check completed for this long
 
     @property
     def host(self) -> str:
