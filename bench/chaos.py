@@ -278,7 +278,10 @@ def main():
             rescued = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE kind = 'claimed' "
                                    "AND ticket_id = ANY(%s)", (ids,)).fetchone()["n"]
             rescues, unrescued = rescue_times_s(conn, kills)
+            crashes = conn.execute("SELECT count(*) AS n FROM watchdog_events WHERE action = 'restart' "
+                                   "AND reason LIKE 'crash:%'").fetchone()["n"]
             actions = conn.execute("SELECT at, bot, action, reason FROM watchdog_events WHERE action <> 'health' "
+                                   "AND reason NOT LIKE 'crash:%' "
                                    "ORDER BY id").fetchall()
             if still_open or pending or any(result[key] for key in ("lost", "duplicated", "missing", "unexpected")):
                 for name in BOTS + ["watchdog"]:  # the temp dir goes away below
@@ -307,6 +310,7 @@ def main():
             f"max {max(recovered):.2f}s (supervisord says RUNNING only after startsecs=3s)")
     if len(recovered) < len(kills):
         say(f"NOT RECOVERED: {[(k.name, k.pid) for k in kills if k.recovered_s is None]}")
+    say(f"restarts the watchdog saw supervisord make (reason crash): {crashes} of {len(kills)} kills")
     say(f"watchdog actions during the run: {len(actions)}"
         + "".join(f"\n  {a['at']:%H:%M:%S} {a['bot']} {a['action']}: {a['reason']}" for a in actions))
     say(f"transitions missing: {result['missing']}, unexpected: {result['unexpected']}")

@@ -105,6 +105,12 @@ def test_sigkill_in_the_middle_of_a_handler_loses_and_duplicates_nothing(supervi
     assert starts[1] - killed_at < 5, f"rescued {starts[1] - killed_at:.1f}s after the kill"
     rescue = [e for e in get_events(conn, ticket_id) if e["kind"] == "claimed"]
     assert rescue and rescue[0]["detail"]["previous_owner"].startswith(f"testms-pipe-2-second@{hostname()}:{victim}:")
+    # The watchdog counts the restart it did not make, and the dead registration is gone at once.
+    wait_until(lambda: conn.execute("SELECT reason FROM watchdog_events WHERE bot = 'testms-pipe-2-second' "
+                                    "AND action = 'restart' AND reason LIKE 'crash:%'").fetchall(), 10,
+               "the watchdog to count supervisord's restart of the killed bot")
+    assert conn.execute("SELECT stopped_at IS NOT NULL AS retired FROM bot_processes WHERE pid = %s",
+                        (victim,)).fetchone()["retired"]
 
 
 def test_a_silent_owners_tickets_are_freed_by_its_peers_and_a_slow_live_owner_keeps_its_own(

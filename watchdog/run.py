@@ -44,6 +44,8 @@ class Watchdog:
         self.name = f"{self.host}:{os.getpid()}"
         self.stopping = threading.Event()
         self.retries = {}  # bot -> {process: Retry}
+        self.pids = {}  # supervisord process name -> the last pid seen running it
+        self.restarted = set()  # process names this watchdog restarted, whose new pid is not news
         self.is_leader = False
         self.conn = None
         self.limits = Limits(
@@ -126,12 +128,41 @@ class Watchdog:
                          heartbeats=heartbeats, now=now, limits=self.limits,
                          retries=self.retries.get(bot["name"], {}), database_back_at=self.database_back_at)
         self.retries[bot["name"]] = verdict.retries
+        if processes:
+            self._note_restarts(conn, bot["name"], processes)
+            self._retire_unsupervised(conn, bot, processes)
         for action in verdict.actions:
             self._act(conn, bot["name"], infos[action.process]["group"], action)
         if verdict.health != bot["health"]:
             log.info("bot %s: %s -> %s (%s)", bot["name"], bot["health"], verdict.health, verdict.reason)
             self._record(conn, bot["name"], "health", f"{bot['health'] or 'unknown'} -> {verdict.health}: {verdict.reason}")
         conn.execute(sql.SET_BOT_HEALTH, {"name": bot["name"], "health": verdict.health, "reason": verdict.reason})
+
+    def _note_restarts(self, conn, bot, processes):
+        """Count every restart seen, whoever made it: a new pid this watchdog did not cause is supervisord's
+        restart of a process that died (a crash, a kill -9)."""
+        for process in processes:
+            seen = self.pids.get(process.name)
+            if not process.pid:
+                continue
+            if seen and process.pid != seen:
+                if process.name in self.restarted:
+                    self.restarted.discard(process.name)
+                else:
+                    self._record(conn, bot, "restart",
+                                 f"crash: supervisord restarted {process.name} (pid {seen} -> {process.pid})")
+            self.pids[process.name] = process.pid
+
+    def _retire_unsupervised(self, conn, bot, processes):
+        """Registrations of this host whose pid supervisord no longer runs are dead now, not after a timeout:
+        retired, and their tickets claimable at once."""
+        running = {process.pid for process in processes if process.pid}
+        gone = [pid for pid in bot["pids"] if pid not in running]
+        if gone:
+            row = conn.execute(sql.RETIRE_PROCESSES_BY_PID, {"bot": bot["name"], "host": self.host, "pids": gone}).fetchone()
+            if row["retired"]:
+                log.info("bot %s: retired %d registration(s) of pids supervisord no longer runs (%s); %d ticket(s) freed",
+                         bot["name"], row["retired"], gone, row["freed"])
 
     def _act(self, conn, bot, group, action):
         target = f"{group}:{action.process}"
@@ -152,6 +183,7 @@ class Watchdog:
         except (OSError, xmlrpc.client.Error) as exc:
             self._record(conn, bot, "alert", f"{action.reason}: could not {action.kind} {target}: {exc}")
             return
+        self.restarted.add(action.process)
         self._record(conn, bot, "restart", f"{action.reason}: {action.detail}")
 
     def _record(self, conn, bot, action, reason):

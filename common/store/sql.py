@@ -429,6 +429,21 @@ UPDATE bot_processes SET stopped_at = heartbeat_at
 WHERE stopped_at IS NULL AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second'
 """
 
+# Registrations of a host's processes whose pid its supervisord no longer runs: dead now. Retired,
+# and their tickets due at once and first, as FREE_LEASES_OF does for a bot's own peers.
+RETIRE_PROCESSES_BY_PID = """
+WITH retired AS (
+    UPDATE bot_processes SET stopped_at = now()
+    WHERE bot_name = %(bot)s AND host = %(host)s AND stopped_at IS NULL AND pid = ANY(%(pids)s)
+    RETURNING instance_id
+), freed AS (
+    UPDATE tickets SET due_at = 'epoch'
+    WHERE lease_owner IN (SELECT instance_id FROM retired) AND closed_at IS NULL AND due_at > now()
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) AS freed
+"""
+
 # Health changes are pruned; restarts are kept, since botfleet_watchdog_restarts_total counts them
 # and a counter must never go down.
 PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE action = 'health' AND at < now() - interval '30 days'"
