@@ -154,6 +154,12 @@ def test_metrics_and_healthz_are_served(supervised, conn):
     # and /healthz rightly answers 503, so wait for the first check after every bot is RUNNING.
     wait_until(lambda: get("/healthz")[0] == 200 and answers[-1][1].startswith("OK:"), 15,
                lambda: f"/healthz to answer 200 OK, last answer {answers[-1]}")
+    # Probes and scrapes, many and at once, share one database connection.
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(get, ["/healthz", "/metrics"] * 10))
+    assert conn.execute("SELECT count(*) AS n FROM pg_stat_activity "
+                        "WHERE application_name = 'botfleet-watchdog:http'").fetchone()["n"] == 1
     fleet.rpc.stopProcess(f"testms:{BOT}")
     wait_until(lambda: get("/healthz")[0] == 503 and BOT in answers[-1][1], 10,
                lambda: f"/healthz to answer 503 naming the stopped bot, last answer {answers[-1]}")

@@ -36,9 +36,10 @@ def judge(rows, stale_s: float) -> tuple[int, str]:
                 + (f", {disabled} disabled" if disabled else ""))
 
 
-def check(url, settings) -> tuple[int, str]:
+def check(url, settings, session=None) -> tuple[int, str]:
+    """The verdict, on a connection of its own, or in `session` (a context manager yielding a connection)."""
     try:
-        with connect(url, autocommit=True) as conn:
+        with session() if session else connect(url, autocommit=True) as conn:
             check_schema(conn)
             rows = conn.execute(sql.HEALTH_CHECK).fetchall()
     except psycopg.Error as exc:

@@ -28,6 +28,7 @@ from common.store.revision import check_schema
 from watchdog import health
 from watchdog.collector import FleetCollector, registry_for
 from watchdog.decide import Heartbeat, Limits, Process, decide
+from watchdog.http_session import SharedConnection
 
 log = logging.getLogger("botfleet.watchdog")
 
@@ -224,9 +225,8 @@ class Watchdog:
             self.conn = None
 
     def _serve_http(self):
-        registry = registry_for(FleetCollector(
-            lambda: connect(self.url, autocommit=True, application_name="botfleet-watchdog:scrape"),
-            leader=lambda: self.is_leader))
+        shared = SharedConnection(self.url, "botfleet-watchdog:http")
+        registry = registry_for(FleetCollector(shared.session, leader=lambda: self.is_leader))
         watchdog = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -234,7 +234,7 @@ class Watchdog:
                 if self.path.startswith("/metrics"):
                     self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
                 elif self.path.startswith("/healthz"):
-                    code, line = health.check(watchdog.url, watchdog.settings)
+                    code, line = health.check(watchdog.url, watchdog.settings, shared.session)
                     self._send(200 if code == health.OK else 503, "text/plain; charset=utf-8", (line + "\n").encode())
                 else:
                     self._send(404, "text/plain; charset=utf-8", b"try /metrics or /healthz\n")
