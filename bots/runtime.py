@@ -52,7 +52,7 @@ STOP = "stop"
 
 @dataclass(frozen=True)
 class Started:
-    """A handler thread began to run a ticket's handler."""
+    """When a handler thread began to run a ticket's handler."""
 
     ticket: object
     at_mono: float
@@ -196,10 +196,7 @@ class BotRuntime:
                 self.want_claim = True
             elif message is STOP:
                 pass
-            elif isinstance(message, Started):
-                self.running[message.ticket.id] = message
             elif isinstance(message, Released):
-                self.running.pop(message.ticket_id, None)
                 self.held.discard(message.ticket_id)
                 self.want_claim = True
             elif message.ticket.id in self.timed_out:
@@ -207,7 +204,6 @@ class BotRuntime:
                 self.timed_out.discard(message.ticket.id)
                 self.want_claim = True
             else:
-                self.running.pop(message.ticket.id, None)
                 self.finished.append(message)
             try:
                 message = self.inbox.get_nowait()
@@ -215,16 +211,15 @@ class BotRuntime:
                 return
 
     def _next_handler_deadline(self) -> float:
-        return min((started.at_mono for started in self.running.values()), default=float("inf")) + \
-            self.spec.handler_timeout_s
+        starts = [started.at_mono for started in list(self.running.values())]
+        return min(starts, default=float("inf")) + self.spec.handler_timeout_s
 
     def _time_out_handlers(self):
         """A handler that overruns handler_timeout fails its step now; its thread is left to finish."""
         now = time.monotonic()
         for ticket_id, started in list(self.running.items()):
-            if now - started.at_mono < self.spec.handler_timeout_s:
+            if now - started.at_mono < self.spec.handler_timeout_s or self.running.pop(ticket_id, None) is None:
                 continue
-            del self.running[ticket_id]
             self.timed_out.add(ticket_id)
             log.warning("handler of ticket %s ran longer than handler_timeout (%gs)", ticket_id,
                         self.spec.handler_timeout_s)
@@ -278,10 +273,15 @@ class BotRuntime:
         self.want_claim = len(tickets) == free
 
     def _proceed(self, ticket):
-        self.inbox.put(Started(ticket, time.monotonic()))
+        # Read by the control loop for handler_timeout; a dict item is set and popped atomically, which
+        # saves a message through the inbox per ticket.
+        self.running[ticket.id] = Started(ticket, time.monotonic())
         try:
-            self.inbox.put(proceed_ticket(ticket, self.config, self.handler, self.spec))
+            step = proceed_ticket(ticket, self.config, self.handler, self.spec)
+            self.running.pop(ticket.id, None)
+            self.inbox.put(step)
         except BaseException:
+            self.running.pop(ticket.id, None)
             # Not a handler failure (those become steps) but a bug of ours: let the ticket go, so its
             # lease runs out instead of being renewed forever, and another attempt can be made.
             log.exception("could not proceed ticket %s; its lease will expire", ticket.id)
