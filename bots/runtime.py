@@ -25,7 +25,7 @@ from common.config.handlers import import_handler
 from common.config.names import hostname
 from common.store import sql
 from common.store.botstats import BotStats
-from common.store.connect import connect
+from common.store.connect import close_quietly, connect
 from common.store.reconnect import Backoff
 from common.store.revision import check_schema
 from common.store.sync import sync_config
@@ -414,10 +414,7 @@ class BotRuntime:
         return conn
 
     def _reconnect(self):
-        try:
-            self.conn.close()
-        except Exception:
-            pass
+        close_quietly(self.conn)
         backoff = Backoff()
         while not self.stopping.is_set():
             try:
@@ -456,7 +453,4 @@ class BotRuntime:
         except psycopg.Error as exc:
             log.warning("could not deregister cleanly (%s); leases expire on their own", exc)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        try:
-            self.conn.close()
-        except Exception:
-            pass
+        close_quietly(self.conn)

@@ -39,7 +39,7 @@ def stays_true(predicate, duration_s, what="condition", interval_s=POLL_INTERVAL
     while time.monotonic() < deadline:
         if not predicate():
             raise AssertionError(f"{what() if callable(what) else what} stopped holding")
-        time.sleep(interval_s)
+        time.sleep(interval_s)  # poll interval, until the deadline
 
 
 def with_dbname(url, dbname) -> str:

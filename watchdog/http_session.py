@@ -10,7 +10,7 @@ import threading
 
 import psycopg
 
-from common.store.connect import connect
+from common.store.connect import close_quietly, connect
 
 
 class SharedConnection:
@@ -32,9 +32,5 @@ class SharedConnection:
                 raise
 
     def close(self):
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except psycopg.Error:
-                pass
-            self.conn = None
+        close_quietly(self.conn)
+        self.conn = None

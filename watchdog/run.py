@@ -22,7 +22,7 @@ from common.config.names import hostname, process_names
 from common.errors import BotfleetError, SchemaBehindError
 from common.fleet import supervisor
 from common.store import sql
-from common.store.connect import connect
+from common.store.connect import close_quietly, connect
 from common.store.reconnect import RECONNECT_BACKOFF_MAX_S, Backoff
 from common.store.revision import check_schema
 from watchdog import health
@@ -217,12 +217,8 @@ class Watchdog:
         return self.conn
 
     def _drop_connection(self):
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except psycopg.Error:
-                pass
-            self.conn = None
+        close_quietly(self.conn)
+        self.conn = None
 
     def _serve_http(self):
         shared = SharedConnection(self.url, "botfleet-watchdog:http")

@@ -18,6 +18,15 @@ def connect(url: str, *, autocommit=False, application_name=None, rows=dict_row)
     return psycopg.connect(libpq_url(url), autocommit=autocommit, row_factory=rows, connect_timeout=5, **kwargs)
 
 
+def close_quietly(conn):
+    """Close a connection that may already be broken; a failure to close it is no news."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+
 def redacted(url: str) -> str:
     """A connection string fit to print: its password, if any, replaced."""
     try:
