@@ -1,1 +1,1 @@
-"""Handlers of the metaservices that ship with botfleet, one module per ticket type."""
+"""The bot process (runtime, listener) and, below it, the handlers of the shipped metaservices."""
