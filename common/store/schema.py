@@ -166,6 +166,15 @@ watchdog_events = Table(
 )
 Index("ix_watchdog_events_bot", watchdog_events.c.bot, watchdog_events.c.at)
 
+# Restarts per bot and reason (the part of the event's reason before the first colon), counted as the
+# events are written: the counter botfleet_watchdog_restarts_total reads, which never goes down.
+watchdog_restart_totals = Table(
+    "watchdog_restart_totals", metadata,
+    Column("bot", Text, primary_key=True),
+    Column("reason", Text, primary_key=True),
+    Column("restarts", BigInteger, nullable=False),
+)
+
 # Cumulative per-bot counters and histogram buckets; bots add their deltas with each heartbeat,
 # so the numbers only grow, whatever happens to the processes that counted them.
 bot_stats = Table(

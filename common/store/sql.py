@@ -398,7 +398,13 @@ UPDATE bots SET health = %(health)s, health_reason = %(reason)s, health_at = now
 SET_BOT_ENABLED = "UPDATE bots SET enabled = %(enabled)s WHERE name = %(name)s RETURNING name"
 
 RECORD_WATCHDOG_EVENT = """
-INSERT INTO watchdog_events (watchdog, bot, action, reason) VALUES (%(watchdog)s, %(bot)s, %(action)s, %(reason)s)
+WITH event AS (
+    INSERT INTO watchdog_events (watchdog, bot, action, reason)
+    VALUES (%(watchdog)s, %(bot)s, %(action)s, %(reason)s)
+)
+INSERT INTO watchdog_restart_totals (bot, reason, restarts)
+SELECT coalesce(%(bot)s, ''), split_part(%(reason)s, ':', 1), 1 WHERE %(action)s = 'restart'
+ON CONFLICT (bot, reason) DO UPDATE SET restarts = watchdog_restart_totals.restarts + 1
 """
 
 # Written as a check starts (liveness of the loop); last_check_at as it completes (success).
@@ -444,9 +450,9 @@ WITH retired AS (
 SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) AS freed
 """
 
-# Health changes are pruned; restarts are kept, since botfleet_watchdog_restarts_total counts them
-# and a counter must never go down.
-PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE action = 'health' AND at < now() - interval '30 days'"
+# Events are history, pruned after a month; botfleet_watchdog_restarts_total reads the running totals
+# (watchdog_restart_totals), which never go down.
+PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE at < now() - interval '30 days'"
 
 RECENT_WATCHDOG_EVENTS = """
 SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC LIMIT %(limit)s
@@ -482,10 +488,7 @@ FROM tickets WHERE closed_at IS NULL
 GROUP BY metaservice, ticket_type, state
 """
 
-METRIC_RESTARTS = """
-SELECT bot, split_part(reason, ':', 1) AS reason, count(*) AS restarts
-FROM watchdog_events WHERE action = 'restart' GROUP BY 1, 2
-"""
+METRIC_RESTARTS = "SELECT bot, reason, restarts FROM watchdog_restart_totals"
 
 METRIC_WATCHDOG = """
 SELECT extract(epoch FROM max(last_check_at))::float8 AS last_check,
