@@ -31,6 +31,7 @@ from common.store.revision import check_schema
 from common.store.sync import sync_config
 from common.tickets.claim import (
     claim_tickets_in_unknown_states,
+    free_tickets_of,
     get_current_ticket_list,
     next_due_at,
     wake_stranded_waits,
@@ -393,12 +394,9 @@ class BotRuntime:
         """Make the tickets of dead processes of this bot claimable now, and claim them."""
         if not owners:
             return
-        freed = self.conn.execute(sql.FREE_LEASES_OF, {**self._state(), "owners": owners}).rowcount
+        freed = free_tickets_of(self.conn, self.spec, owners)
         log.info("process(es) %s are dead: %d ticket(s) of theirs are claimable now", ", ".join(owners), freed)
         self.want_claim = True
-
-    def _state(self) -> dict:
-        return {"metaservice": self.spec.metaservice, "ticket_type": self.spec.ticket_type, "state": self.spec.state}
 
     def _flush_stats(self):
         if not self.stats.empty():

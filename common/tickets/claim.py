@@ -38,3 +38,8 @@ def wake_stranded_waits(conn, spec, actor):
 def next_due_at(conn, spec):
     """When the next wait of the bot's state ends (None: nothing waits for a time)."""
     return conn.execute(sql.NEXT_DUE, _state_params(spec)).fetchone()["min"]
+
+
+def free_tickets_of(conn, spec, owners) -> int:
+    """Make the open tickets of the bot's state that dead processes held claimable now; how many."""
+    return conn.execute(sql.FREE_LEASES_OF, {**_state_params(spec), "owners": owners}).rowcount

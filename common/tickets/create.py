@@ -1,7 +1,5 @@
 """create_ticket: new tickets in their type's initial state, each with its 'created' event and a NOTIFY."""
 
-from psycopg.types.json import Jsonb
-
 from common.store import sql
 from common.tickets.payload import encode_payload
 
@@ -10,11 +8,11 @@ def create_tickets(conn, config, metaservice, ticket_type, payloads, *, creator=
                    parent_id=None) -> list[int]:
     """Create tickets in their type's initial state; each commits with its 'created' event and a NOTIFY."""
     kind = config.ticket_type(metaservice, ticket_type)
-    for index, payload in enumerate(payloads):
-        encode_payload(payload, config.max_payload_bytes, f"payload {index}" if len(payloads) > 1 else "payload")
+    texts = [encode_payload(payload, config.max_payload_bytes, f"payload {index}" if len(payloads) > 1 else "payload")
+             for index, payload in enumerate(payloads)]
     params = {
         "metaservice": metaservice, "ticket_type": ticket_type, "state": kind.initial,
-        "payloads": [Jsonb(p) for p in payloads], "creator": creator,
+        "payloads": texts, "creator": creator,  # JSON text, cast to jsonb by the statement
         "group_role": group_role or kind.group_role, "parent_id": parent_id,
         "lifetime_s": kind.lifetime_s, "notification_frequency_s": kind.notification_frequency_s,
     }

@@ -27,8 +27,8 @@ def _strings(value):
             yield from _strings(item)
 
 
-def encode_payload(payload, max_bytes: int, what: str = "payload") -> bytes:
-    """The payload as the UTF-8 JSON text jsonb stores; PayloadError naming `what` when it cannot be stored."""
+def encode_payload(payload, max_bytes: int, what: str = "payload") -> str:
+    """The payload as the JSON text jsonb stores; PayloadError naming `what` when it cannot be stored."""
     if not isinstance(payload, dict):
         raise PayloadError(f"{what} must be a JSON object, got {type(payload).__name__}")
     try:
@@ -43,7 +43,7 @@ def encode_payload(payload, max_bytes: int, what: str = "payload") -> bytes:
         raise PayloadError(f"{what} cannot be stored: a string is not valid Unicode ({exc.reason})") from None
     if len(encoded) > max_bytes:
         raise PayloadError(f"{what} is {len(encoded)} bytes, more than max_payload_bytes ({max_bytes}) in fleet.yaml")
-    return encoded
+    return text
 
 
 MAX_REASON_CHARS = 2000  # an error event names its cause; it does not store a handler's whole output

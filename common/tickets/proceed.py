@@ -16,7 +16,7 @@ class Step:
 
     ticket: Ticket
     plan: Plan
-    payload: dict | None = None
+    payload: str | None = None  # the changed payload, as the JSON text written (encoded once, when checked)
     assignee: tuple | None = None
     handler_error: bool = False
     hop_s: float | None = None  # from entering the state to the handler's start
@@ -32,8 +32,7 @@ def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
     ctx = Context(ticket, ticket_type, spec.name)
     try:
         outcome = outcome_of(handler(ticket, ctx), ctx)
-        payload = ticket.payload if ctx.payload_changed() else None
-        check_writable(config, payload, ctx.children)
+        payload = check_writable(config, ticket.payload if ctx.payload_changed() else None, ctx.children)
         result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s,
                       children=ctx.children)
     except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
@@ -43,15 +42,15 @@ def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
                 handler_s=time.time() - started)
 
 
-def check_writable(config, payload, children):
+def check_writable(config, payload, children) -> str | None:
     """Refuse, before the batch is written, what the database would refuse: a bad payload, a child of a
-    type that does not exist."""
-    if payload is not None:
-        encode_payload(payload, config.max_payload_bytes, "the ticket's payload")
+    type that does not exist. Returns the payload's JSON text, to be written as it is."""
+    text = None if payload is None else encode_payload(payload, config.max_payload_bytes, "the ticket's payload")
     for child in children:
         config.ticket_type(child.metaservice, child.ticket_type)
         encode_payload(child.payload, config.max_payload_bytes,
                        f"the payload of the new {child.metaservice}/{child.ticket_type} ticket")
+    return text
 
 
 def failed_step(ticket: Ticket, ticket_type, spec, reason: str, hop_s=None, handler_s=0.0) -> Step:

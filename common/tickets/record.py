@@ -21,7 +21,7 @@ def _apply_params(steps, owner, actor):
         "from_states": [s.ticket.state for s in steps], "to_states": [s.plan.to_state for s in steps],
         "closes": [s.plan.closes for s in steps], "due_in_s": [s.plan.due_in_s for s in steps],
         "waiting_for": [waiting_id(s) for s in steps],
-        "payloads": [Jsonb(s.payload) if s.payload is not None else None for s in steps],
+        "payloads": [s.payload for s in steps],  # JSON text, cast to jsonb by the statement
         "set_assignee": [s.assignee is not None for s in steps],
         "assignees": [s.assignee[0] if s.assignee else None for s in steps],
         "attempts": [s.plan.attempts for s in steps], "kinds": [s.plan.kind for s in steps],
