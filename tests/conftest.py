@@ -223,8 +223,8 @@ def processes(tmp_path):
 class SupervisedFleet(Fleet):
     """A harness Fleet whose config folder is written by write_config, with a watchdog on a free port."""
 
-    def __init__(self, project: Path, db_url: str, **config_kwargs):
-        super().__init__(project, db_url)
+    def __init__(self, project: Path, db_url: str, host: str | None = None, **config_kwargs):
+        super().__init__(project, db_url, host)
         self.marks = self.project / "marks"
         self.marks.mkdir(parents=True, exist_ok=True)
         self.port = free_port()

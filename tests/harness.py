@@ -118,11 +118,13 @@ class BotProcesses:
 class Fleet:
     """A real supervisord running the rendered programs (bots and watchdog) of a project's config/."""
 
-    def __init__(self, project: Path, db_url: str):
+    def __init__(self, project: Path, db_url: str, host: str | None = None):
+        """`host`: the fleet host this supervisord plays (BOTFLEET_HOST), with a var folder of its own, so
+        that one machine can run several hosts of one fleet; None: this machine, var/."""
         self.project = Path(project)
         self.db_url = db_url
         self.config_dir = self.project / "config"
-        self.paths = FleetPaths(home=self.project, var=self.project / "var")
+        self.paths = FleetPaths(home=self.project, var=self.project / (f"var-{host}" if host else "var"), host=host)
         self.socket = self.paths.supervisor_socket
         self.proc = None
 

@@ -68,6 +68,15 @@ BAD_CASES = {
     "watchdog stale after fewer than two checks": (
         {"fleet_extra": "watchdog:\n  stale_after: 1s\n"},
         r"fleet.yaml:\d+: watchdog.stale_after: must be at least two check intervals \(2s\), got '1s'"),
+    "host pattern that matches no bot": (
+        {"fleet_extra": "hosts:\n  a:\n    bots: ['testms-*']\n  b:\n    bots: ['testms-pipe-2-secnd']\n"},
+        r"fleet.yaml:\d+: hosts.b.bots\[0\]: 'testms-pipe-2-secnd' matches no bot"),
+    "bot that no host runs": (
+        {"fleet_extra": "hosts:\n  a:\n    bots: ['testms-pipe-1-*', 'testms-pipe-2-*']\n"},
+        r"fleet.yaml:\d+: hosts: no host runs testms-pipe-3-third, testms-pipe-4-done, testms-pipe-5-dropped"),
+    "host watchdog address that is not host:port": (
+        {"fleet_extra": "hosts:\n  a:\n    bots: ['*']\n    watchdog_listen: 9108\n"},
+        r"fleet.yaml:\d+: hosts.a.watchdog_listen: must be host:port, got 9108"),
     "invalid YAML": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
         r"pipe.yaml:\d+: invalid YAML"),
@@ -94,6 +103,24 @@ def test_bad_config_is_refused_with_one_line_and_exit_78(tmp_path, case):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_a_host_missing_from_hosts_renders_nothing_and_says_which_hosts_are_listed(tmp_path):
+    folder = write_config(tmp_path / "config", fleet_extra="hosts:\n  web1:\n    bots: ['*']\n")
+    env = {**child_env_for_cli(), "BOTFLEET_HOST": "web9", "BOTFLEET_VAR": str(tmp_path / "run")}
+    result = run_botfleet("--config", str(folder), "supervisor", "render", env=env)
+    assert result.returncode != 0
+    assert "host 'web9' is not listed under hosts:" in result.stderr and "(listed: web1)" in result.stderr
+    assert not (tmp_path / "run" / "supervisord.conf").exists()
+    env["BOTFLEET_HOST"] = "web1"
+    assert run_botfleet("--config", str(folder), "supervisor", "render", env=env).returncode == 0
+    assert (tmp_path / "run" / "supervisord.d" / "testms.conf").exists()
+
+
+def child_env_for_cli():
+    import os
+
+    return {key: value for key, value in os.environ.items() if not key.startswith("BOTFLEET_")}
 
 
 def test_shipped_config_is_valid():

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from common.config.names import hostname
 from common.tickets.create import create_ticket, create_tickets
 from common.tickets.read import get_events, get_ticket
 from tests.conftest import BOTFLEET, ROOT, last_event_id, stays_true, wait_until
@@ -26,7 +27,10 @@ def events(conn, bot, action=None, after_id=0):
 
 
 def health(conn, bot):
-    return conn.execute("SELECT health, health_reason FROM bots WHERE name = %s", (bot,)).fetchone()
+    """This host's verdict on the bot (the fleet's only host here)."""
+    row = conn.execute("SELECT health, reason AS health_reason FROM bot_health WHERE bot_name = %s AND host = %s",
+                       (bot, hostname())).fetchone()
+    return row or {"health": None, "health_reason": None}
 
 
 def settled(fleet, conn, name):

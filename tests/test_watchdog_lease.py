@@ -12,6 +12,7 @@ def make_watchdog(tmp_path, db_url, name, lease_s):
     cfg = replace(cfg, watchdog=replace(cfg.watchdog, lease_s=lease_s))
     watchdog = Watchdog(cfg, db_url, tmp_path / "no-supervisord.sock")
     watchdog.name = name
+    watchdog.host = name.partition(":")[0]
     return watchdog
 
 
@@ -35,8 +36,8 @@ def test_one_leader_at_a_time_and_takeover_after_the_lease_lapses(tmp_path, db_u
         first.check_once()
         assert first.is_leader is False
         # Without supervisord the bots are judged by heartbeats alone; none heartbeat here.
-        row = conn.execute("SELECT health FROM bots WHERE name = 'testms-pipe-1-first'").fetchone()
-        assert row["health"] == "unknown"
+        rows = conn.execute("SELECT host, health FROM bot_health WHERE bot_name = 'testms-pipe-1-first'").fetchall()
+        assert {(r["host"], r["health"]) for r in rows} == {("host-a", "unknown"), ("host-b", "unknown")}
         assert {r["name"] for r in conn.execute("SELECT name FROM watchdogs").fetchall()} == {"host-a:1", "host-b:2"}
     finally:
         first._drop_connection()

@@ -59,12 +59,21 @@ class FleetCollector:
         yield from self._tickets(conn)
 
     def _watchdog(self, conn):
-        row = conn.execute(sql.METRIC_WATCHDOG).fetchone()
+        hosts = conn.execute(sql.METRIC_WATCHDOG_HOSTS).fetchall()
+        # The fleet is checked as recently as its least recently checked host: a stopped watchdog on one
+        # host must not hide behind a live one on another. No value while a host has never been checked.
         last = GaugeMetricFamily("botfleet_watchdog_last_check_timestamp_seconds",
-                                 "When a watchdog last completed a check of the fleet")
-        if row["last_check"] is not None:
-            last.add_metric([], row["last_check"])
+                                 "When the watchdog of every host had last completed a check (the oldest host's newest check)")
+        checks = [row["last_check"] for row in hosts]
+        if checks and None not in checks:
+            last.add_metric([], min(checks))
         yield last
+        per_host = GaugeMetricFamily("botfleet_watchdog_host_last_check_timestamp_seconds",
+                                     "When a host's watchdog last completed a check", labels=["host"])
+        for row in hosts:
+            if row["last_check"] is not None:
+                per_host.add_metric([row["host"]], row["last_check"])
+        yield per_host
         leader = GaugeMetricFamily("botfleet_watchdog_leader", "1 when this watchdog holds the fleet-wide lease")
         leader.add_metric([], 1 if self.leader() else 0)
         yield leader
@@ -75,7 +84,10 @@ class FleetCollector:
         yield restarts
 
     def _bots(self, conn):
-        up = GaugeMetricFamily("botfleet_bot_up", "1 when the watchdog found the bot healthy", labels=BOT_LABELS)
+        up = GaugeMetricFamily("botfleet_bot_up", "1 when the watchdog of every host that runs the bot found it healthy",
+                               labels=BOT_LABELS)
+        host_up = GaugeMetricFamily("botfleet_bot_host_up", "1 when this host's watchdog found the bot healthy",
+                                    labels=[*BOT_LABELS, "host"])
         disabled = GaugeMetricFamily("botfleet_bot_disabled", "1 when the bot is disabled", labels=BOT_LABELS)
         heartbeat = GaugeMetricFamily("botfleet_bot_last_heartbeat_timestamp_seconds",
                                       "Newest heartbeat of a live process of the bot", labels=BOT_LABELS)
@@ -87,7 +99,10 @@ class FleetCollector:
         handler = HistogramMetricFamily("botfleet_handler_duration_seconds", "Handler run time", labels=BOT_LABELS)
         for row in conn.execute(sql.METRIC_BOTS).fetchall():
             labels = [row["name"], row["metaservice"], row["ticket_type"], str(row["state"])]
-            up.add_metric(labels, 1 if row["health"] == "healthy" else 0)
+            verdicts = row["health_by_host"]
+            up.add_metric(labels, 1 if verdicts and all(v and v[0] == "healthy" for v in verdicts.values()) else 0)
+            for host, verdict in sorted(verdicts.items()):
+                host_up.add_metric([*labels, host], 1 if verdict and verdict[0] == "healthy" else 0)
             disabled.add_metric(labels, 0 if row["enabled"] else 1)
             if row["last_heartbeat"] is not None:
                 heartbeat.add_metric(labels, row["last_heartbeat"])
@@ -98,7 +113,7 @@ class FleetCollector:
                                                   (handler, HANDLER_BUCKETS_S, row["handler_buckets"],
                                                    row["handler_sum_s"])):
                 family.add_metric(labels, Histogram(bounds).cumulative(counts or []), sum_s or 0.0)
-        yield from (up, disabled, heartbeat, processes, *counters.values(), hop, handler)
+        yield from (up, host_up, disabled, heartbeat, processes, *counters.values(), hop, handler)
 
     def _tickets(self, conn):
         open_tickets = GaugeMetricFamily("botfleet_tickets_open", "Open tickets waiting in a state",

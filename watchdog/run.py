@@ -38,7 +38,7 @@ SCHEMA_RETRY_MAX_S = 30.0  # a schema the watchdog cannot use is looked at again
 class Watchdog:
     def __init__(self, config, url, supervisor_socket):
         self.config = config
-        self.settings = config.watchdog
+        self.settings = config.local_watchdog()  # this host's listen address, if `hosts:` gives it one
         self.url = url
         self.socket = supervisor_socket
         self.host = hostname()
@@ -113,9 +113,11 @@ class Watchdog:
         now = time.time()
         for bot in bots:
             self._check_bot(conn, bot, infos, now)
+        conn.execute(sql.FORGET_OTHER_HEALTH, {"host": self.host, "names": [bot["name"] for bot in bots]})
         if self.is_leader:
             conn.execute(sql.RETIRE_DEAD_PROCESSES, {"dead_after_s": 10 * self.limits.hung_after_s})
             conn.execute(sql.PRUNE_WATCHDOG_EVENTS)
+            conn.execute(sql.PRUNE_WATCHDOGS)
         conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name})
 
     def _check_bot(self, conn, bot, infos, now):
@@ -137,7 +139,8 @@ class Watchdog:
         if verdict.health != bot["health"]:
             log.info("bot %s: %s -> %s (%s)", bot["name"], bot["health"], verdict.health, verdict.reason)
             self._record(conn, bot["name"], "health", f"{bot['health'] or 'unknown'} -> {verdict.health}: {verdict.reason}")
-        conn.execute(sql.SET_BOT_HEALTH, {"name": bot["name"], "health": verdict.health, "reason": verdict.reason})
+        conn.execute(sql.SET_BOT_HEALTH, {"name": bot["name"], "host": self.host, "health": verdict.health,
+                                          "reason": verdict.reason})
 
     def _note_restarts(self, conn, bot, processes):
         """Count every restart seen, whoever made it: a new pid this watchdog did not cause is supervisord's

@@ -87,7 +87,7 @@ def cmd_bot_enable(args, enabled=True):
         conn.commit()
     # Marked first, so the watchdog never restarts a bot that is being stopped on purpose.
     print(f"bot {args.name} {'enabled' if enabled else 'disabled: stopped, and left alone by the watchdog'}; "
-          f"{control.set_running(cfg.paths, spec, enabled)}")
+          f"{control.set_running(cfg, spec, enabled)}")
 
 
 def cmd_bot_disable(args):
@@ -108,6 +108,23 @@ def cmd_watchdog_run(args):
     runner = Watchdog(cfg, resolve_url(cfg), supervisor_socket(cfg))
     runner.install_signal_handlers()
     return runner.run()
+
+
+def cmd_watchdog_forget(args):
+    cfg = load_config(args)
+    if args.host in cfg.hosts:
+        raise BotfleetError(f"host {args.host} is listed under hosts: in {cfg.root / 'fleet.yaml'}: take it out "
+                            f"there (and run `botfleet db upgrade`) before forgetting it")
+    with connection(cfg) as conn:
+        age_s = conn.execute(sql.WATCHDOG_AGE_OF_HOST, {"host": args.host}).fetchone()["age_s"]
+        if age_s is None:
+            raise BotfleetError(f"no watchdog has ever run on host {args.host}")
+        if age_s <= cfg.watchdog.stale_after_s:
+            raise BotfleetError(f"the watchdog on host {args.host} checked {age_s:.1f}s ago: stop it first")
+        row = conn.execute(sql.FORGET_HOST, {"host": args.host}).fetchone()
+        conn.commit()
+    print(f"host {args.host} forgotten: {row['watchdogs']} watchdog row(s) removed, "
+          f"{row['processes']} process registration(s) retired")
 
 
 def cmd_check(args):
@@ -215,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = sub.add_parser("watchdog", help="the watchdog").add_subparsers(dest="sub", required=True)
     p = command(group, "run", cmd_watchdog_run, "check the bots, restart the dead and hung, serve /metrics")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p = command(group, "forget", cmd_watchdog_forget, "stop expecting a watchdog on a host taken out of the fleet")
+    p.add_argument("host")
     command(sub, "check", cmd_check, "exit 0 if the watchdog is alive and every enabled bot is healthy "
                                      "(for Zabbix and people); prints one line")
     group = sub.add_parser("zabbix", help="Zabbix helpers").add_subparsers(dest="sub", required=True)

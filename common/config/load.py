@@ -10,6 +10,7 @@ Everything is checked before anything touches the database; the first problem fo
 a ConfigError naming file, line, field and value.
 """
 
+import fnmatch
 import os
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from common.config import yamlfile
 from common.config.builtin import BUILTIN_TYPES
 from common.config.durations import parse_duration_s
-from common.config.models import BotSpec, FleetConfig, State, TicketType, WatchdogSettings
+from common.config.models import BotSpec, FleetConfig, HostSpec, State, TicketType, WatchdogSettings
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
 from common.errors import ConfigError
 
@@ -69,7 +70,8 @@ def load(root: Path | str | None = None) -> FleetConfig:
     _unknown_keys(fleet_doc, ("bot_defaults",), bot_defaults, set(BOT_DEFAULTS))
     types = _load_types(root, fleet_doc, fleet["metaservices"])
     bots = _load_bots(root, types, bot_defaults, fleet_doc, fleet["heartbeat_interval_s"])
-    return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), **fleet)
+    hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
+    return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts, **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def _unknown_keys(doc, keys, mapping, allowed):
 
 def _fleet(doc) -> dict:
     data = _mapping(doc, (), doc.data)
-    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults"}
+    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts"}
     _unknown_keys(doc, (), data, allowed)
     merged = {**FLEET_DEFAULTS, **data}
     metaservices = merged.get("metaservices")
@@ -157,6 +159,41 @@ def _watchdog(doc, section, heartbeat_interval_s) -> WatchdogSettings:
         fatal_retry_backoff_max_s=duration("fatal_retry_backoff_max"), lease_s=duration("lease"),
         stale_after_s=stale_after_s,
     )
+
+
+HOST_KEYS = {"bots", "watchdog_listen"}
+HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _hosts(doc, section, bots) -> dict:
+    """`hosts:` of fleet.yaml: which host runs which bots (glob patterns on bot names). Every pattern
+    must match a bot and every bot must have a host, so a typo cannot leave a state without its bot."""
+    section = _mapping(doc, ("hosts",), section)
+    hosts = {}
+    for name, entry in section.items():
+        keys = ("hosts", name)
+        if not isinstance(name, str) or not HOST_NAME.match(name):
+            raise doc.error(keys, f"host name {name!r} must be letters, digits, '.', '_' or '-'")
+        entry = _mapping(doc, keys, entry)
+        _unknown_keys(doc, keys, entry, HOST_KEYS)
+        patterns = entry.get("bots")
+        if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
+            raise doc.error(keys + ("bots",), f"must be a non-empty list of bot names or patterns like "
+                                              f"helpdesk-*, got {patterns!r}")
+        chosen = set()
+        for index, pattern in enumerate(patterns):
+            matched = fnmatch.filter(bots, pattern)
+            if not matched:
+                raise doc.error(keys + ("bots", index), f"{pattern!r} matches no bot")
+            chosen.update(matched)
+        listen = entry.get("watchdog_listen")
+        hosts[name] = HostSpec(name, frozenset(chosen),
+                               None if listen is None else _listen(doc, keys + ("watchdog_listen",), listen))
+    if hosts:
+        orphans = sorted(set(bots) - set().union(*(h.bots for h in hosts.values())))
+        if orphans:
+            raise doc.error(("hosts",), f"no host runs {', '.join(orphans)}: add it to a host's bots")
+    return hosts
 
 
 def _name_part(doc, keys, value, what):

@@ -1,8 +1,9 @@
 """What a config folder says, as frozen values: ticket types, their states, bots and fleet settings."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from common.config.names import hostname
 from common.config.paths import FleetPaths
 from common.errors import BotfleetError, ConfigError
 
@@ -85,6 +86,15 @@ class WatchdogSettings:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """A host of `hosts:` in fleet.yaml: the bots its supervisord runs, and where its watchdog listens."""
+
+    name: str
+    bots: frozenset  # bot names
+    watchdog_listen: str | None = None  # None: watchdog.listen
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     root: Path
     database_url: str | None
@@ -96,6 +106,7 @@ class FleetConfig:
     types: dict = field(default_factory=dict)  # (metaservice, type) -> TicketType
     bots: dict = field(default_factory=dict)  # bot name -> BotSpec
     builtin_types: dict = field(default_factory=dict)  # (metaservice, type) -> botfleet's own types
+    hosts: dict = field(default_factory=dict)  # host name -> HostSpec; empty: every bot on every host
 
     def _find_type(self, metaservice, name) -> TicketType | None:
         return self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))
@@ -116,6 +127,34 @@ class FleetConfig:
     @property
     def paths(self) -> FleetPaths:
         return FleetPaths.of(self.root)
+
+    def host(self, name=None) -> HostSpec | None:
+        """This host's entry in `hosts:` (or the named host's); None when fleet.yaml has no `hosts:`."""
+        name = name or hostname()
+        if not self.hosts:
+            return None
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise BotfleetError(f"host {name!r} is not listed under hosts: in {self.root / 'fleet.yaml'} "
+                                f"(listed: {', '.join(sorted(self.hosts))}); set BOTFLEET_HOST to the name "
+                                f"this machine has there") from None
+
+    def local_bots(self, host=None) -> dict:
+        """bot name -> BotSpec of the bots this host (or the named one) runs."""
+        entry = self.host(host)
+        return dict(self.bots) if entry is None else {n: s for n, s in self.bots.items() if n in entry.bots}
+
+    def hosts_of(self, bot_name) -> list[str] | None:
+        """The hosts that run a bot, or None when every host runs every bot."""
+        return sorted(h.name for h in self.hosts.values() if bot_name in h.bots) if self.hosts else None
+
+    def local_watchdog(self, host=None) -> WatchdogSettings:
+        """The watchdog settings of this host (or the named one): its own listen address if it has one."""
+        entry = self.host(host)
+        if entry is None or entry.watchdog_listen is None:
+            return self.watchdog
+        return replace(self.watchdog, listen=entry.watchdog_listen)
 
     def bot(self, name) -> BotSpec:
         try:

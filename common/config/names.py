@@ -1,5 +1,6 @@
 """How bots and their processes are named: the one place each naming rule is written."""
 
+import os
 import re
 import socket
 
@@ -22,5 +23,10 @@ def process_names(bot, replicas) -> list[str]:
 REPLICA_PROCESS_NAME = "%(program_name)s-%(process_num)d"
 
 
+HOST_ENV = "BOTFLEET_HOST"
+
+
 def hostname() -> str:
-    return socket.gethostname()
+    """This host's name in the fleet: $BOTFLEET_HOST, else the machine's. It keys heartbeats, health and
+    `hosts:` in fleet.yaml, so a machine whose name changes (a container) should set BOTFLEET_HOST."""
+    return os.environ.get(HOST_ENV) or socket.gethostname()

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.config.names import HOST_ENV, hostname
+
 VAR_ENV = "BOTFLEET_VAR"
 CONFIG_ENV = "BOTFLEET_CONFIG"
 
@@ -20,12 +22,19 @@ CONFIG_ENV = "BOTFLEET_CONFIG"
 class FleetPaths:
     home: Path  # the project folder: the config folder's parent
     var: Path
+    # The fleet host whose supervisord uses these files; None: this machine's ($BOTFLEET_HOST, else its
+    # name). Set when one machine plays several hosts (the tests).
+    host: str | None = None
 
     @classmethod
     def of(cls, config_root: Path) -> "FleetPaths":
         home = Path(config_root).resolve().parent
         var = os.environ.get(VAR_ENV)
         return cls(home=home, var=Path(var).resolve() if var else home / "var")
+
+    @property
+    def host_name(self) -> str:
+        return self.host or hostname()
 
     @property
     def pgdata(self) -> Path:
@@ -58,4 +67,5 @@ class FleetPaths:
 
     def environment(self, config_root: Path) -> dict:
         """What a child process needs in its environment to find the same config and paths."""
-        return {CONFIG_ENV: str(Path(config_root).resolve()), VAR_ENV: str(self.var)}
+        env = {CONFIG_ENV: str(Path(config_root).resolve()), VAR_ENV: str(self.var)}
+        return env | ({HOST_ENV: self.host} if self.host else {})

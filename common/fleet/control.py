@@ -6,9 +6,13 @@ from common.config.names import process_names
 from common.fleet import supervisor
 
 
-def set_running(fleet_paths, spec, running: bool) -> str:
-    """Start or stop every process of a bot; what was done, in words. A disabled bot stays stopped:
-    supervisord does not restart a process it was told to stop, and the watchdog leaves it alone."""
+def set_running(config, spec, running: bool) -> str:
+    """Start or stop every process of a bot on this host; what was done, in words. A disabled bot stays
+    stopped: supervisord does not restart a process it was told to stop, and the watchdog leaves it alone."""
+    fleet_paths = config.paths
+    if spec.name not in config.local_bots():
+        return (f"it does not run on this host ({fleet_paths.host_name}); run this command on "
+                f"{', '.join(config.hosts_of(spec.name))} to {'start' if running else 'stop'} its processes there")
     rpc = supervisor.client(fleet_paths.supervisor_socket).supervisor
     done = []
     for name in process_names(spec.name, spec.replicas):

@@ -21,10 +21,10 @@ START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
 
 
-def expected_processes(config) -> set:
-    """supervisord's names of every process of the fleet: each bot's (replicas too) and the watchdog."""
+def expected_processes(config, host=None) -> set:
+    """supervisord's names of every process this host runs: each of its bots' (replicas too) and the watchdog."""
     names = {"watchdog"}
-    for spec in config.bots.values():
+    for spec in config.local_bots(host).values():
         names.update(process_names(spec.name, spec.replicas))
     return names
 
@@ -55,7 +55,7 @@ def start_supervisord(config, url, *, fleet_paths=None, extra_env=None, executab
 def wait_running(config, fleet_paths=None, timeout_s=START_TIMEOUT_S):
     """Until every process of the fleet is RUNNING; a BotfleetError naming those that failed instead."""
     fleet_paths = fleet_paths or config.paths
-    expected = expected_processes(config)
+    expected = expected_processes(config, fleet_paths.host_name)
 
     def all_running():
         states = supervisor.process_states(fleet_paths.supervisor_socket)
@@ -75,6 +75,7 @@ def wait_running(config, fleet_paths=None, timeout_s=START_TIMEOUT_S):
 
 def up(config, *, daemon=False) -> int:
     check_handlers(config)
+    config.local_bots()  # a host missing from `hosts:` is refused before anything starts
     fleet_paths = config.paths
     if supervisor.process_states(fleet_paths.supervisor_socket) is not None:
         raise BotfleetError(f"supervisord is already running ({fleet_paths.supervisor_socket}); "

@@ -125,7 +125,7 @@ def render(config, fleet_paths: FleetPaths | None = None, executable: Path | Non
         conf_name=fleet_paths.supervisord_conf.name, socket=in_base(fleet_paths.supervisor_socket),
         log_dir=in_base(fleet_paths.log_dir), pidfile=in_base(fleet_paths.supervisord_pidfile))}
     by_metaservice = {}
-    for spec in sorted(config.bots.values(), key=lambda s: s.name):
+    for spec in sorted(config.local_bots(fleet_paths.host_name).values(), key=lambda s: s.name):
         by_metaservice.setdefault(spec.metaservice, []).append(spec)
     for metaservice, specs in sorted(by_metaservice.items()):
         text = header + f"\n[group:{metaservice}]\nprograms={','.join(s.name for s in specs)}\n"

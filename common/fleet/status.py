@@ -20,13 +20,23 @@ def collect(conn, config) -> dict:
             "registered_processes": row["registered_processes"],
             "last_heartbeat_at": row["last_heartbeat_at"],
             "processed": row["processed"], "failed": row["failed"],
-            "health": row["health"], "health_reason": row["health_reason"],
+            "health": _health(row["health_by_host"]), "health_by_host": row["health_by_host"],
         })
     tickets = []
     for row in conn.execute(sql.TICKET_COUNTS).fetchall():
         tickets.append({**row, "state_name": config.state_name(row["metaservice"], row["ticket_type"], row["state"])})
     watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
     return {"bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events}
+
+
+def _health(by_host) -> str | None:
+    """One word for the bot: its health where all its hosts agree, else each host's as health@host."""
+    words = {host: verdict[0] if verdict else "-" for host, verdict in sorted(by_host.items())}
+    if not words:
+        return None
+    if len(set(words.values())) == 1:
+        return next(iter(words.values()))
+    return ",".join(f"{word}@{host}" for host, word in words.items())
 
 
 def _worst(process_states):

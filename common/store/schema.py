@@ -115,10 +115,18 @@ bots = Table(
     Column("state_name", Text, nullable=False),
     Column("replicas", Integer, nullable=False, server_default=text("1")),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
-    # The watchdog's latest verdict (healthy, hung, fatal, ...), for `botfleet check` and status.
-    Column("health", Text),
-    Column("health_reason", Text),
-    Column("health_at", TZ),
+    Column("hosts", ARRAY(Text)),  # the hosts that run the bot (`hosts:` in fleet.yaml); NULL: every host
+)
+
+# Each host's watchdog's latest verdict on each bot it runs (healthy, hung, fatal, ...), for
+# `botfleet check`, status and metrics.
+bot_health = Table(
+    "bot_health", metadata,
+    Column("bot_name", Text, primary_key=True),
+    Column("host", Text, primary_key=True),
+    Column("health", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", TZ, nullable=False),
 )
 
 bot_processes = Table(

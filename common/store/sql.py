@@ -309,13 +309,17 @@ WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < now() - interv
 """
 
 UPSERT_BOT = """
-INSERT INTO bots (name, metaservice, ticket_type, state, state_name, replicas)
-VALUES (%(name)s, %(metaservice)s, %(ticket_type)s, %(state)s, %(state_name)s, %(replicas)s)
+INSERT INTO bots (name, metaservice, ticket_type, state, state_name, replicas, hosts)
+VALUES (%(name)s, %(metaservice)s, %(ticket_type)s, %(state)s, %(state_name)s, %(replicas)s, %(hosts)s)
 ON CONFLICT (name) DO UPDATE SET metaservice = excluded.metaservice, ticket_type = excluded.ticket_type,
-    state = excluded.state, state_name = excluded.state_name, replicas = excluded.replicas
+    state = excluded.state, state_name = excluded.state_name, replicas = excluded.replicas,
+    hosts = excluded.hosts
 """
 
-DELETE_UNCONFIGURED_BOTS = "DELETE FROM bots WHERE name <> ALL(%(names)s)"
+DELETE_UNCONFIGURED_BOTS = """
+WITH gone AS (DELETE FROM bots WHERE name <> ALL(%(names)s) RETURNING name)
+DELETE FROM bot_health WHERE bot_name IN (SELECT name FROM gone)
+"""
 
 UPSERT_TICKET_TYPE = """
 INSERT INTO ticket_types (metaservice, name, description, initial_state, lifetime_s,
@@ -362,9 +366,20 @@ ORDER BY id DESC
 LIMIT %(limit)s
 """
 
-BOT_STATUS = """
-SELECT b.name, b.metaservice, b.ticket_type, b.state, b.state_name, b.enabled, b.replicas, b.health,
-       b.health_reason, max(p.heartbeat_at) FILTER (WHERE p.stopped_at IS NULL) AS last_heartbeat_at,
+# The hosts that run a bot: those `hosts:` names, or (without `hosts:`) every host a watchdog has run on.
+_BOT_HOSTS = """(SELECT coalesce(b.hosts, (SELECT array_agg(DISTINCT host ORDER BY host) FROM watchdogs), '{}'))"""
+
+# Per bot, its health on each host that runs it: `{host: [health, reason]}` (a host that has not judged
+# it yet maps to null).
+_HEALTH_BY_HOST = f"""(SELECT coalesce(jsonb_object_agg(h.host, CASE WHEN bh.health IS NULL THEN NULL
+                                                     ELSE jsonb_build_array(bh.health, bh.reason) END), '{{}}')
+                   FROM unnest({_BOT_HOSTS}) AS h(host)
+                   LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host)"""
+
+BOT_STATUS = f"""
+SELECT b.name, b.metaservice, b.ticket_type, b.state, b.state_name, b.enabled, b.replicas,
+       {_HEALTH_BY_HOST} AS health_by_host,
+       max(p.heartbeat_at) FILTER (WHERE p.stopped_at IS NULL) AS last_heartbeat_at,
        count(p.*) FILTER (WHERE p.stopped_at IS NULL) AS registered_processes,
        coalesce(sum(p.processed), 0)::bigint AS processed,
        coalesce(sum(p.failed), 0)::bigint AS failed
@@ -381,18 +396,38 @@ FROM tickets GROUP BY metaservice, ticket_type, state ORDER BY 1, 2, 3
 # -- the watchdog --------------------------------------------------------------------------------
 
 # Ages are computed by the database's clock, so the watchdog's host clock does not matter.
+# The bots this host runs, with this host's last verdict on each.
 WATCHDOG_BOTS = """
-SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, b.health,
+SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, bh.health,
        coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS pids,
        coalesce(array_agg(extract(epoch FROM now() - p.heartbeat_at)::float8)
                 FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS ages_s
 FROM bots b
+LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = %(host)s
 LEFT JOIN bot_processes p ON p.bot_name = b.name AND p.stopped_at IS NULL AND p.host = %(host)s
-GROUP BY b.name ORDER BY b.name
+WHERE b.hosts IS NULL OR %(host)s = ANY(b.hosts)
+GROUP BY b.name, bh.health ORDER BY b.name
 """
 
 SET_BOT_HEALTH = """
-UPDATE bots SET health = %(health)s, health_reason = %(reason)s, health_at = now() WHERE name = %(name)s
+INSERT INTO bot_health (bot_name, host, health, reason, at)
+VALUES (%(name)s, %(host)s, %(health)s, %(reason)s, now())
+ON CONFLICT (bot_name, host) DO UPDATE SET health = excluded.health, reason = excluded.reason, at = excluded.at
+"""
+
+# Verdicts of this host on bots it no longer runs (moved to another host in `hosts:`).
+FORGET_OTHER_HEALTH = "DELETE FROM bot_health WHERE host = %(host)s AND bot_name <> ALL(%(names)s)"
+
+# `botfleet watchdog forget HOST`: a host taken out of the fleet for good is no longer expected to check.
+FORGET_HOST = """
+WITH watchdogs_gone AS (DELETE FROM watchdogs WHERE host = %(host)s RETURNING 1),
+     health_gone AS (DELETE FROM bot_health WHERE host = %(host)s RETURNING 1),
+     retired AS (UPDATE bot_processes SET stopped_at = now() WHERE host = %(host)s AND stopped_at IS NULL RETURNING 1)
+SELECT (SELECT count(*) FROM watchdogs_gone) AS watchdogs, (SELECT count(*) FROM retired) AS processes
+"""
+
+WATCHDOG_AGE_OF_HOST = """
+SELECT extract(epoch FROM now() - max(heartbeat_at))::float8 AS age_s FROM watchdogs WHERE host = %(host)s
 """
 
 SET_BOT_ENABLED = "UPDATE bots SET enabled = %(enabled)s WHERE name = %(name)s RETURNING name"
@@ -458,18 +493,23 @@ RECENT_WATCHDOG_EVENTS = """
 SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC LIMIT %(limit)s
 """
 
-# What `botfleet check` and /healthz judge by.
-HEALTH_CHECK = """
-SELECT (SELECT extract(epoch FROM now() - max(heartbeat_at))::float8 FROM watchdogs) AS watchdog_age_s,
-       b.name, b.enabled, b.health, b.health_reason,
-       extract(epoch FROM now() - b.health_at)::float8 AS health_age_s
-FROM bots b ORDER BY b.name
+# What `botfleet check` and /healthz judge by: one row per bot and host that runs it, with the age of
+# that host's newest watchdog heartbeat (NULL: none ever) and of its verdict on the bot.
+HEALTH_CHECK = f"""
+SELECT h.host, b.name, b.enabled, bh.health, bh.reason AS health_reason,
+       extract(epoch FROM now() - bh.at)::float8 AS health_age_s,
+       (SELECT extract(epoch FROM now() - max(w.heartbeat_at))::float8 FROM watchdogs w
+        WHERE w.host = h.host) AS watchdog_age_s
+FROM bots b
+CROSS JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host)
+LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host
+ORDER BY h.host, b.name
 """
 
 # -- metrics (computed at scrape time; every query stays on indexes or small tables) ------------
 
-METRIC_BOTS = """
-SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.health,
+METRIC_BOTS = f"""
+SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, {_HEALTH_BY_HOST} AS health_by_host,
        extract(epoch FROM max(p.heartbeat_at) FILTER (WHERE p.stopped_at IS NULL))::float8 AS last_heartbeat,
        count(p.*) FILTER (WHERE p.stopped_at IS NULL) AS processes,
        s.transitions, s.handler_failures, s.error_tickets, s.timeouts, s.reminders,
@@ -490,8 +530,16 @@ GROUP BY metaservice, ticket_type, state
 
 METRIC_RESTARTS = "SELECT bot, reason, restarts FROM watchdog_restart_totals"
 
-METRIC_WATCHDOG = """
-SELECT extract(epoch FROM max(last_check_at))::float8 AS last_check,
-       (SELECT holder FROM fleet_leases WHERE name = 'watchdog' AND expires_at > now()) AS leader
-FROM watchdogs
+# Each host's newest completed check, for every host the fleet expects a watchdog on (NULL: none yet).
+METRIC_WATCHDOG_HOSTS = f"""
+SELECT h.host, (SELECT extract(epoch FROM max(w.last_check_at))::float8 FROM watchdogs w
+                WHERE w.host = h.host) AS last_check
+FROM (SELECT DISTINCT unnest({_BOT_HOSTS}) AS host FROM bots b) AS h ORDER BY h.host
+"""
+
+# Rows of watchdogs long replaced by a newer one on the same host (one per restart otherwise).
+PRUNE_WATCHDOGS = """
+DELETE FROM watchdogs w
+WHERE w.heartbeat_at < now() - interval '1 day'
+  AND EXISTS (SELECT 1 FROM watchdogs n WHERE n.host = w.host AND n.heartbeat_at > w.heartbeat_at)
 """

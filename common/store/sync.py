@@ -38,4 +38,5 @@ def sync_config(conn, config, bot_names=None):
                 conn.execute(sql.UPSERT_BOT, {
                     "name": spec.name, "metaservice": spec.metaservice, "ticket_type": spec.ticket_type,
                     "state": spec.state, "state_name": spec.state_name, "replicas": spec.replicas,
+                    "hosts": config.hosts_of(spec.name),
                 })
