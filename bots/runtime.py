@@ -100,7 +100,9 @@ class BotRuntime:
         self.finished: list = []
         self.processed = 0
         self.failed = 0
-        self.stats = BotStats()  # deltas since the last heartbeat
+        self.stats = BotStats()  # deltas since the last batch was taken
+        self.stats_seq = 0
+        self.unsent_stats = None  # the batch taken and not known to be written: sent again, as it was
         self.want_claim = True
         self.next_due_mono = None
 
@@ -399,9 +401,16 @@ class BotRuntime:
         self.want_claim = True
 
     def _flush_stats(self):
-        if not self.stats.empty():
-            self.conn.execute(sql.ADD_BOT_STATS, self.stats.params(self.spec.name))
+        """Add the counts to bot_stats once: a batch whose reply was lost is sent again under its sequence
+        number (the database adds it only if it did not already), and counts since go in the next batch."""
+        if self.unsent_stats is None:
+            if self.stats.empty():
+                return
+            self.stats_seq += 1
+            self.unsent_stats = {**self.stats.params(self.spec.name), "seq": self.stats_seq, "owner": self.owner}
             self.stats.reset()
+        self.conn.execute(sql.ADD_BOT_STATS, self.unsent_stats)
+        self.unsent_stats = None
 
     # -- connections -----------------------------------------------------------------------------
     def _connect(self):

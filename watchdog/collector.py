@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from common import __version__
 from common.store import sql
-from common.store.botstats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, Histogram
+from common.store.botstats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, cumulative
 from common.store.connect import connect
 
 log = logging.getLogger("botfleet.watchdog")
@@ -112,7 +112,7 @@ class FleetCollector:
             for family, bounds, counts, sum_s in ((hop, HOP_BUCKETS_S, row["hop_buckets"], row["hop_sum_s"]),
                                                   (handler, HANDLER_BUCKETS_S, row["handler_buckets"],
                                                    row["handler_sum_s"])):
-                family.add_metric(labels, Histogram(bounds).cumulative(counts or []), sum_s or 0.0)
+                family.add_metric(labels, cumulative(counts or {}, bounds), sum_s or 0.0)
         yield from (up, host_up, disabled, heartbeat, processes, *counters.values(), hop, handler)
 
     def _tickets(self, conn):

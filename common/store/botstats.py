@@ -2,15 +2,39 @@
 
 A bot accumulates deltas in memory (only its control loop touches them) and adds them to its
 `bot_stats` row with each heartbeat, so the totals only grow, whichever process counted them.
-Buckets are stored per bucket (not cumulative), with one more slot for +Inf.
+Buckets are stored per bucket (not cumulative) under their upper bound ("+Inf" for the rest), so
+totals written under other bounds (an older release) stay what they were.
 """
 
 import bisect
 from dataclasses import dataclass, field
 
+from psycopg.types.json import Jsonb
+
 HOP_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 HANDLER_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 COUNTERS = ("transitions", "handler_failures", "error_tickets", "timeouts", "reminders")
+
+
+INF = "+Inf"
+
+
+def bound_key(bound_s: float) -> str:
+    """How a bucket's upper bound is written, as a stored key and as Prometheus's `le`."""
+    return repr(float(bound_s))
+
+
+def cumulative(stored: dict, bounds_s=()) -> list:
+    """(le, cumulative count) pairs as Prometheus wants them, +Inf last, from stored {bound: count}; the
+    buckets `bounds_s` are there even when nothing was counted in them."""
+    counts = {bound_key(b): 0 for b in bounds_s} | {INF: 0}
+    for key, count in stored.items():
+        counts[key] = counts.get(key, 0) + int(count)
+    total, pairs = 0, []
+    for key in sorted(counts, key=lambda k: float("inf") if k == INF else float(k)):
+        total += counts[key]
+        pairs.append((key, total))
+    return pairs
 
 
 @dataclass
@@ -26,15 +50,10 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds_s, value_s)] += 1
         self.sum_s += value_s
 
-    def cumulative(self, counts=None) -> list:
-        """(le, cumulative count) pairs as Prometheus wants them, +Inf last."""
-        total, pairs = 0, []
-        counts = list(counts if counts is not None else self.counts)
-        counts += [0] * (len(self.bounds_s) + 1 - len(counts))
-        for bound, count in zip([*map(str, self.bounds_s), "+Inf"], counts, strict=True):
-            total += count
-            pairs.append((bound, total))
-        return pairs
+    def stored(self) -> dict:
+        """The counts as stored: {upper bound: count} for the buckets that counted anything."""
+        keys = [*map(bound_key, self.bounds_s), INF]
+        return {key: count for key, count in zip(keys, self.counts, strict=True) if count}
 
 
 class BotStats:
@@ -50,5 +69,5 @@ class BotStats:
         return not any(self.counters.values()) and not any(self.hop.counts) and not any(self.handler.counts)
 
     def params(self, bot_name) -> dict:
-        return {"bot": bot_name, **self.counters, "hop_buckets": self.hop.counts, "hop_sum_s": self.hop.sum_s,
-                "handler_buckets": self.handler.counts, "handler_sum_s": self.handler.sum_s}
+        return {"bot": bot_name, **self.counters, "hop_buckets": Jsonb(self.hop.stored()), "hop_sum_s": self.hop.sum_s,
+                "handler_buckets": Jsonb(self.handler.stored()), "handler_sum_s": self.handler.sum_s}

@@ -9,8 +9,9 @@ from common.store.connect import connect, libpq_url
 from common.store.sync import sync_config
 
 
-def upgrade(url: str, config=None):
-    """Migrate to the newest revision, then write the config's ticket types and bots to their tables."""
+def upgrade(url: str, config=None, revision: str = "head"):
+    """Migrate to the newest revision (or the one given), then write the config's ticket types and bots
+    to their tables."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine
@@ -22,7 +23,7 @@ def upgrade(url: str, config=None):
             alembic_cfg = Config()
             alembic_cfg.set_main_option("script_location", "common.store:migrations")
             alembic_cfg.attributes["connection"] = connection
-            command.upgrade(alembic_cfg, "head")
+            command.upgrade(alembic_cfg, revision)
     finally:
         engine.dispose()
     if config is not None:

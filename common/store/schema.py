@@ -142,6 +142,8 @@ bot_processes = Table(
     Column("processed", BigInteger, nullable=False, server_default=text("0")),
     Column("failed", BigInteger, nullable=False, server_default=text("0")),
     Column("process_name", Text),  # supervisord's name of the process (the bot, or bot-N for replicas)
+    # The last batch of stats this process had added to bot_stats: a batch sent again is not counted again.
+    Column("stats_seq", BigInteger, nullable=False, server_default=text("0")),
 )
 Index("ix_bot_processes_bot_name", bot_processes.c.bot_name, bot_processes.c.heartbeat_at)
 
@@ -193,9 +195,10 @@ bot_stats = Table(
     Column("error_tickets", BigInteger, nullable=False, server_default=text("0")),
     Column("timeouts", BigInteger, nullable=False, server_default=text("0")),
     Column("reminders", BigInteger, nullable=False, server_default=text("0")),
-    Column("hop_buckets", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
+    # {upper bound: count}, "+Inf" for the rest: a change of bounds never mixes counts of two buckets.
+    Column("hop_buckets", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("hop_sum_s", Float, nullable=False, server_default=text("0")),
-    Column("handler_buckets", ARRAY(BigInteger), nullable=False, server_default=text("'{}'")),
+    Column("handler_buckets", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("handler_sum_s", Float, nullable=False, server_default=text("0")),
 )
 

@@ -237,23 +237,31 @@ RETURNING (SELECT count(*) FROM renewed) AS renewed,
                     AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second') AS silent_peers
 """
 
-# Add a bot process's counts since its last heartbeat to the bot's totals.
-_ADD_ARRAYS = """(SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n)
-                  FROM unnest(bot_stats.{0}, excluded.{0}) WITH ORDINALITY AS x(a, b, n))"""
+# Add a batch of a bot process's counts to the bot's totals, once: the batch's sequence number is
+# recorded on the process, so the same batch sent again (its reply was lost) adds nothing.
+_ADD_BUCKETS = """(SELECT coalesce(jsonb_object_agg(k, coalesce((bot_stats.{0}->>k)::bigint, 0)
+                                            + coalesce((excluded.{0}->>k)::bigint, 0)), '{{}}')
+                   FROM (SELECT jsonb_object_keys(bot_stats.{0})
+                         UNION SELECT jsonb_object_keys(excluded.{0})) AS keys(k))"""
 ADD_BOT_STATS = f"""
+WITH accepted AS (
+    UPDATE bot_processes SET stats_seq = %(seq)s WHERE instance_id = %(owner)s AND stats_seq < %(seq)s
+    RETURNING 1
+)
 INSERT INTO bot_stats (bot_name, transitions, handler_failures, error_tickets, timeouts, reminders,
                        hop_buckets, hop_sum_s, handler_buckets, handler_sum_s)
-VALUES (%(bot)s, %(transitions)s, %(handler_failures)s, %(error_tickets)s, %(timeouts)s, %(reminders)s,
-        %(hop_buckets)s, %(hop_sum_s)s, %(handler_buckets)s, %(handler_sum_s)s)
+SELECT %(bot)s, %(transitions)s, %(handler_failures)s, %(error_tickets)s, %(timeouts)s, %(reminders)s,
+       %(hop_buckets)s, %(hop_sum_s)s, %(handler_buckets)s, %(handler_sum_s)s
+WHERE EXISTS (SELECT 1 FROM accepted)
 ON CONFLICT (bot_name) DO UPDATE SET
     transitions = bot_stats.transitions + excluded.transitions,
     handler_failures = bot_stats.handler_failures + excluded.handler_failures,
     error_tickets = bot_stats.error_tickets + excluded.error_tickets,
     timeouts = bot_stats.timeouts + excluded.timeouts,
     reminders = bot_stats.reminders + excluded.reminders,
-    hop_buckets = {_ADD_ARRAYS.format('hop_buckets')},
+    hop_buckets = {_ADD_BUCKETS.format('hop_buckets')},
     hop_sum_s = bot_stats.hop_sum_s + excluded.hop_sum_s,
-    handler_buckets = {_ADD_ARRAYS.format('handler_buckets')},
+    handler_buckets = {_ADD_BUCKETS.format('handler_buckets')},
     handler_sum_s = bot_stats.handler_sum_s + excluded.handler_sum_s
 """
 
