@@ -220,8 +220,8 @@ def measure_latency(conn, cfg, count, procs, tmp, commit_timestamps):
         hops_ms = {key: (started_s - entered_s[key]) * 1000 for key, (started_s, _) in handler_starts.items()}
         e2e_ms = [(closed_s[i] - entered_s[(i, initial)]) * 1000 for i in ids]
     else:
-        # state_entered_at is clock_timestamp() in the UPDATE, closed_at and created_at are now() at
-        # the start of their transactions: all of them come before the commit.
+        # state_entered_at, created_at and closed_at are read from the one clock inside the statements
+        # that commit them: all of them come before the commit.
         hops_ms = {key: (started_s - state_entered_s) * 1000
                    for key, (started_s, state_entered_s) in handler_starts.items()}
         e2e_ms = [float(r["ms"]) for r in conn.execute(

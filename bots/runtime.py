@@ -33,7 +33,7 @@ from common.tickets.claim import (
     claim_tickets_in_unknown_states,
     free_tickets_of,
     get_current_ticket_list,
-    next_due_at,
+    next_due_in_s,
     wake_stranded_waits,
 )
 from common.tickets.proceed import failed_step, proceed_ticket, unknown_state_step
@@ -254,11 +254,9 @@ class BotRuntime:
                 self.finished.append(unknown_state_step(ticket, self.ticket_type))
         self.want_claim = True
         self._claim()
-        self._due_at(next_due_at(self.conn, self.spec))
-
-    def _due_at(self, when):
-        if when is not None:
-            self._due_at_in(max(0.0, when.timestamp() - time.time()))
+        due_in_s = next_due_in_s(self.conn, self.spec)
+        if due_in_s is not None:
+            self._due_at_in(max(0.0, due_in_s))
 
     def _claim(self):
         if self.spec.final:
@@ -302,9 +300,9 @@ class BotRuntime:
         self.deferred += deferred
         self.held.difference_update(s.ticket.id for s in steps)
         self._count(steps, written.applied)
-        for step in steps:
-            if step.plan.due_in_s > 0 and step.plan.waiting_for is None:
-                self._due_at_in(step.plan.due_in_s)
+        for row in written.applied:  # the database says when each wait ends, by its clock
+            if row["due_in_s"] is not None and row["due_in_s"] > 0:
+                self._due_at_in(row["due_in_s"])
         if written.stale:
             log.info("skipped %d outcome(s) already written by another process: tickets %s",
                      len(written.stale), [s.ticket.id for s in written.stale])

@@ -67,3 +67,14 @@ def poison(ticket, ctx):
     if kind:
         POISONS[kind](ticket, ctx)
     return None
+
+
+def wait_an_hour_once(ticket, ctx):
+    """Wait an hour by ctx.wait (payload.until: by wait_until_time, an hour after ctx.now()), then advance."""
+    if ticket.payload.get("waited"):
+        return None
+    ticket.payload["waited"] = True
+    if ticket.payload.get("until"):
+        from datetime import timedelta
+        return ctx.wait_until_time(ctx.now() + timedelta(hours=1))
+    return ctx.wait(3600)

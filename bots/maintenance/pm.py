@@ -5,14 +5,14 @@ or FAILED, and the plan decides what that means, including scheduling its next r
 machinery only starts and ends jobs; the domain decisions stay here, at the source of the job.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 WORK_ORDER_DONE = 3
 
 
 def scheduled(ticket, ctx):
     run_at = ticket.payload.get("run_at")
-    if run_at and datetime.fromisoformat(run_at) > datetime.now(UTC):
+    if run_at and datetime.fromisoformat(run_at) > ctx.now():
         return ctx.wait_until_time(datetime.fromisoformat(run_at))
     return ctx.send_ticket()
 
@@ -26,7 +26,7 @@ def generating(ticket, ctx):
     # The work order reported back; the plan submits its own next run either way.
     every_s = float(ticket.payload.get("every_s", 0))
     if every_s > 0:
-        next_run = datetime.now(UTC) + timedelta(seconds=every_s)
+        next_run = ctx.now() + timedelta(seconds=every_s)
         ctx.create_ticket("pm", {**_plan_settings(ticket.payload), "run_at": next_run.isoformat()})
     return ctx.send_ticket() if report["state"] == WORK_ORDER_DONE else ctx.send_ticket(to=4)
 

@@ -39,13 +39,13 @@ tickets = Table(
     Column("group_role", Text),
     Column("assigned_user", Text),
     Column("parent_id", BigInteger),
-    Column("created_at", TZ, nullable=False, server_default=text("now()")),
-    Column("state_entered_at", TZ, nullable=False, server_default=text("clock_timestamp()")),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("state_entered_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("deadline_at", TZ),
     Column("next_reminder_at", TZ),
     # When the state's bot should next look at the ticket: now for fresh work, later for waits,
     # retry backoff and held leases, 'infinity' while it waits for another ticket.
-    Column("due_at", TZ, nullable=False, server_default=text("now()")),
+    Column("due_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("waiting_for", BigInteger),
     # Set (under the row lock) by any ticket that starts waiting for this one, so that closing it
     # knows whether anyone must be woken without looking.
@@ -73,7 +73,7 @@ ticket_events = Table(
     Column("kind", Text, nullable=False),
     Column("from_state", Integer),
     Column("to_state", Integer),
-    Column("at", TZ, nullable=False, server_default=text("clock_timestamp()")),
+    Column("at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("actor", Text),
     Column("detail", JSONB),
     # One outcome is applied once: a second attempt to record the same step fails.
@@ -136,8 +136,8 @@ bot_processes = Table(
     Column("host", Text, nullable=False),
     Column("pid", Integer, nullable=False),
     Column("version", Text, nullable=False),
-    Column("started_at", TZ, nullable=False, server_default=text("now()")),
-    Column("heartbeat_at", TZ, nullable=False, server_default=text("now()")),
+    Column("started_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("heartbeat_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("stopped_at", TZ),
     Column("processed", BigInteger, nullable=False, server_default=text("0")),
     Column("failed", BigInteger, nullable=False, server_default=text("0")),
@@ -152,8 +152,8 @@ watchdogs = Table(
     Column("name", Text, primary_key=True),
     Column("host", Text, nullable=False),
     Column("pid", Integer, nullable=False),
-    Column("started_at", TZ, nullable=False, server_default=text("now()")),
-    Column("heartbeat_at", TZ, nullable=False, server_default=text("now()")),
+    Column("started_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("heartbeat_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("last_check_at", TZ),
 )
 
@@ -168,7 +168,7 @@ fleet_leases = Table(
 watchdog_events = Table(
     "watchdog_events", metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("at", TZ, nullable=False, server_default=text("now()")),
+    Column("at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("watchdog", Text, nullable=False),
     Column("bot", Text),
     Column("action", Text, nullable=False),
@@ -209,4 +209,13 @@ botfleet_schema = Table(
     Column("id", Boolean, primary_key=True, server_default=true()),
     Column("compatible_since", Text, nullable=False),
     CheckConstraint("id", name="botfleet_schema_one_row"),
+)
+
+# One row: how far botfleet_now(), the one clock every statement reads, runs ahead of the database's
+# own clock. Zero unless shifted (common/store/clock.py), as tests do to run hours in seconds.
+botfleet_clock = Table(
+    "botfleet_clock", metadata,
+    Column("id", Boolean, primary_key=True, server_default=true()),
+    Column("offset_s", Float, nullable=False, server_default=text("0")),
+    CheckConstraint("id", name="botfleet_clock_one_row"),
 )

@@ -38,14 +38,19 @@ BOT_SESSION_SETUP = "SET enable_seqscan = off; SET synchronous_commit = off"
 BOT_SESSION_TIMEOUTS = """SELECT set_config('lock_timeout', %(lock_timeout_ms)s::text, false),
        set_config('statement_timeout', %(statement_timeout_ms)s::text, false)"""
 
+# The one clock (common/store/clock.py).
+CLOCK_NOW = "SELECT botfleet_now() AS now"
+CLOCK_SHIFT = "UPDATE botfleet_clock SET offset_s = offset_s + %(by_s)s RETURNING offset_s"
+CLOCK_RESET = "UPDATE botfleet_clock SET offset_s = 0"
+
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
 
-# One clock per statement: the database's, read once, so a ticket's timestamps and its events' agree
-# (now() is the transaction's start, clock_timestamp() moves on between rows).
+# The one clock is botfleet_now() (migration 0009): the database's own, shifted only by tests. Read
+# once per statement where rows must agree, so a ticket's timestamps and its events' are the same.
 CREATE_TICKETS = f"""
 WITH clock AS (
-    SELECT clock_timestamp() AS at
+    SELECT botfleet_now() AS at
 ), new AS (
     INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
                          created_at, state_entered_at, deadline_at, next_reminder_at)
@@ -73,18 +78,20 @@ WITH due AS (
     SELECT id, lease_owner AS previous_owner
     FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND {state_condition}
-      AND closed_at IS NULL AND due_at <= now()
+      AND closed_at IS NULL AND due_at <= botfleet_now()
     ORDER BY due_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE tickets t
     SET lease_owner = %(owner)s,
-        lease_expires_at = now() + %(lease_s)s * interval '1 second',
-        due_at = now() + %(lease_s)s * interval '1 second'
+        lease_expires_at = botfleet_now() + %(lease_s)s * interval '1 second',
+        due_at = botfleet_now() + %(lease_s)s * interval '1 second'
     FROM due
     WHERE t.id = due.id
-    RETURNING {", ".join("t." + c.strip() for c in TICKET_COLUMNS.split(","))}, due.previous_owner
+    -- read_at: the clock as the ticket was read, for the hop time and the handler's ctx.now().
+    RETURNING {", ".join("t." + c.strip() for c in TICKET_COLUMNS.split(","))}, due.previous_owner,
+              botfleet_now() AS read_at
 ), rescued AS (
     -- A ticket whose previous owner stopped renewing its lease: worth a line in the history.
     INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
@@ -104,9 +111,9 @@ CLAIM = _claim("state = %(state)s")
 CLAIM_UNKNOWN_STATES = _claim("state <> ALL(%(states)s)")
 
 NEXT_DUE = """
-SELECT min(due_at) FROM tickets
+SELECT extract(epoch FROM min(due_at) - botfleet_now())::float8 AS due_in_s FROM tickets
 WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-  AND closed_at IS NULL AND due_at > now() AND due_at < 'infinity'
+  AND closed_at IS NULL AND due_at > botfleet_now() AND due_at < 'infinity'
 """
 
 # add_ticket_to_proceeded_list, for a batch, in one statement: each ticket's row change, its event
@@ -119,13 +126,14 @@ APPLY_OUTCOMES = f"""
 WITH durable AS (
     SELECT set_config('synchronous_commit', 'on', true)
 ), clock AS (
-    SELECT clock_timestamp() AS at
+    SELECT botfleet_now() AS at
 ), o AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(steps)s::int[], %(from_states)s::int[], %(to_states)s::int[],
-                         %(closes)s::bool[], %(due_in_s)s::float8[], %(waiting_for)s::bigint[],
+                         %(closes)s::bool[], %(due_in_s)s::float8[], %(due_at)s::timestamptz[],
+                         %(waiting_for)s::bigint[],
                          %(payloads)s::jsonb[], %(set_assignee)s::bool[], %(assignees)s::text[],
                          %(attempts)s::int[], %(kinds)s::text[], %(details)s::jsonb[])
-        AS o(id, step, from_state, to_state, closes, due_in_s, waiting_for, payload, set_assignee,
+        AS o(id, step, from_state, to_state, closes, due_in_s, due_at, waiting_for, payload, set_assignee,
              assignee, attempts, kind, detail)
 ), u AS (
     UPDATE tickets t SET
@@ -137,6 +145,7 @@ WITH durable AS (
         attempts = o.attempts,
         waiting_for = o.waiting_for,
         due_at = CASE WHEN o.waiting_for IS NOT NULL THEN 'infinity'::timestamptz
+                      WHEN o.due_at IS NOT NULL THEN o.due_at  -- wait_until_time: a time of the one clock
                       ELSE clock.at + o.due_in_s * interval '1 second' END,
         lease_owner = NULL,
         lease_expires_at = NULL,
@@ -147,7 +156,8 @@ WITH durable AS (
     WHERE t.id = o.id AND t.step = o.step AND t.state = o.from_state
       AND t.lease_owner IS NOT DISTINCT FROM %(owner)s
     RETURNING t.id, t.step, t.metaservice, t.ticket_type, t.state, t.has_waiters, o.from_state, o.to_state, o.kind,
-              o.detail, o.closes, o.set_assignee, t.assigned_user, o.waiting_for
+              o.detail, o.closes, o.set_assignee, t.assigned_user, o.waiting_for,
+              CASE WHEN isfinite(t.due_at) THEN extract(epoch FROM t.due_at - clock.at)::float8 END AS due_in_s
 ), ev AS (
     INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail, at)
     SELECT id, step, kind, from_state, to_state, %(actor)s, detail, clock.at FROM u, clock WHERE kind <> 'assigned'
@@ -170,7 +180,7 @@ WITH durable AS (
         SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u WHERE kind = 'transitioned'
     ) ch
 )
-SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind,
+SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind, due_in_s,
        (SELECT coalesce(array_agg(id), '{{}}') FROM awaited WHERE closed) AS closed_awaited
 FROM u, (SELECT count(*) FROM wake) w, durable
 """
@@ -188,7 +198,7 @@ WITH closed AS (
     SELECT id, state FROM tickets WHERE id = ANY(%(ids)s) AND closed_at IS NOT NULL
 ), woken AS (
     -- The woken ticket's handler finds what it waited for, and how that ended, in payload.woken_by.
-    UPDATE tickets w SET due_at = now(), waiting_for = NULL, attempts = 0, step = w.step + 1,
+    UPDATE tickets w SET due_at = botfleet_now(), waiting_for = NULL, attempts = 0, step = w.step + 1,
         payload = w.payload || jsonb_build_object('woken_by', jsonb_build_object('id', closed.id, 'state', closed.state))
     FROM closed
     WHERE w.waiting_for = closed.id
@@ -221,20 +231,20 @@ WITH renewable AS (
     FOR UPDATE SKIP LOCKED
 ), renewed AS (
     UPDATE tickets t
-    SET lease_expires_at = now() + %(lease_s)s * interval '1 second',
-        due_at = now() + %(lease_s)s * interval '1 second'
+    SET lease_expires_at = botfleet_now() + %(lease_s)s * interval '1 second',
+        due_at = botfleet_now() + %(lease_s)s * interval '1 second'
     FROM renewable r WHERE t.id = r.id
     RETURNING 1
 )
 UPDATE bot_processes
-SET heartbeat_at = now(), processed = %(processed)s, failed = %(failed)s,
+SET heartbeat_at = botfleet_now(), processed = %(processed)s, failed = %(failed)s,
     stopped_at = NULL  -- a process retired as dead while the database was away is alive after all
 WHERE instance_id = %(owner)s
 RETURNING (SELECT count(*) FROM renewed) AS renewed,
           -- Whether another process of this bot has gone silent: rare, and then retired and freed.
           EXISTS (SELECT 1 FROM bot_processes
                   WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
-                    AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second') AS silent_peers
+                    AND heartbeat_at < botfleet_now() - %(dead_after_s)s * interval '1 second') AS silent_peers
 """
 
 # Add a batch of a bot process's counts to the bot's totals, once: the batch's sequence number is
@@ -267,7 +277,7 @@ ON CONFLICT (bot_name) DO UPDATE SET
 
 # Release tickets still in hand at shutdown so another replica can take them at once.
 RELEASE_LEASES = """
-UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL, due_at = now()
+UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL, due_at = botfleet_now()
 WHERE lease_owner = %(owner)s AND closed_at IS NULL
 """
 
@@ -279,7 +289,7 @@ WITH registered AS (
     INSERT INTO bot_processes (instance_id, bot_name, host, pid, version, process_name)
     VALUES (%(owner)s, %(bot)s, %(host)s, %(pid)s, %(version)s, %(process_name)s)
 ), predecessors AS (
-    UPDATE bot_processes SET stopped_at = now()
+    UPDATE bot_processes SET stopped_at = botfleet_now()
     WHERE bot_name = %(bot)s AND host = %(host)s AND process_name = %(process_name)s
       AND instance_id <> %(owner)s AND stopped_at IS NULL
     RETURNING instance_id
@@ -292,7 +302,7 @@ SELECT coalesce(array_agg(instance_id), '{}') AS predecessors FROM predecessors
 RETIRE_SILENT_PROCESSES = """
 UPDATE bot_processes SET stopped_at = heartbeat_at
 WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
-  AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second'
+  AND heartbeat_at < botfleet_now() - %(dead_after_s)s * interval '1 second'
 RETURNING instance_id
 """
 
@@ -302,18 +312,18 @@ RETURNING instance_id
 FREE_LEASES_OF = """
 UPDATE tickets SET due_at = 'epoch'
 WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-  AND closed_at IS NULL AND due_at > now() AND lease_owner = ANY(%(owners)s)
+  AND closed_at IS NULL AND due_at > botfleet_now() AND lease_owner = ANY(%(owners)s)
 """
 
 DEREGISTER_PROCESS = """
-UPDATE bot_processes SET stopped_at = now(), heartbeat_at = now(), processed = %(processed)s,
+UPDATE bot_processes SET stopped_at = botfleet_now(), heartbeat_at = botfleet_now(), processed = %(processed)s,
     failed = %(failed)s
 WHERE instance_id = %(owner)s
 """
 
 PRUNE_PROCESSES = """
 DELETE FROM bot_processes
-WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < now() - interval '1 day'
+WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < botfleet_now() - interval '1 day'
 """
 
 UPSERT_BOT = """
@@ -354,7 +364,7 @@ GET_TICKET = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = %(id)s"
 
 # A manual move locks the ticket and needs to know whether a live bot holds it.
 LOCK_TICKET = f"""
-SELECT {TICKET_COLUMNS}, lease_expires_at > now() AS leased FROM tickets WHERE id = %(id)s FOR UPDATE
+SELECT {TICKET_COLUMNS}, lease_expires_at > botfleet_now() AS leased FROM tickets WHERE id = %(id)s FOR UPDATE
 """
 
 DROP_EXPIRED_LEASE = "UPDATE tickets SET lease_owner = NULL WHERE id = %(id)s"
@@ -408,7 +418,7 @@ FROM tickets GROUP BY metaservice, ticket_type, state ORDER BY 1, 2, 3
 WATCHDOG_BOTS = """
 SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, bh.health,
        coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS pids,
-       coalesce(array_agg(extract(epoch FROM now() - p.heartbeat_at)::float8)
+       coalesce(array_agg(extract(epoch FROM botfleet_now() - p.heartbeat_at)::float8)
                 FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS ages_s
 FROM bots b
 LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = %(host)s
@@ -419,7 +429,7 @@ GROUP BY b.name, bh.health ORDER BY b.name
 
 SET_BOT_HEALTH = """
 INSERT INTO bot_health (bot_name, host, health, reason, at)
-VALUES (%(name)s, %(host)s, %(health)s, %(reason)s, now())
+VALUES (%(name)s, %(host)s, %(health)s, %(reason)s, botfleet_now())
 ON CONFLICT (bot_name, host) DO UPDATE SET health = excluded.health, reason = excluded.reason, at = excluded.at
 """
 
@@ -430,12 +440,12 @@ FORGET_OTHER_HEALTH = "DELETE FROM bot_health WHERE host = %(host)s AND bot_name
 FORGET_HOST = """
 WITH watchdogs_gone AS (DELETE FROM watchdogs WHERE host = %(host)s RETURNING 1),
      health_gone AS (DELETE FROM bot_health WHERE host = %(host)s RETURNING 1),
-     retired AS (UPDATE bot_processes SET stopped_at = now() WHERE host = %(host)s AND stopped_at IS NULL RETURNING 1)
+     retired AS (UPDATE bot_processes SET stopped_at = botfleet_now() WHERE host = %(host)s AND stopped_at IS NULL RETURNING 1)
 SELECT (SELECT count(*) FROM watchdogs_gone) AS watchdogs, (SELECT count(*) FROM retired) AS processes
 """
 
 WATCHDOG_AGE_OF_HOST = """
-SELECT extract(epoch FROM now() - max(heartbeat_at))::float8 AS age_s FROM watchdogs WHERE host = %(host)s
+SELECT extract(epoch FROM botfleet_now() - max(heartbeat_at))::float8 AS age_s FROM watchdogs WHERE host = %(host)s
 """
 
 SET_BOT_ENABLED = "UPDATE bots SET enabled = %(enabled)s WHERE name = %(name)s RETURNING name"
@@ -453,21 +463,21 @@ ON CONFLICT (bot, reason) DO UPDATE SET restarts = watchdog_restart_totals.resta
 # Written as a check starts (liveness of the loop); last_check_at as it completes (success).
 WATCHDOG_HEARTBEAT = """
 INSERT INTO watchdogs (name, host, pid, heartbeat_at)
-VALUES (%(name)s, %(host)s, %(pid)s, now())
-ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = now()
+VALUES (%(name)s, %(host)s, %(pid)s, botfleet_now())
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = botfleet_now()
 """
 
 WATCHDOG_CHECKED = """
-UPDATE watchdogs SET last_check_at = now() WHERE name = %(name)s
+UPDATE watchdogs SET last_check_at = botfleet_now() WHERE name = %(name)s
 """
 
 # One watchdog at a time holds the fleet-wide lease; it is renewed every check and taken over
 # only after it expires.
 TAKE_FLEET_LEASE = """
 INSERT INTO fleet_leases (name, holder, expires_at)
-VALUES ('watchdog', %(holder)s, now() + %(lease_s)s * interval '1 second')
+VALUES ('watchdog', %(holder)s, botfleet_now() + %(lease_s)s * interval '1 second')
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at < now()
+WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at < botfleet_now()
 RETURNING holder
 """
 
@@ -475,19 +485,19 @@ RETURNING holder
 # stopped, so status and metrics count only the living.
 RETIRE_DEAD_PROCESSES = """
 UPDATE bot_processes SET stopped_at = heartbeat_at
-WHERE stopped_at IS NULL AND heartbeat_at < now() - %(dead_after_s)s * interval '1 second'
+WHERE stopped_at IS NULL AND heartbeat_at < botfleet_now() - %(dead_after_s)s * interval '1 second'
 """
 
 # Registrations of a host's processes whose pid its supervisord no longer runs: dead now. Retired,
 # and their tickets due at once and first, as FREE_LEASES_OF does for a bot's own peers.
 RETIRE_PROCESSES_BY_PID = """
 WITH retired AS (
-    UPDATE bot_processes SET stopped_at = now()
+    UPDATE bot_processes SET stopped_at = botfleet_now()
     WHERE bot_name = %(bot)s AND host = %(host)s AND stopped_at IS NULL AND pid = ANY(%(pids)s)
     RETURNING instance_id
 ), freed AS (
     UPDATE tickets SET due_at = 'epoch'
-    WHERE lease_owner IN (SELECT instance_id FROM retired) AND closed_at IS NULL AND due_at > now()
+    WHERE lease_owner IN (SELECT instance_id FROM retired) AND closed_at IS NULL AND due_at > botfleet_now()
     RETURNING id
 )
 SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) AS freed
@@ -495,7 +505,7 @@ SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) A
 
 # Events are history, pruned after a month; botfleet_watchdog_restarts_total reads the running totals
 # (watchdog_restart_totals), which never go down.
-PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE at < now() - interval '30 days'"
+PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE at < botfleet_now() - interval '30 days'"
 
 RECENT_WATCHDOG_EVENTS = """
 SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC LIMIT %(limit)s
@@ -505,8 +515,8 @@ SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC L
 # that host's newest watchdog heartbeat (NULL: none ever) and of its verdict on the bot.
 HEALTH_CHECK = f"""
 SELECT h.host, b.name, b.enabled, bh.health, bh.reason AS health_reason,
-       extract(epoch FROM now() - bh.at)::float8 AS health_age_s,
-       (SELECT extract(epoch FROM now() - max(w.heartbeat_at))::float8 FROM watchdogs w
+       extract(epoch FROM botfleet_now() - bh.at)::float8 AS health_age_s,
+       (SELECT extract(epoch FROM botfleet_now() - max(w.heartbeat_at))::float8 FROM watchdogs w
         WHERE w.host = h.host) AS watchdog_age_s
 FROM bots b
 CROSS JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host)
@@ -548,6 +558,6 @@ FROM (SELECT DISTINCT unnest({_BOT_HOSTS}) AS host FROM bots b) AS h ORDER BY h.
 # Rows of watchdogs long replaced by a newer one on the same host (one per restart otherwise).
 PRUNE_WATCHDOGS = """
 DELETE FROM watchdogs w
-WHERE w.heartbeat_at < now() - interval '1 day'
+WHERE w.heartbeat_at < botfleet_now() - interval '1 day'
   AND EXISTS (SELECT 1 FROM watchdogs n WHERE n.host = w.host AND n.heartbeat_at > w.heartbeat_at)
 """

@@ -35,9 +35,9 @@ def wake_stranded_waits(conn, spec, actor):
     wake_closed_waits(conn, stranded, actor)
 
 
-def next_due_at(conn, spec):
-    """When the next wait of the bot's state ends (None: nothing waits for a time)."""
-    return conn.execute(sql.NEXT_DUE, _state_params(spec)).fetchone()["min"]
+def next_due_in_s(conn, spec):
+    """Seconds until the next wait of the bot's state ends, by the one clock (None: nothing waits for a time)."""
+    return conn.execute(sql.NEXT_DUE, _state_params(spec)).fetchone()["due_in_s"]
 
 
 def free_tickets_of(conn, spec, owners) -> int:

@@ -6,8 +6,9 @@ in the same transaction as the outcome, so a retried step never applies them twi
 """
 
 import copy
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE
 from common.tickets.payload import storable_text
@@ -34,10 +35,20 @@ class Ticket:
     attempts: int = 0
     step: int = 0
     closed_at: datetime | None = None
+    # The one clock's time when the ticket was read (claimed), and this process's monotonic clock then:
+    # together they tell the database's time later without asking it, or the host's clock.
+    read_at: datetime | None = None
+    read_at_mono: float = field(default_factory=time.monotonic)
 
     @classmethod
     def from_row(cls, row) -> "Ticket":
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__ if name in row})
+
+    def clock_now(self) -> datetime:
+        """The one clock's time now, from the time it was read."""
+        if self.read_at is None:
+            raise RuntimeError(f"ticket {self.id} was not read with the database's time (read_at)")
+        return self.read_at + timedelta(seconds=time.monotonic() - self.read_at_mono)
 
 
 @dataclass
@@ -57,6 +68,7 @@ class Outcome:
     to_state: int | None = None
     unavailable: tuple = ()
     delay_s: float = 0.0
+    until: datetime | None = None  # wait_until_time: a time of the one clock
     ticket: object = None
     reason: str | None = None
 
@@ -81,9 +93,14 @@ class Context:
         return Outcome("wait", delay_s=max(0.0, float(seconds)))
 
     def wait_until_time(self, when: datetime) -> Outcome:
+        """Come back at `when`, by the database's clock (the one every bot reads; see now())."""
         if when.tzinfo is None:
             raise ValueError("wait_until_time needs a timezone-aware datetime")
-        return Outcome("wait", delay_s=max(0.0, (when - datetime.now(UTC)).total_seconds()))
+        return Outcome("wait", until=when)
+
+    def now(self) -> datetime:
+        """The time by the fleet's one clock, the database's: what handlers compare times with."""
+        return self.ticket.clock_now()
 
     def wait_until_ticket(self, other) -> Outcome:
         """Come back to this ticket once `other` (an id or a ticket made by create_ticket) is closed."""
@@ -120,6 +137,7 @@ class Plan:
     detail: dict | None = None
     closes: bool = False
     due_in_s: float = 0.0
+    due_at: datetime | None = None  # instead of due_in_s: a time of the one clock
     waiting_for: object = None  # an id or a PendingTicket
     attempts: int = 0
     children: list = field(default_factory=list)
@@ -168,6 +186,9 @@ def plan(ticket: Ticket, ticket_type, outcome: Outcome, *, retries: int, retry_b
         detail = {"alternate_of": normal} if target != normal else None
         return Plan(to_state=target, kind="transitioned", detail=detail,
                     closes=ticket_type.states[target].final, children=children)
+    if outcome.kind == "wait" and outcome.until is not None:
+        return Plan(to_state=ticket.state, kind="waited", detail={"until": outcome.until.isoformat()},
+                    due_at=outcome.until, attempts=ticket.attempts, children=children)
     if outcome.kind == "wait":
         return Plan(to_state=ticket.state, kind="waited", detail={"seconds": round(outcome.delay_s, 3)},
                     due_in_s=outcome.delay_s, attempts=ticket.attempts, children=children)

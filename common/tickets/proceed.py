@@ -19,16 +19,18 @@ class Step:
     payload: str | None = None  # the changed payload, as the JSON text written (encoded once, when checked)
     assignee: tuple | None = None
     handler_error: bool = False
-    hop_s: float | None = None  # from entering the state to the handler's start
+    hop_s: float | None = None  # from entering the state to the handler's start, by the one clock
     handler_s: float = 0.0
 
 
 def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
     """Run the handler on a claimed ticket and decide what to write. Never raises for handler errors."""
     ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
-    started = time.time()
-    # state_entered_at is taken just before the previous step's commit: close enough to a hop.
-    hop_s = max(0.0, started - ticket.state_entered_at.timestamp()) if ticket.state_entered_at else None
+    started = time.monotonic()
+    # The state's age when the ticket was read, by the database's clock, plus the time since on ours:
+    # state_entered_at is taken just before the previous step's commit, close enough to a hop.
+    hop_s = (max(0.0, (ticket.read_at - ticket.state_entered_at).total_seconds() + started - ticket.read_at_mono)
+             if ticket.read_at and ticket.state_entered_at else None)
     ctx = Context(ticket, ticket_type, spec.name)
     try:
         outcome = outcome_of(handler(ticket, ctx), ctx)
@@ -37,9 +39,9 @@ def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
                       children=ctx.children)
     except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
         log.warning("handler of bot %s failed on ticket %s: %r", spec.name, ticket.id, exc)
-        return failed_step(ticket, ticket_type, spec, f"{type(exc).__name__}: {exc}", hop_s, time.time() - started)
+        return failed_step(ticket, ticket_type, spec, f"{type(exc).__name__}: {exc}", hop_s, time.monotonic() - started)
     return Step(ticket, result, payload=payload, assignee=ctx.assignee, hop_s=hop_s,
-                handler_s=time.time() - started)
+                handler_s=time.monotonic() - started)
 
 
 def check_writable(config, payload, children) -> str | None:

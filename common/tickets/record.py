@@ -20,6 +20,7 @@ def _apply_params(steps, owner, actor):
         "ids": [s.ticket.id for s in steps], "steps": [s.ticket.step for s in steps],
         "from_states": [s.ticket.state for s in steps], "to_states": [s.plan.to_state for s in steps],
         "closes": [s.plan.closes for s in steps], "due_in_s": [s.plan.due_in_s for s in steps],
+        "due_at": [s.plan.due_at for s in steps],
         "waiting_for": [waiting_id(s) for s in steps],
         "payloads": [s.payload for s in steps],  # JSON text, cast to jsonb by the statement
         "set_assignee": [s.assignee is not None for s in steps],
