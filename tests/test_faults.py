@@ -10,6 +10,7 @@ import time
 import psycopg
 import pytest
 
+from common.store import clock
 from common.store.connect import connect
 from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
@@ -168,6 +169,7 @@ def _outage_run(fleet, pgdata, server_url, url):
     print(f"server down for {time.monotonic() - down_since:.1f}s")
 
     with connect(url, autocommit=True) as conn:
+        back_at = clock.now(conn)
         wait_until(lambda: open_count(conn) == 0, 120,
                  lambda: f"all {OUTAGE_TICKETS} tickets to close after the outage (still open: "
                  f"{open_count(conn)})\n" + log_tails(fleet, pids))
@@ -193,9 +195,11 @@ def _outage_run(fleet, pgdata, server_url, url):
                                "AND id > %s ORDER BY id", (events_before,)).fetchall()
     now_pids = {name: info["pid"] for name, info in bot_processes(fleet).items()}
     restarted = sorted(name for name in pids if now_pids.get(name) != pids[name])
-    for name in set(pids) - set(restarted):
-        assert "reconnected to the database" in (fleet.project / "var" / "log" / f"{name}.log").read_text(
-            errors="replace"), log_tails(fleet, [name])
+    with connect(url, autocommit=True) as conn:
+        # Each live process's own registration heartbeats again after the server came back.
+        heartbeating = {r["pid"] for r in conn.execute(
+            "SELECT pid FROM bot_processes WHERE stopped_at IS NULL AND heartbeat_at > %s", (back_at,)).fetchall()}
+    assert {pids[name] for name in set(pids) - set(restarted)} <= heartbeating, log_tails(fleet, list(pids))
     # Stale heartbeats during the outage are not hangs: the watchdog restarted nothing.
     assert restarted == [] and actions == [], (
         f"bots restarted after the outage: {pids} -> {now_pids}; watchdog actions: {actions}\n"

@@ -35,11 +35,12 @@ def upgrade():
         sa.CheckConstraint("id", name="botfleet_clock_one_row"),
     )
     op.execute("INSERT INTO botfleet_clock (offset_s) VALUES (0)")
-    # STABLE, so that a comparison with it can use an index (it is read once per scan); the time it
-    # returns moves on between statements, as clock_timestamp() does.
+    # now(): the transaction's start, so every time one statement (or one transaction) writes is the
+    # same, and a ticket's timestamps equal its events'. Bots write in autocommit, one statement per
+    # transaction. STABLE, as now() is, so a comparison with it can use an index.
     op.execute("""
         CREATE FUNCTION botfleet_now() RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
-            SELECT clock_timestamp() + coalesce((SELECT offset_s FROM botfleet_clock), 0) * interval '1 second'
+            SELECT now() + coalesce((SELECT offset_s FROM botfleet_clock), 0) * interval '1 second'
         $$""")
     for table, columns in DEFAULTS.items():
         for column in columns:
