@@ -32,9 +32,10 @@ COUNTER_HELP = {
 class FleetCollector:
     """A prometheus_client collector; `connect` returns a psycopg connection (dict rows)."""
 
-    def __init__(self, connect, leader=lambda: False):
+    def __init__(self, connect, leader=lambda: False, stale_after_s=5.0):
         self.connect = connect
         self.leader = leader
+        self.stale_after_s = stale_after_s  # a verdict this old is no longer a bot's health
 
     def collect(self):
         info = GaugeMetricFamily("botfleet_build_info", "botfleet version", labels=["version"])
@@ -97,7 +98,7 @@ class FleetCollector:
         hop = HistogramMetricFamily("botfleet_hop_latency_seconds",
                                     "From a ticket entering a state to its bot's handler starting", labels=BOT_LABELS)
         handler = HistogramMetricFamily("botfleet_handler_duration_seconds", "Handler run time", labels=BOT_LABELS)
-        for row in conn.execute(sql.METRIC_BOTS).fetchall():
+        for row in conn.execute(sql.METRIC_BOTS, {"stale_after_s": self.stale_after_s}).fetchall():
             labels = [row["name"], row["metaservice"], row["ticket_type"], str(row["state"])]
             verdicts = row["health_by_host"]
             up.add_metric(labels, 1 if verdicts and all(v and v[0] == "healthy" for v in verdicts.values()) else 0)

@@ -225,7 +225,8 @@ class Watchdog:
 
     def _serve_http(self):
         shared = SharedConnection(self.url, "botfleet-watchdog:http")
-        registry = registry_for(FleetCollector(shared.session, leader=lambda: self.is_leader))
+        registry = registry_for(FleetCollector(shared.session, leader=lambda: self.is_leader,
+                                                  stale_after_s=self.settings.stale_after_s))
         watchdog = self
 
         class Handler(BaseHTTPRequestHandler):

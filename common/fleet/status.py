@@ -7,8 +7,9 @@ from common.store import sql
 
 def collect(conn, config) -> dict:
     states = supervisor.process_states(config.paths.supervisor_socket)
+    local = config.local_bots()
     bots = []
-    for row in conn.execute(sql.BOT_STATUS).fetchall():
+    for row in conn.execute(sql.BOT_STATUS, {"stale_after_s": config.watchdog.stale_after_s}).fetchall():
         names = process_names(row["name"], row["replicas"])
         process_states = [states.get(name) for name in names] if states is not None else []
         bots.append({
@@ -17,6 +18,8 @@ def collect(conn, config) -> dict:
             # As supervisord sees it: one process's state, or the worst of the replicas'; None when
             # supervisord does not run or does not know the bot.
             "state": _worst(process_states),
+            # None where every host runs every bot; else the hosts that do, this one or others.
+            "hosts": config.hosts_of(row["name"]), "on_this_host": row["name"] in local,
             "registered_processes": row["registered_processes"],
             "last_heartbeat_at": row["last_heartbeat_at"],
             "processed": row["processed"], "failed": row["failed"],
@@ -51,6 +54,8 @@ def format_text(report) -> str:
     for bot in report["bots"]:
         heartbeat = bot["last_heartbeat_at"].isoformat(timespec="seconds") if bot["last_heartbeat_at"] else "-"
         state = bot["state"] or ("-" if report["supervisord"] else "(no supervisord)")
+        if not bot["on_this_host"]:
+            state = "@" + ",".join(bot["hosts"])  # run by other hosts' supervisords
         if not bot["enabled"]:
             state += " disabled"
         lines.append(f"{bot['name']:<44} {state:<11} {bot['health'] or '-':<9} {heartbeat:<26} "

@@ -388,9 +388,13 @@ LIMIT %(limit)s
 _BOT_HOSTS = """(SELECT coalesce(b.hosts, (SELECT array_agg(DISTINCT host ORDER BY host) FROM watchdogs), '{}'))"""
 
 # Per bot, its health on each host that runs it: `{host: [health, reason]}` (a host that has not judged
-# it yet maps to null).
-_HEALTH_BY_HOST = f"""(SELECT coalesce(jsonb_object_agg(h.host, CASE WHEN bh.health IS NULL THEN NULL
-                                                     ELSE jsonb_build_array(bh.health, bh.reason) END), '{{}}')
+# it yet maps to null). A verdict older than `stale_after_s` is "stale": its watchdog stopped judging.
+_HEALTH_BY_HOST = f"""(SELECT coalesce(jsonb_object_agg(h.host, CASE
+                       WHEN bh.health IS NULL THEN NULL
+                       WHEN bh.at < botfleet_now() - %(stale_after_s)s * interval '1 second'
+                           THEN jsonb_build_array('stale', 'the watchdog of ' || h.host || ' last judged it '
+                                || round(extract(epoch FROM botfleet_now() - bh.at)) || 's ago: ' || bh.health)
+                       ELSE jsonb_build_array(bh.health, bh.reason) END), '{{}}')
                    FROM unnest({_BOT_HOSTS}) AS h(host)
                    LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host)"""
 
