@@ -34,6 +34,10 @@ class TransitionNotAllowed(BotfleetError):
         )
 
 
+class AssigneeRefused(BotfleetError):
+    """A user who may not hold the ticket: not a user, or not a member of its group."""
+
+
 class TicketNotFound(BotfleetError):
     def __init__(self, ticket_id):
         super().__init__(f"ticket {ticket_id} does not exist")

@@ -78,3 +78,12 @@ def wait_an_hour_once(ticket, ctx):
         from datetime import timedelta
         return ctx.wait_until_time(ctx.now() + timedelta(hours=1))
     return ctx.wait(3600)
+
+
+def assign_from_payload(ticket, ctx):
+    """Assign payload.assign (or accept for payload.accept), then advance."""
+    if "accept" in ticket.payload:
+        ctx.accept(ticket.payload["accept"])
+    else:
+        ctx.set_assigned_user(ticket.payload.get("assign"))
+    return None

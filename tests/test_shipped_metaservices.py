@@ -3,9 +3,11 @@
 import pytest
 
 from common.config.load import load
+from common.people import directory
 from common.store.sync import sync_config
 from common.tickets.create import create_ticket
-from common.tickets.read import get_ticket
+from common.tickets.manual import accept_ticket
+from common.tickets.read import get_events, get_ticket
 from tests.conftest import ROOT, registered, wait_until
 
 pytestmark = pytest.mark.processes
@@ -27,21 +29,38 @@ def closed(conn, ticket_id):
     return lambda: get_ticket(conn, ticket_id).closed_at is not None
 
 
-def test_helpdesk_incidents_end_resolved_or_rejected(db_url, conn, processes):
+def test_helpdesk_incidents_wait_for_a_member_to_accept_then_end_resolved_or_rejected(db_url, conn, processes):
     types = start_bots(processes, conn, db_url, "helpdesk")
+    directory.add_user(conn, "ann")
+    directory.add_group(conn, "support", ["ann"])
     fixed = create_ticket(conn, types, "helpdesk", "incident", {"summary": "printer on fire"})
     refused = create_ticket(conn, types, "helpdesk", "incident", {"reject": True})
+    # Nobody is assigned automatically: both wait in `new` until someone accepts.
+    wait_until(lambda: all(any(e["kind"] == "waited" for e in get_events(conn, t)) for t in (fixed, refused)), 30,
+               "both incidents to wait for acceptance")
+    assert [get_ticket(conn, t).state for t in (fixed, refused)] == [1, 1]
     for ticket_id in (fixed, refused):
+        accept_ticket(conn, types, ticket_id, "ann")
         wait_until(closed(conn, ticket_id), 30, f"incident {ticket_id} to close")
     assert get_ticket(conn, fixed).state == 4
-    assert get_ticket(conn, fixed).assigned_user == "support-on-duty"
+    assert get_ticket(conn, fixed).assigned_user == "ann"
     assert get_ticket(conn, refused).state == 5
 
 
 def test_pm_generates_a_work_order_and_learns_done_or_failed(db_url, conn, processes):
     types = start_bots(processes, conn, db_url, "maintenance")
+    directory.add_user(conn, "tom")
+    directory.add_group(conn, "technicians", ["tom"])
     good = create_ticket(conn, types, "maintenance", "pm", {"task": "oil pump", "every_s": 3600})
     bad = create_ticket(conn, types, "maintenance", "pm", {"task": "replace belt", "fail": True})
+
+    def orders_waiting():
+        return [r["id"] for r in conn.execute("SELECT id FROM tickets WHERE ticket_type = 'work_order' AND state = 1 "
+                                              "AND assigned_user IS NULL AND due_at > botfleet_now()").fetchall()]
+    # Each generated work order waits for a technician to accept it.
+    waiting = wait_until(lambda: len(orders_waiting()) == 2 and orders_waiting(), 30, "two work orders to wait")
+    for order_id in waiting:
+        accept_ticket(conn, types, order_id, "tom")
     for ticket_id in (good, bad):
         wait_until(closed(conn, ticket_id), 30, f"plan {ticket_id} to close")
     assert (get_ticket(conn, good).state, get_ticket(conn, bad).state) == (3, 4)

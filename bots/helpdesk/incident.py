@@ -1,20 +1,25 @@
 """helpdesk/incident: new -> accepted -> in_progress -> resolved, or rejected.
 
-Each handler gets the ticket and a context and returns what happens next; returning None takes
-the normal next state.
+Nobody is assigned automatically (seed 003): an incident waits in `new` until a member of its group
+(`support`) accepts it (`botfleet ticket accept ID USER`), which brings it back here at once.
+Each handler gets the ticket and a context and returns what happens next; returning None takes the
+normal next state.
 """
+
+# Long: acceptance, not this timer, is what ends the wait (it makes the ticket due at once).
+WAIT_FOR_ACCEPTANCE_S = 3600
 
 
 def new(ticket, ctx):
     # Reports without a summary are not incidents we can work on.
     if not ticket.payload.get("summary", "").strip():
         ticket.payload["summary"] = "(no summary given)"
+    if ticket.assigned_user is None:
+        return ctx.wait(WAIT_FOR_ACCEPTANCE_S)
     return ctx.send_ticket()
 
 
 def accept(ticket, ctx):
-    if ticket.assigned_user is None:
-        ctx.set_assigned_user(ticket.payload.get("assignee", "support-on-duty"))
     return ctx.send_ticket()
 
 

@@ -13,7 +13,7 @@ import sys
 
 import psycopg
 
-from common.cli import tickets
+from common.cli import people, tickets
 from common.cli.shared import connection, load_config, print_json
 from common.config.handlers import check_handlers, import_handler
 from common.errors import EX_TEMPFAIL, BotfleetError
@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("metaservice")
     p.add_argument("type")
     p.add_argument("--payload", default="{}", help="a JSON object, @FILE to read it from a file, - from stdin")
-    p.add_argument("--creator", default="cli")
+    p.add_argument("--creator", default="cli", help="who the ticket is for: the user told when it times out")
+    p.add_argument("--group", help="the group asked to accept it, instead of the type's group_role")
     p = command(group, "show", tickets.cmd_ticket_show, "a ticket with its event history")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
@@ -278,10 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--reason", required=True, help="why: recorded in the ticket's 'closed' event")
     p.add_argument("--actor", default="cli")
-    p = command(group, "assign", tickets.cmd_ticket_assign, "assign a ticket to a user")
+    p = command(group, "assign", tickets.cmd_ticket_assign, "assign a ticket to a member of its group")
     p.add_argument("id", type=int)
     p.add_argument("user")
     p.add_argument("--actor", default="cli")
+    p = command(group, "accept", tickets.cmd_ticket_accept, "a member of the ticket's group accepts it")
+    p.add_argument("id", type=int)
+    p.add_argument("user")
+    people.add_parsers(sub, command)
     return parser
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from common.cli.shared import connection, load_config, print_json
 from common.config.builtin import ERROR_METASERVICE
 from common.errors import BotfleetError
+from common.people.directory import require_group
 from common.tickets.create import create_ticket
-from common.tickets.manual import close_ticket, send_ticket, set_assigned_user
+from common.tickets.manual import accept_ticket, close_ticket, send_ticket, set_assigned_user
 from common.tickets.read import get_events, get_ticket, list_tickets
 
 
@@ -55,8 +56,10 @@ def cmd_ticket_create(args):
                             "move on; create a ticket of one of your own types")
     payload = _payload(args.payload)
     with connection(cfg) as conn:
-        ticket_id = create_ticket(conn, cfg, args.metaservice, args.type, payload,
-                                         creator=args.creator)
+        if args.group is not None:
+            require_group(conn, args.group)
+        ticket_id = create_ticket(conn, cfg, args.metaservice, args.type, payload, creator=args.creator,
+                                  group_role=args.group)
     print(ticket_id)
 
 
@@ -103,6 +106,13 @@ def cmd_ticket_assign(args):
     with connection(cfg) as conn:
         ticket = set_assigned_user(conn, cfg, args.id, args.user, actor=args.actor)
     print(f"ticket {ticket.id} is assigned to {ticket.assigned_user}")
+
+
+def cmd_ticket_accept(args):
+    cfg = load_config(args)
+    with connection(cfg) as conn:
+        ticket = accept_ticket(conn, cfg, args.id, args.user)
+    print(f"ticket {ticket.id} is accepted by {ticket.assigned_user}")
 
 
 def cmd_ticket_close(args):

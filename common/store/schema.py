@@ -9,11 +9,13 @@ from sqlalchemy import (
                         CheckConstraint,
                         Column,
                         Float,
+                        ForeignKey,
                         Index,
                         Integer,
                         MetaData,
                         Table,
                         Text,
+                        Time,
                         UniqueConstraint,
                         text,
                         true,
@@ -219,3 +221,28 @@ botfleet_clock = Table(
     Column("offset_s", Float, nullable=False, server_default=text("0")),
     CheckConstraint("id", name="botfleet_clock_one_row"),
 )
+
+# People: a ticket's group_role names a group, whose members are asked to accept it; only a member may
+# be its assignee. A user's delivery window (in their time zone) holds back their email until it opens.
+users = Table(
+    "users", metadata,
+    Column("name", Text, primary_key=True),
+    Column("email", Text),
+    Column("window_start", Time),
+    Column("window_end", Time),
+    Column("tz", Text, nullable=False, server_default=text("'UTC'")),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+)
+
+groups = Table(
+    "groups", metadata,
+    Column("name", Text, primary_key=True),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+)
+
+group_members = Table(
+    "group_members", metadata,
+    Column("group_name", Text, ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True),
+    Column("user_name", Text, ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
+)
+Index("ix_group_members_user_name", group_members.c.user_name)

@@ -132,9 +132,10 @@ WITH durable AS (
                          %(closes)s::bool[], %(due_in_s)s::float8[], %(due_at)s::timestamptz[],
                          %(waiting_for)s::bigint[],
                          %(payloads)s::jsonb[], %(set_assignee)s::bool[], %(assignees)s::text[],
+                         %(assign_kinds)s::text[],
                          %(attempts)s::int[], %(kinds)s::text[], %(details)s::jsonb[])
         AS o(id, step, from_state, to_state, closes, due_in_s, due_at, waiting_for, payload, set_assignee,
-             assignee, attempts, kind, detail)
+             assignee, assign_kind, attempts, kind, detail)
 ), u AS (
     UPDATE tickets t SET
         state = o.to_state,
@@ -156,13 +157,15 @@ WITH durable AS (
     WHERE t.id = o.id AND t.step = o.step AND t.state = o.from_state
       AND t.lease_owner IS NOT DISTINCT FROM %(owner)s
     RETURNING t.id, t.step, t.metaservice, t.ticket_type, t.state, t.has_waiters, o.from_state, o.to_state, o.kind,
-              o.detail, o.closes, o.set_assignee, t.assigned_user, o.waiting_for,
+              o.detail, o.closes, o.set_assignee, o.assign_kind, t.assigned_user, o.waiting_for,
               CASE WHEN isfinite(t.due_at) THEN extract(epoch FROM t.due_at - clock.at)::float8 END AS due_in_s
 ), ev AS (
     INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail, at)
-    SELECT id, step, kind, from_state, to_state, %(actor)s, detail, clock.at FROM u, clock WHERE kind <> 'assigned'
+    -- A manual assignment or acceptance is its own event, written with the user below.
+    SELECT id, step, kind, from_state, to_state, %(actor)s, detail, clock.at FROM u, clock
+    WHERE kind NOT IN ('assigned', 'accepted')
     UNION ALL
-    SELECT id, step, 'assigned', to_state, to_state, %(actor)s, jsonb_build_object('user', assigned_user), clock.at
+    SELECT id, step, assign_kind, to_state, to_state, %(actor)s, jsonb_build_object('user', assigned_user), clock.at
     FROM u, clock WHERE set_assignee
     UNION ALL
     -- A ticket closed by a transition gets its 'closed' event here; one closed by hand is that event.
@@ -175,9 +178,10 @@ WITH durable AS (
     WHERE id IN (SELECT waiting_for FROM u WHERE waiting_for IS NOT NULL) AND id NOT IN (SELECT id FROM u)
     RETURNING id, closed_at IS NOT NULL AS closed
 ), wake AS (
-    -- Wake the bot of every state a ticket entered, final states included: theirs keep closed tickets.
+    -- Wake the bot of every state a ticket entered, final states included: theirs keep closed tickets;
+    -- and the bot of a ticket someone assigned or accepted by hand, which is due again at once.
     SELECT pg_notify(c, '') FROM (
-        SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u WHERE kind = 'transitioned'
+        SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u WHERE kind IN ('transitioned', 'assigned', 'accepted')
     ) ch
 )
 SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind, due_in_s,
@@ -564,4 +568,59 @@ PRUNE_WATCHDOGS = """
 DELETE FROM watchdogs w
 WHERE w.heartbeat_at < botfleet_now() - interval '1 day'
   AND EXISTS (SELECT 1 FROM watchdogs n WHERE n.host = w.host AND n.heartbeat_at > w.heartbeat_at)
+"""
+
+# -- people ----------------------------------------------------------------------------------------
+
+UPSERT_USER = """
+INSERT INTO users (name, email, window_start, window_end, tz)
+VALUES (%(name)s, %(email)s, %(window_start)s, %(window_end)s, %(tz)s)
+ON CONFLICT (name) DO UPDATE SET email = excluded.email, window_start = excluded.window_start,
+    window_end = excluded.window_end, tz = excluded.tz
+"""
+
+KNOWN_TIME_ZONE = "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = %(tz)s) AS known"
+
+DELETE_USER = "DELETE FROM users WHERE name = %(name)s RETURNING name"
+
+LIST_USERS = """
+SELECT u.name, u.email, u.window_start, u.window_end, u.tz,
+       coalesce(array_agg(m.group_name ORDER BY m.group_name) FILTER (WHERE m.group_name IS NOT NULL), '{}') AS groups
+FROM users u LEFT JOIN group_members m ON m.user_name = u.name
+GROUP BY u.name ORDER BY u.name
+"""
+
+ADD_GROUP = "INSERT INTO groups (name) VALUES (%(name)s) ON CONFLICT (name) DO NOTHING"
+
+DELETE_GROUP = "DELETE FROM groups WHERE name = %(name)s RETURNING name"
+
+GROUP_EXISTS = "SELECT EXISTS (SELECT 1 FROM groups WHERE name = %(name)s) AS found"
+
+# The names of `users` that are not users at all.
+UNKNOWN_USERS = "SELECT name FROM unnest(%(users)s::text[]) AS u(name) WHERE name NOT IN (SELECT name FROM users)"
+
+ADD_MEMBERS = """
+INSERT INTO group_members (group_name, user_name) SELECT %(group)s, unnest(%(users)s::text[])
+ON CONFLICT DO NOTHING
+"""
+
+REMOVE_MEMBERS = "DELETE FROM group_members WHERE group_name = %(group)s AND user_name = ANY(%(users)s)"
+
+LIST_GROUPS = """
+SELECT g.name, coalesce(array_agg(m.user_name ORDER BY m.user_name) FILTER (WHERE m.user_name IS NOT NULL), '{}')
+       AS members
+FROM groups g LEFT JOIN group_members m ON m.group_name = g.name
+GROUP BY g.name ORDER BY g.name
+"""
+
+# Of (ticket id, user) pairs, those where the user may not hold the ticket: not a user, or not a member
+# of the ticket's group (a ticket without a group may go to any user).
+REFUSED_ASSIGNEES = """
+SELECT a.ticket_id, a.user_name, t.group_role, u.name IS NOT NULL AS is_user
+FROM unnest(%(ticket_ids)s::bigint[], %(users)s::text[]) AS a(ticket_id, user_name)
+JOIN tickets t ON t.id = a.ticket_id
+LEFT JOIN users u ON u.name = a.user_name
+WHERE u.name IS NULL
+   OR (t.group_role IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.group_name = t.group_role AND m.user_name = a.user_name))
 """

@@ -38,16 +38,26 @@ def send_ticket(conn, config, ticket_id, to=None, *, actor="manual") -> Ticket:
     return get_ticket(conn, ticket_id)
 
 
-def set_assigned_user(conn, config, ticket_id, user, *, actor="manual") -> Ticket:
+def set_assigned_user(conn, config, ticket_id, user, *, actor="manual", kind="assigned") -> Ticket:
+    """Assign an unleased ticket to a member of its group (None: unassign); refused, changing nothing, for
+    anyone else. kind "accepted": the member accepts it (refused if another member already has)."""
     if user is not None and (not isinstance(user, str) or not user.strip()):
         raise BotfleetError(f"the assigned user must be a non-empty name, got {user!r}")
     with conn.transaction():
         ticket = _lock_unleased(conn, ticket_id)
+        if kind == "accepted" and ticket.assigned_user not in (None, user):
+            raise BotfleetError(f"ticket {ticket_id} was already accepted by {ticket.assigned_user}")
         # The state's bot looks at the ticket again (due now) unless it waits for another ticket.
-        step_plan = Plan(to_state=ticket.state, kind="assigned", attempts=ticket.attempts,
-                         waiting_for=ticket.waiting_for)
-        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, assignee=(user,))], None, actor)
+        step_plan = Plan(to_state=ticket.state, kind=kind, attempts=ticket.attempts, waiting_for=ticket.waiting_for)
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, assignee=(user, kind))], None, actor)
     return get_ticket(conn, ticket_id)
+
+
+def accept_ticket(conn, config, ticket_id, user, *, actor=None) -> Ticket:
+    """A member of the ticket's group accepts it: the member becomes its assignee."""
+    if user is None:
+        raise BotfleetError("accepting a ticket needs the member who accepts it")
+    return set_assigned_user(conn, config, ticket_id, user, actor=actor or user, kind="accepted")
 
 
 def close_ticket(conn, config, ticket_id, reason: str, *, actor="manual") -> Ticket:

@@ -38,7 +38,7 @@ class Ticket:
     # The one clock's time when the ticket was read (claimed), and this process's monotonic clock then:
     # together they tell the database's time later without asking it, or the host's clock.
     read_at: datetime | None = None
-    read_at_mono: float = field(default_factory=time.monotonic)
+    read_at_mono: float = field(default_factory=time.monotonic, compare=False, repr=False)
 
     @classmethod
     def from_row(cls, row) -> "Ticket":
@@ -81,7 +81,7 @@ class Context:
         self.ticket_type = ticket_type
         self.bot_name = bot_name
         self.children: list[PendingTicket] = []
-        self.assignee: tuple | None = None
+        self.assignee: tuple | None = None  # (user or None, "assigned" | "accepted")
         self._payload_before = copy.deepcopy(ticket.payload)
 
     # -- outcomes ------------------------------------------------------------------------------
@@ -120,12 +120,24 @@ class Context:
         return self.assignee[0] if self.assignee else self.ticket.assigned_user
 
     def set_assigned_user(self, user: str | None):
-        if user is not None and (not isinstance(user, str) or not user.strip()):
-            raise ValueError(f"assigned user must be a non-empty string or None, got {user!r}")
-        self.assignee = (user,)
+        """Assign the ticket (None: unassign). The user must be a member of the ticket's group; if not,
+        the step fails, as when a handler raises."""
+        self.assignee = (_user(user), "assigned")
+
+    def accept(self, user: str):
+        """Accept the ticket on behalf of a member of its group: the member becomes its assignee."""
+        if user is None:
+            raise ValueError("accept needs the member who accepts")
+        self.assignee = (_user(user), "accepted")
 
     def payload_changed(self) -> bool:
         return self.ticket.payload != self._payload_before
+
+
+def _user(user):
+    if user is not None and (not isinstance(user, str) or not user.strip()):
+        raise ValueError(f"a user must be a non-empty name or None, got {user!r}")
+    return user
 
 
 @dataclass

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
+from common.errors import AssigneeRefused
+from common.people.directory import refused_assignees
 from common.store import sql
 from common.tickets.create import create_ticket
 from common.tickets.outcomes import PendingTicket
@@ -25,6 +27,7 @@ def _apply_params(steps, owner, actor):
         "payloads": [s.payload for s in steps],  # JSON text, cast to jsonb by the statement
         "set_assignee": [s.assignee is not None for s in steps],
         "assignees": [s.assignee[0] if s.assignee else None for s in steps],
+        "assign_kinds": [s.assignee[1] if s.assignee else None for s in steps],
         "attempts": [s.plan.attempts for s in steps], "kinds": [s.plan.kind for s in steps],
         "details": [Jsonb(_detail(s, waiting_id(s))) if s.plan.detail is not None else None for s in steps],
     }
@@ -57,6 +60,9 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
     is no longer at the claimed step (or no longer leased by `owner`) is skipped: some other
     process already applied it, and writing it again would duplicate the transition.
     """
+    refused = refused_assignees(conn, [(s.ticket.id, s.assignee[0]) for s in steps if s.assignee])
+    if refused:
+        raise AssigneeRefused("; ".join(refused[key] for key in sorted(refused)))
     applied = []
     simple = [s for s in steps if not s.plan.children]
     if simple:

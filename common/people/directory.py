@@ -1,0 +1,95 @@
+"""Users and groups in the database: add, remove and list them, and check who may hold a ticket."""
+
+import re
+from datetime import time
+
+from common.errors import BotfleetError
+from common.store import sql
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+
+def _name(value, what) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise BotfleetError(f"{what} name {value!r} must start with a letter or digit and use only letters, "
+                            f"digits, '.', '_', '@' and '-'")
+    return value
+
+
+def parse_window(text) -> tuple[time, time] | None:
+    """'08:00-18:00' as (start, end); None for no window. A window may run past midnight (22:00-06:00)."""
+    if text is None:
+        return None
+    match = WINDOW.match(text.strip())
+    try:
+        start, end = (time(int(match[1]), int(match[2])), time(int(match[3]), int(match[4]))) if match else (None, None)
+    except ValueError:
+        start = None
+    if start is None:
+        raise BotfleetError(f"delivery window {text!r} must be HH:MM-HH:MM, for example 08:00-18:00")
+    if start == end:
+        raise BotfleetError(f"delivery window {text!r} is empty; leave --window out to deliver at any time")
+    return start, end
+
+
+def add_user(conn, name, *, email=None, window=None, tz="UTC"):
+    """Create a user, or change one: a name, an email address, a delivery window in a time zone."""
+    _name(name, "user")
+    if email is not None and not re.match(r"^[^@\s]+@[^@\s]+$", email):
+        raise BotfleetError(f"email address {email!r} of user {name} is not an address")
+    start, end = parse_window(window) or (None, None)
+    if not conn.execute(sql.KNOWN_TIME_ZONE, {"tz": tz}).fetchone()["known"]:
+        raise BotfleetError(f"time zone {tz!r} of user {name} is unknown (use a name like Europe/Berlin or UTC)")
+    conn.execute(sql.UPSERT_USER, {"name": name, "email": email, "window_start": start, "window_end": end, "tz": tz})
+
+
+def remove_user(conn, name):
+    if conn.execute(sql.DELETE_USER, {"name": name}).fetchone() is None:
+        raise BotfleetError(f"no user named {name!r}")
+
+
+def list_users(conn) -> list[dict]:
+    return conn.execute(sql.LIST_USERS).fetchall()
+
+
+def add_group(conn, name, members=()):
+    """Create a group if it does not exist, and add members (each must be a user)."""
+    _name(name, "group")
+    unknown = [r["name"] for r in conn.execute(sql.UNKNOWN_USERS, {"users": list(members)}).fetchall()]
+    if unknown:
+        raise BotfleetError(f"no user named {', '.join(unknown)}: add them with `botfleet user add` first")
+    with conn.transaction():
+        conn.execute(sql.ADD_GROUP, {"name": name})
+        conn.execute(sql.ADD_MEMBERS, {"group": name, "users": list(members)})
+
+
+def remove_group(conn, name, members=None):
+    """Remove members from a group, or (no members given) the group itself."""
+    if not conn.execute(sql.GROUP_EXISTS, {"name": name}).fetchone()["found"]:
+        raise BotfleetError(f"no group named {name!r}")
+    if members:
+        conn.execute(sql.REMOVE_MEMBERS, {"group": name, "users": list(members)})
+    else:
+        conn.execute(sql.DELETE_GROUP, {"name": name})
+
+
+def list_groups(conn) -> list[dict]:
+    return conn.execute(sql.LIST_GROUPS).fetchall()
+
+
+def require_group(conn, name):
+    if not conn.execute(sql.GROUP_EXISTS, {"name": name}).fetchone()["found"]:
+        raise BotfleetError(f"no group named {name!r}: add it with `botfleet group add {name}`")
+
+
+def refused_assignees(conn, pairs) -> dict:
+    """ticket id -> why its user may not hold it, for (ticket id, user) pairs (users None are unassignments)."""
+    pairs = [(ticket_id, user) for ticket_id, user in pairs if user is not None]
+    if not pairs:
+        return {}
+    rows = conn.execute(sql.REFUSED_ASSIGNEES, {"ticket_ids": [p[0] for p in pairs],
+                                                "users": [p[1] for p in pairs]}).fetchall()
+    return {r["ticket_id"]: (f"no user named {r['user_name']!r}" if not r["is_user"] else
+                             f"user {r['user_name']} is not a member of group {r['group_role']} of ticket {r['ticket_id']}")
+            for r in rows}
