@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 
 from common.errors import BotfleetError, TransitionNotAllowed
+from common.people import directory
 from common.store import sql
 from common.store.connect import connect
 from common.store.revision import check_schema
@@ -228,6 +229,8 @@ def test_manual_move_of_a_ticket_in_a_bots_hands_is_refused(conn, types, spec):
 
 
 def test_assignment_is_recorded(conn, types):
+    directory.add_user(conn, "bob")
+    directory.add_group(conn, "testers", ["bob"])
     ticket_id = create_ticket(conn, types, "testms", "pipe")
     assert set_assigned_user(conn, types, ticket_id, "bob").assigned_user == "bob"
     assert get_assigned_user(conn, ticket_id) == "bob"

@@ -30,7 +30,9 @@ TICKET_COLUMNS = """id, metaservice, ticket_type, state, payload, creator, group
 # Every bot statement has an index that serves it, so seq scans are simply ruled out (cheaper than
 # re-planning every claim). Commits do not wait for the disk unless a statement says so: a claim or
 # heartbeat lost in a crash costs nothing, while writing outcomes switches durability back on.
-BOT_SESSION_SETUP = "SET enable_seqscan = off; SET synchronous_commit = off"
+# JIT is off too: these are short statements, and with seq scans priced out of reach the planner would
+# otherwise think a scan of a one-row table worth compiling.
+BOT_SESSION_SETUP = "SET enable_seqscan = off; SET jit = off; SET synchronous_commit = off"
 
 # A bot's control loop must never wait long on anything, or it stops heartbeating and the watchdog
 # kills a healthy bot: a row lock held by a person or a tool gives up after `lock_timeout`, and any
