@@ -38,6 +38,7 @@ from common.tickets.claim import (
 )
 from common.tickets.proceed import failed_step, proceed_ticket, unknown_state_step
 from common.tickets.record import Written, add_ticket_to_proceeded_list
+from common.tickets.timers import send_due_rounds
 
 log = logging.getLogger("botfleet.bot")
 
@@ -178,6 +179,7 @@ class BotRuntime:
                 if self.next_due_mono is not None and now >= self.next_due_mono:
                     self.next_due_mono = None
                     self.want_claim = True
+                    self._timers()
                 if self.want_claim and not self.stopping.is_set():
                     self._claim()
             except TRY_LATER as exc:
@@ -254,6 +256,13 @@ class BotRuntime:
                 self.finished.append(unknown_state_step(ticket, self.ticket_type))
         self.want_claim = True
         self._claim()
+        self._timers()
+
+    def _timers(self):
+        """Send the acceptance rounds and reminders due in this state, then set the timer for what is next:
+        the end of a wait, or the next round."""
+        if not self.spec.final:
+            self.stats.counters["reminders"] += send_due_rounds(self.conn, self.spec, self.ticket_type, self.spec.name)
         due_in_s = next_due_in_s(self.conn, self.spec)
         if due_in_s is not None:
             self._due_at_in(max(0.0, due_in_s))

@@ -87,3 +87,20 @@ def assign_from_payload(ticket, ctx):
     else:
         ctx.set_assigned_user(ticket.payload.get("assign"))
     return None
+
+
+def wait_for_acceptance(ticket, ctx):
+    """Stay until a member accepts (an hour's wait, which acceptance cuts short), then advance."""
+    if ticket.assigned_user is None:
+        return ctx.wait(3600)
+    return None
+
+
+def notify_creator(ticket, ctx):
+    """Tell the ticket's creator, then advance."""
+    ctx.send_user_notification(ticket.creator, f"ticket {ticket.id} moved on")
+    return None
+
+
+def wait_an_hour(ticket, ctx):
+    return ctx.wait(3600)

@@ -1,6 +1,7 @@
 """`botfleet user ...` and `botfleet group ...`: the people tickets go to."""
 
 from common.cli.shared import connection, load_config, print_json
+from common.notifications import outbox
 from common.people import directory
 
 
@@ -59,7 +60,30 @@ def cmd_group_list(args):
         print(f"{group['name']:<24} {', '.join(group['members']) or '(no members)'}")
 
 
+def cmd_inbox(args):
+    with connection(load_config(args)) as conn:
+        items = outbox.inbox(conn, args.user, include_read=args.all, limit=args.limit)
+        if args.mark_read:
+            outbox.mark_read(conn, args.user, [item["id"] for item in items])
+            conn.commit()
+    if args.json:
+        print_json(items)
+        return
+    for item in reversed(items):
+        mail = {"none": "", "pending": " (mail pending)", "sent": " (mailed)"}.get(
+            item["email_state"], f" (mail {item['email_state']} after {item['email_attempts']} tries)")
+        print(f"{item['at']:%Y-%m-%d %H:%M}  {'  ' if item['read'] else '* '}#{item['id']} {item['kind']:<10} "
+              f"ticket {item['ticket_id']}: {item['text']}{mail}")
+
+
 def add_parsers(sub, command):
+    p = command(sub, "inbox", cmd_inbox, "a user's notifications, newest last (unread ones unless --all)")
+    p.add_argument("user")
+    p.add_argument("--all", action="store_true", help="read ones too")
+    p.add_argument("--mark-read", action="store_true", help="mark the ones shown as read")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+
     group = sub.add_parser("user", help="the people tickets go to").add_subparsers(dest="sub", required=True)
     p = command(group, "add", cmd_user_add, "add a user, or change one")
     p.add_argument("name")

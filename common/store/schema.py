@@ -16,7 +16,6 @@ from sqlalchemy import (
                         Table,
                         Text,
                         Time,
-                        UniqueConstraint,
                         text,
                         true,
 )
@@ -66,6 +65,9 @@ Index("ix_tickets_closed", tickets.c.metaservice, tickets.c.ticket_type, tickets
 Index("ix_tickets_lease_owner", tickets.c.lease_owner, postgresql_where=text("lease_owner IS NOT NULL"))
 Index("ix_tickets_waiting_for", tickets.c.waiting_for, postgresql_where=text("waiting_for IS NOT NULL"))
 Index("ix_tickets_parent_id", tickets.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
+# The acceptance rounds and reminders due in a state.
+Index("ix_tickets_reminder", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.next_reminder_at,
+      postgresql_where=text("closed_at IS NULL"))
 
 ticket_events = Table(
     "ticket_events", metadata,
@@ -78,9 +80,11 @@ ticket_events = Table(
     Column("at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("actor", Text),
     Column("detail", JSONB),
-    # One outcome is applied once: a second attempt to record the same step fails.
-    UniqueConstraint("ticket_id", "step", "kind", name="uq_ticket_events_step"),
 )
+# One outcome is applied once: a second attempt to record the same step fails. Reminders repeat within
+# a step (each round is its own event), so they are left out.
+Index("uq_ticket_events_step", ticket_events.c.ticket_id, ticket_events.c.step, ticket_events.c.kind, unique=True,
+      postgresql_where=text("kind <> 'reminder'"))
 
 status_codes = Table(
     "status_codes", metadata,
@@ -246,3 +250,24 @@ group_members = Table(
     Column("user_name", Text, ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
 )
 Index("ix_group_members_user_name", group_members.c.user_name)
+
+# Every message to a user: the in-app inbox reads it; the delivery process mails it. Written in the same
+# transaction as the outcome or timer round that causes it (an outbox): none for a step that did not
+# commit, none lost for one that did. email_state: none (no address) | pending | sent | undeliverable.
+notifications = Table(
+    "notifications", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("user_name", Text, nullable=False),
+    Column("ticket_id", BigInteger),
+    Column("kind", Text, nullable=False),  # acceptance | reminder | timeout | message | ...
+    Column("text", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("read_at", TZ),
+    Column("email_state", Text, nullable=False),
+    Column("email_due_at", TZ),
+    Column("email_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("email_error", Text),
+    Column("email_sent_at", TZ),
+)
+Index("ix_notifications_user_name", notifications.c.user_name, notifications.c.id)
+Index("ix_notifications_email_due_at", notifications.c.email_due_at, postgresql_where=text("email_state = 'pending'"))

@@ -48,6 +48,46 @@ CLOCK_RESET = "UPDATE botfleet_clock SET offset_s = 0"
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
 
+# How a notification row is made for user u (joined from users): mailed if the user has an address.
+_NOTIFICATION_EMAIL = """CASE WHEN u.email IS NULL THEN 'none' ELSE 'pending' END,
+       CASE WHEN u.email IS NOT NULL THEN botfleet_now() END"""
+
+
+def _send_rounds(rounds: str) -> str:
+    """CTEs that send one acceptance round or reminder for each row of the CTE `rounds` (id, step, state,
+    metaservice, ticket_type, group_role, assigned_user): while nobody has accepted, every member of the
+    ticket's group is asked to; once someone has, the assignee is reminded. Each round with anyone to tell
+    gets a 'reminder' event naming them."""
+    return f"""recipients AS (
+    SELECT r.*, 'reminder' AS kind, r.assigned_user AS user_name FROM {rounds} r WHERE r.assigned_user IS NOT NULL
+    UNION ALL
+    SELECT r.*, 'acceptance', m.user_name FROM {rounds} r JOIN group_members m ON m.group_name = r.group_role
+    WHERE r.assigned_user IS NULL
+), sent AS (
+    INSERT INTO notifications (user_name, ticket_id, kind, text, email_state, email_due_at)
+    SELECT rc.user_name, rc.id, rc.kind,
+           CASE rc.kind
+               WHEN 'acceptance' THEN format('Ticket %%s (%%s/%%s, %%s) waits for someone of group %%s to accept it: '
+                                             'botfleet ticket accept %%s %%s', rc.id, rc.metaservice, rc.ticket_type,
+                                             coalesce(sc.name, 'state ' || rc.state), rc.group_role, rc.id, rc.user_name)
+               ELSE format('Reminder: ticket %%s (%%s/%%s, %%s) is yours and still open', rc.id, rc.metaservice,
+                           rc.ticket_type, coalesce(sc.name, 'state ' || rc.state))
+           END,
+           {_NOTIFICATION_EMAIL}
+    FROM recipients rc JOIN users u ON u.name = rc.user_name
+    LEFT JOIN status_codes sc ON sc.metaservice = rc.metaservice AND sc.ticket_type = rc.ticket_type
+                             AND sc.code = rc.state
+    RETURNING ticket_id, user_name, kind
+), round_events AS (
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
+    SELECT r.id, r.step, 'reminder', r.state, r.state, %(actor)s,
+           jsonb_build_object('kind', CASE WHEN r.assigned_user IS NULL THEN 'acceptance' ELSE 'reminder' END,
+                              'to', (SELECT jsonb_agg(s.user_name ORDER BY s.user_name) FROM sent s WHERE s.ticket_id = r.id))
+    FROM {rounds} r WHERE EXISTS (SELECT 1 FROM sent s WHERE s.ticket_id = r.id)
+    RETURNING 1
+)"""
+
+
 # The one clock is botfleet_now() (migration 0009): the database's own, shifted only by tests. Read
 # once per statement where rows must agree, so a ticket's timestamps and its events' are the same.
 CREATE_TICKETS = f"""
@@ -58,17 +98,19 @@ WITH clock AS (
                          created_at, state_entered_at, deadline_at, next_reminder_at)
     SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
            clock.at, clock.at, clock.at + %(lifetime_s)s * interval '1 second',
-           clock.at + %(notification_frequency_s)s * interval '1 second'
+           -- The first acceptance round goes out with the ticket (below); its bot sends the next ones.
+           -- A ticket without a group has nobody to ask and nobody to remind.
+           CASE WHEN %(group_role)s::text IS NOT NULL THEN clock.at + %(notification_frequency_s)s * interval '1 second' END
     FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n), clock
     ORDER BY n
-    RETURNING id, state, metaservice, ticket_type, created_at
-), ev AS (
+    RETURNING id, step, state, metaservice, ticket_type, group_role, assigned_user, created_at
+), {_send_rounds("new")}, ev AS (
     INSERT INTO ticket_events (ticket_id, step, kind, to_state, actor, at)
     SELECT id, 0, 'created', state, %(creator)s, created_at FROM new
 ), wake AS (
     SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c FROM new) ch
 )
-SELECT id FROM new, (SELECT count(*) FROM wake) w ORDER BY id
+SELECT id FROM new, (SELECT count(*) FROM wake) w, (SELECT count(*) FROM round_events) r ORDER BY id
 """
 
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
@@ -112,10 +154,16 @@ CLAIM = _claim("state = %(state)s")
 # takes them, to raise their error ticket.
 CLAIM_UNKNOWN_STATES = _claim("state <> ALL(%(states)s)")
 
+# When the state's next wait ends or its next acceptance round or reminder is due, in seconds.
 NEXT_DUE = """
-SELECT extract(epoch FROM min(due_at) - botfleet_now())::float8 AS due_in_s FROM tickets
-WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-  AND closed_at IS NULL AND due_at > botfleet_now() AND due_at < 'infinity'
+SELECT extract(epoch FROM least(
+    (SELECT min(due_at) FROM tickets
+     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+       AND closed_at IS NULL AND due_at > botfleet_now() AND due_at < 'infinity'),
+    (SELECT min(next_reminder_at) FROM tickets
+     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+       AND closed_at IS NULL AND next_reminder_at > botfleet_now() AND next_reminder_at < deadline_at)
+) - botfleet_now())::float8 AS due_in_s
 """
 
 # add_ticket_to_proceeded_list, for a batch, in one statement: each ticket's row change, its event
@@ -625,4 +673,51 @@ LEFT JOIN users u ON u.name = a.user_name
 WHERE u.name IS NULL
    OR (t.group_role IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.group_name = t.group_role AND m.user_name = a.user_name))
+"""
+
+# -- notifications and timer rounds -----------------------------------------------------------------
+
+# The acceptance rounds and reminders due in one state, each exactly once, whatever the replicas: the
+# due tickets are locked (SKIP LOCKED), their next round moved on by whole periods (rounds missed while
+# no bot ran are not sent in a burst), and the notifications and the 'reminder' event written, all in
+# this one statement. No round at or after the deadline: the lifetime's timeout is the last word. The
+# round does not touch `step`, so a handler running meanwhile is unaffected.
+REMIND = f"""
+WITH due AS (
+    SELECT id FROM tickets
+    WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+      AND closed_at IS NULL AND next_reminder_at <= botfleet_now() AND next_reminder_at < deadline_at
+    ORDER BY next_reminder_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), rounds AS (
+    UPDATE tickets t
+    SET next_reminder_at = t.next_reminder_at + (floor(extract(epoch FROM botfleet_now() - t.next_reminder_at)
+                                                       / %(frequency_s)s) + 1) * %(frequency_s)s * interval '1 second'
+    FROM due WHERE t.id = due.id
+    RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user
+), {_send_rounds("rounds")}
+SELECT (SELECT count(*) FROM rounds) AS due, (SELECT count(*) FROM round_events) AS rounds,
+       (SELECT count(*) FROM sent) AS notifications
+"""
+
+# send_user_notification outside a handler's outcome (the CLI, the API, timers of their own).
+NOTIFY_USER = f"""
+INSERT INTO notifications (user_name, ticket_id, kind, text, email_state, email_due_at)
+SELECT u.name, %(ticket_id)s, %(kind)s, %(text)s, {_NOTIFICATION_EMAIL}
+FROM users u WHERE u.name = %(user)s
+RETURNING id
+"""
+
+INBOX = """
+SELECT id, kind, ticket_id, text, created_at AS at, read_at IS NOT NULL AS read, email_state, email_attempts,
+       email_error
+FROM notifications WHERE user_name = %(user)s AND (%(all)s OR read_at IS NULL)
+ORDER BY id DESC LIMIT %(limit)s
+"""
+
+MARK_READ = """
+UPDATE notifications SET read_at = botfleet_now()
+WHERE user_name = %(user)s AND read_at IS NULL AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s))
+RETURNING id
 """

@@ -6,7 +6,8 @@ from common.tickets.payload import encode_payload
 
 def create_tickets(conn, config, metaservice, ticket_type, payloads, *, creator=None, group_role=None,
                    parent_id=None) -> list[int]:
-    """Create tickets in their type's initial state; each commits with its 'created' event and a NOTIFY."""
+    """Create tickets in their type's initial state; each commits with its 'created' event, the first round
+    of acceptance notifications to its group, and a NOTIFY."""
     kind = config.ticket_type(metaservice, ticket_type)
     texts = [encode_payload(payload, config.max_payload_bytes, f"payload {index}" if len(payloads) > 1 else "payload")
              for index, payload in enumerate(payloads)]
@@ -15,6 +16,7 @@ def create_tickets(conn, config, metaservice, ticket_type, payloads, *, creator=
         "payloads": texts, "creator": creator,  # JSON text, cast to jsonb by the statement
         "group_role": group_role or kind.group_role, "parent_id": parent_id,
         "lifetime_s": kind.lifetime_s, "notification_frequency_s": kind.notification_frequency_s,
+        "actor": creator,
     }
     with conn.transaction():
         return [row["id"] for row in conn.execute(sql.CREATE_TICKETS, params).fetchall()]

@@ -82,6 +82,7 @@ class Context:
         self.bot_name = bot_name
         self.children: list[PendingTicket] = []
         self.assignee: tuple | None = None  # (user or None, "assigned" | "accepted")
+        self.notifications: list[tuple] = []  # (user, text), written with the outcome
         self._payload_before = copy.deepcopy(ticket.payload)
 
     # -- outcomes ------------------------------------------------------------------------------
@@ -129,6 +130,13 @@ class Context:
         if user is None:
             raise ValueError("accept needs the member who accepts")
         self.assignee = (_user(user), "accepted")
+
+    def send_user_notification(self, user: str, text: str):
+        """Notify a user about this ticket (inbox, and email if they have an address). Written with the
+        outcome: none if the step is not written, never lost if it is."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("a notification needs a text")
+        self.notifications.append((_user(user), text))
 
     def payload_changed(self) -> bool:
         return self.ticket.payload != self._payload_before

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.tickets.outcomes import Context, Outcome, Plan, Ticket, escalate, outcome_of, plan
 from common.tickets.payload import encode_payload, storable_text
@@ -18,6 +18,7 @@ class Step:
     plan: Plan
     payload: str | None = None  # the changed payload, as the JSON text written (encoded once, when checked)
     assignee: tuple | None = None
+    notifications: list = field(default_factory=list)  # (user, text) to write with the outcome
     handler_error: bool = False
     hop_s: float | None = None  # from entering the state to the handler's start, by the one clock
     handler_s: float = 0.0
@@ -40,7 +41,7 @@ def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
     except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
         log.warning("handler of bot %s failed on ticket %s: %r", spec.name, ticket.id, exc)
         return failed_step(ticket, ticket_type, spec, f"{type(exc).__name__}: {exc}", hop_s, time.monotonic() - started)
-    return Step(ticket, result, payload=payload, assignee=ctx.assignee, hop_s=hop_s,
+    return Step(ticket, result, payload=payload, assignee=ctx.assignee, notifications=ctx.notifications, hop_s=hop_s,
                 handler_s=time.monotonic() - started)
 
 

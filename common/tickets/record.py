@@ -5,7 +5,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
-from common.errors import AssigneeRefused
+from common.errors import AssigneeRefused, BotfleetError
+from common.notifications.outbox import send_user_notification, unknown_users
 from common.people.directory import refused_assignees
 from common.store import sql
 from common.tickets.create import create_ticket
@@ -63,17 +64,23 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
     refused = refused_assignees(conn, [(s.ticket.id, s.assignee[0]) for s in steps if s.assignee])
     if refused:
         raise AssigneeRefused("; ".join(refused[key] for key in sorted(refused)))
+    nobody = unknown_users(conn, [user for s in steps for user, _ in s.notifications])
+    if nobody:
+        raise BotfleetError(f"no user named {', '.join(nobody)} to notify")
     applied = []
-    simple = [s for s in steps if not s.plan.children]
+    simple = [s for s in steps if not s.plan.children and not s.notifications]
     if simple:
         applied += conn.execute(sql.APPLY_OUTCOMES, _apply_params(simple, owner, actor)).fetchall()
-    for step in (s for s in steps if s.plan.children):
-        # Children are written only if their parent's outcome is: the transaction undoes them otherwise.
+    for step in (s for s in steps if s.plan.children or s.notifications):
+        # Children and notifications are written only if their step's outcome is: the transaction undoes
+        # them otherwise.
         with conn.transaction() as transaction:
             _insert_children(conn, config, step, actor)
             rows = conn.execute(sql.APPLY_OUTCOMES, _apply_params([step], owner, actor)).fetchall()
             if not rows:
                 raise psycopg.Rollback(transaction)
+            for user, text in step.notifications:
+                send_user_notification(conn, step.ticket.id, user, text)
             applied += rows
     wake_closed_waits(conn, _closed_with_waiters(applied) + _mark_awaited_in_batch(conn, applied), actor)
     applied_ids = {r["id"] for r in applied}

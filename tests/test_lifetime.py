@@ -1,0 +1,129 @@
+"""A ticket's life by the fleet's clock (shifted, so an hour runs in seconds): acceptance rounds to every
+member of its group, reminders to the one who accepted, notifications written with their outcome."""
+
+import pytest
+
+from common.config.load import load
+from common.notifications.outbox import inbox
+from common.people import directory
+from common.store import clock
+from common.store.sync import sync_config
+from common.tickets.create import create_ticket
+from common.tickets.manual import accept_ticket, close_ticket
+from common.tickets.read import get_events, get_ticket
+from tests.conftest import registered, stays_true, wait_until, write_config
+
+pytestmark = pytest.mark.processes
+
+FIRST = "testms-desk-1-new"
+WORKING = "testms-desk-2-working"
+DESK = """\
+description: waits in 1 for a member of its group to accept
+lifetime: 60m
+notification_frequency: 15m
+retention: 1d
+group_role: desk
+states:
+  - {code: 1, name: new}
+  - {code: 2, name: working}
+  - {code: 3, name: done, final: true}
+transitions: [[1, 2], [2, 3]]
+"""
+MINUTE_S = 60
+
+
+@pytest.fixture
+def desk(tmp_path, db_url, conn, processes):
+    folder = write_config(tmp_path / "config", types={"testms/desk": DESK},
+                          bots={FIRST: "handler: tests.handlers:wait_for_acceptance\n",
+                                WORKING: "handler: tests.handlers:wait_an_hour\n"})
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    for name in ("ann", "bob", "cid", "zoe"):
+        directory.add_user(conn, name)
+    directory.add_group(conn, "desk", ["ann", "bob", "cid"])
+
+    def start(name=FIRST):
+        return processes.start(name, folder, db_url)
+    return cfg, start
+
+
+def received(conn, kind):
+    """user -> how many notifications of `kind` they got."""
+    rows = conn.execute("SELECT user_name, count(*) AS n FROM notifications WHERE kind = %s GROUP BY user_name",
+                        (kind,)).fetchall()
+    return {r["user_name"]: r["n"] for r in rows}
+
+
+def rounds(conn, ticket_id):
+    return [e["detail"] for e in get_events(conn, ticket_id) if e["kind"] == "reminder"]
+
+
+def test_every_member_is_asked_to_accept_on_arrival_and_once_per_period_with_two_replicas_and_a_restart(desk, conn):
+    cfg, start = desk
+    first, _second = start(), start()
+    wait_until(registered(conn, 2), 30, "both replicas to register")
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    members = {"ann", "bob", "cid"}
+    wait_until(lambda: received(conn, "acceptance") == dict.fromkeys(members, 1), 30, "the round on arrival")
+    for minute in (15, 30, 45):
+        if minute == 30:  # one replica restarts in the middle; the other and then it carry on
+            first.terminate()
+            first.wait(15)
+            start()
+        clock.shift(conn, 15 * MINUTE_S)
+        expected = dict.fromkeys(members, minute // 15 + 1)
+        wait_until(lambda expected=expected: received(conn, "acceptance") == expected, 30,
+                   lambda minute=minute: f"the round of minute {minute}: {received(conn, 'acceptance')}")
+    assert [r["to"] for r in rounds(conn, ticket_id)] == [sorted(members)] * 4
+    assert all(r["kind"] == "acceptance" for r in rounds(conn, ticket_id))
+    # Not one more before the next period, however many sweeps both replicas run.
+    stays_true(lambda: received(conn, "acceptance") == dict.fromkeys(members, 4), 3,
+               lambda: f"no extra round: {received(conn, 'acceptance')}")
+    # At the lifetime's end the rounds stop.
+    clock.shift(conn, 30 * MINUTE_S)
+    stays_true(lambda: received(conn, "acceptance") == dict.fromkeys(members, 4), 3,
+               lambda: f"no round after the lifetime: {received(conn, 'acceptance')}")
+    assert [n["text"] for n in inbox(conn, "ann")][0].startswith(f"Ticket {ticket_id} (testms/desk, new) waits for "
+                                                                 f"someone of group desk to accept it")
+
+
+def test_once_accepted_the_rounds_stop_and_the_assignee_is_reminded_each_period_until_it_closes(desk, conn):
+    cfg, start = desk
+    start(FIRST)
+    start(WORKING)
+    wait_until(registered(conn, 2), 30, "the bots to register")
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    members = ("ann", "bob", "cid")
+    wait_until(lambda: received(conn, "acceptance") == dict.fromkeys(members, 1), 30, "the first round")
+    clock.shift(conn, 20 * MINUTE_S)  # minute 20: the round of minute 15 has gone out
+    wait_until(lambda: received(conn, "acceptance") == dict.fromkeys(members, 2), 30, "the round of minute 15")
+    accept_ticket(conn, cfg, ticket_id, "bob")
+    wait_until(lambda: get_ticket(conn, ticket_id).state == 2, 30, "the accepted ticket to move to working")
+    assert get_ticket(conn, ticket_id).assigned_user == "bob"
+    for minute, reminders in ((35, 1), (45, 2)):  # rounds were due at minutes 30 and 45
+        clock.shift(conn, (10 if minute == 45 else 15) * MINUTE_S)
+        wait_until(lambda reminders=reminders: received(conn, "reminder") == {"bob": reminders}, 30,
+                   lambda reminders=reminders: f"reminder {reminders}: {received(conn, 'reminder')}")
+    assert received(conn, "acceptance") == dict.fromkeys(members, 2)  # no acceptance round once accepted
+    assert [r["kind"] for r in rounds(conn, ticket_id)] == ["acceptance", "acceptance", "reminder", "reminder"]
+    close_ticket(conn, cfg, ticket_id, "done by hand")
+    clock.shift(conn, 15 * MINUTE_S)
+    stays_true(lambda: received(conn, "reminder") == {"bob": 2}, 3, "no reminder for a closed ticket")
+
+
+def test_a_notification_is_written_with_its_outcome_and_only_then(tmp_path, db_url, conn, processes):
+    folder = write_config(tmp_path / "config", bots={"testms-pipe-1-first": "handler: tests.handlers:notify_creator\n"},
+                          bot_defaults={"retries": 0})
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    directory.add_user(conn, "zoe")
+    processes.start("testms-pipe-1-first", folder, db_url)
+    told = create_ticket(conn, cfg, "testms", "pipe", {}, creator="zoe")
+    nobody = create_ticket(conn, cfg, "testms", "pipe", {}, creator="ghost")
+    wait_until(lambda: get_ticket(conn, told).state == 2, 30, "the ticket to move on")
+    assert [(n["ticket_id"], n["kind"], n["text"]) for n in inbox(conn, "zoe")] == [(told, "message", f"ticket {told} moved on")]
+    # A notification to nobody is that step's failure: the ticket stays, nothing is half-written.
+    wait_until(lambda: any(e["kind"] == "escalated" for e in get_events(conn, nobody)), 30, "the step to fail")
+    assert get_ticket(conn, nobody).state == 1
+    assert conn.execute("SELECT count(*) AS n FROM notifications WHERE ticket_id = %s", (nobody,)).fetchone()["n"] == 0
