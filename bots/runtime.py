@@ -23,6 +23,7 @@ from bots.listener import Listener
 from common import __version__
 from common.config.handlers import import_handler
 from common.config.names import hostname
+from common.notifications.outbox import unknown_users
 from common.store import sql
 from common.store.botstats import BotStats
 from common.store.connect import close_quietly, connect
@@ -31,12 +32,13 @@ from common.store.revision import check_schema
 from common.store.sync import sync_config
 from common.tickets.claim import (
     claim_tickets_in_unknown_states,
+    claim_timed_out,
     free_tickets_of,
     get_current_ticket_list,
     next_due_in_s,
     wake_stranded_waits,
 )
-from common.tickets.proceed import failed_step, proceed_ticket, unknown_state_step
+from common.tickets.proceed import failed_step, proceed_ticket, timeout_step, unknown_state_step
 from common.tickets.record import Written, add_ticket_to_proceeded_list
 from common.tickets.timers import send_due_rounds
 
@@ -263,9 +265,25 @@ class BotRuntime:
         the end of a wait, or the next round."""
         if not self.spec.final:
             self.stats.counters["reminders"] += send_due_rounds(self.conn, self.spec, self.ticket_type, self.spec.name)
+            self._time_out_tickets()
         due_in_s = next_due_in_s(self.conn, self.spec)
         if due_in_s is not None:
             self._due_at_in(max(0.0, due_in_s))
+
+    def _time_out_tickets(self):
+        """ticket_timeout for the tickets of this state that outlived their lifetime: claimed like any
+        ticket, and written as a step (at most one per ticket: the step records timed_out_at)."""
+        free = self.capacity - len(self.held) - len(self.timed_out)
+        if free <= 0:
+            return  # the next sweep or timer comes back for them
+        tickets = claim_timed_out(self.conn, self.spec, self.owner, free)
+        if not tickets:
+            return
+        nobody = set(unknown_users(self.conn, [t.creator for t in tickets if t.creator]))
+        for ticket in tickets:
+            log.info("ticket %s outlived its lifetime in state %s", ticket.id, ticket.state)
+            self.held.add(ticket.id)
+            self.finished.append(timeout_step(ticket, self.ticket_type, bool(ticket.creator) and ticket.creator not in nobody))
 
     def _claim(self):
         if self.spec.final:
@@ -379,6 +397,8 @@ class BotRuntime:
         counters["handler_failures"] += failures
         counters["transitions"] += sum(1 for r in applied if r["kind"] == "transitioned")
         counters["error_tickets"] += sum(1 for r in applied if r["kind"] == "escalated")
+        applied_ids = {r["id"] for r in applied}
+        counters["timeouts"] += sum(1 for s in steps if s.plan.times_out and s.ticket.id in applied_ids)
         for step in steps:
             if step.hop_s is not None:
                 self.stats.hop.observe(step.hop_s)

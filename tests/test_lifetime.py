@@ -48,10 +48,11 @@ def desk(tmp_path, db_url, conn, processes):
     return cfg, start
 
 
-def received(conn, kind):
-    """user -> how many notifications of `kind` they got."""
-    rows = conn.execute("SELECT user_name, count(*) AS n FROM notifications WHERE kind = %s GROUP BY user_name",
-                        (kind,)).fetchall()
+def received(conn, kind, ticket_id=None):
+    """user -> how many notifications of `kind` they got (about one ticket, if given)."""
+    rows = conn.execute("SELECT user_name, count(*) AS n FROM notifications WHERE kind = %s "
+                        "AND (%s::bigint IS NULL OR ticket_id = %s) GROUP BY user_name",
+                        (kind, ticket_id, ticket_id)).fetchall()
     return {r["user_name"]: r["n"] for r in rows}
 
 
@@ -59,7 +60,9 @@ def rounds(conn, ticket_id):
     return [e["detail"] for e in get_events(conn, ticket_id) if e["kind"] == "reminder"]
 
 
-def test_every_member_is_asked_to_accept_on_arrival_and_once_per_period_with_two_replicas_and_a_restart(desk, conn):
+def test_every_member_is_asked_on_arrival_and_each_period_then_the_creator_told_once_at_the_lifetimes_end(desk, conn):
+    """The seed's cycle: a group of 3, lifetime 60 min, frequency 15 min, nobody accepts; two replicas of the
+    state's bot, one restarted in the middle."""
     cfg, start = desk
     first, _second = start(), start()
     wait_until(registered(conn, 2), 30, "both replicas to register")
@@ -80,12 +83,24 @@ def test_every_member_is_asked_to_accept_on_arrival_and_once_per_period_with_two
     # Not one more before the next period, however many sweeps both replicas run.
     stays_true(lambda: received(conn, "acceptance") == dict.fromkeys(members, 4), 3,
                lambda: f"no extra round: {received(conn, 'acceptance')}")
-    # At the lifetime's end the rounds stop.
+    # Minute 60: the lifetime runs out. The creator gets exactly one out-of-service message, the ticket
+    # keeps its state (the type names no on_timeout state) and one error ticket goes to the group.
+    clock.shift(conn, 15 * MINUTE_S)
+    wait_until(lambda: received(conn, "timeout") == {"zoe": 1}, 30, "the creator's timeout message")
+    ticket = get_ticket(conn, ticket_id)
+    assert ticket.state == 1 and ticket.waiting_for is not None
+    assert get_ticket(conn, ticket.waiting_for).ticket_type == "error"
     clock.shift(conn, 30 * MINUTE_S)
-    stays_true(lambda: received(conn, "acceptance") == dict.fromkeys(members, 4), 3,
-               lambda: f"no round after the lifetime: {received(conn, 'acceptance')}")
-    assert [n["text"] for n in inbox(conn, "ann")][0].startswith(f"Ticket {ticket_id} (testms/desk, new) waits for "
-                                                                 f"someone of group desk to accept it")
+    stays_true(lambda: received(conn, "acceptance", ticket_id) == dict.fromkeys(members, 4)
+               and received(conn, "timeout") == {"zoe": 1}, 3,
+               lambda: f"nothing after the lifetime: {received(conn, 'acceptance', ticket_id)}, {received(conn, 'timeout')}")
+    [timeout_text] = [n["text"] for n in inbox(conn, "zoe")]
+    assert timeout_text.startswith(f"Ticket {ticket_id} (testms/desk) was not dealt with within its lifetime of 3600s")
+    asked = [n["text"] for n in inbox(conn, "ann") if n["ticket_id"] == ticket_id]
+    assert asked[0] == (f"Ticket {ticket_id} (testms/desk, new) waits for someone of group desk to accept it: "
+                        f"botfleet ticket accept {ticket_id} ann")
+    # The error ticket is the group's to resolve: its members are asked to accept it in turn.
+    assert received(conn, "acceptance", ticket.waiting_for) == dict.fromkeys(members, 1)
 
 
 def test_once_accepted_the_rounds_stop_and_the_assignee_is_reminded_each_period_until_it_closes(desk, conn):

@@ -143,3 +143,19 @@ def test_a_failure_reason_is_stored_without_nul_and_bounded():
     detail = proceed_ticket(ticket(2), config_of(KIND), handler, SPEC).plan.detail
     assert "\x00" not in detail["error"] and len(detail["error"]) <= 2010
     encode_payload(detail, 10_000)
+
+
+@pytest.mark.parametrize("on_timeout, state, to_state, kind, closes, waits_for_error", [
+    ({3: 5}, 3, 5, "timeout", True, False),   # the state's on_timeout next state
+    ({1: 2}, 1, 2, "timeout", False, False),  # which need not be final
+    ({3: 5}, 1, 1, "escalated", False, True),  # none for this state: keep it, one error ticket
+])
+def test_a_lifetime_timeout_takes_the_states_on_timeout_state_else_raises_one_error_ticket(
+        on_timeout, state, to_state, kind, closes, waits_for_error):
+    from dataclasses import replace
+
+    from common.tickets.outcomes import timeout_plan
+
+    result = timeout_plan(ticket(state), replace(KIND, on_timeout=on_timeout))
+    assert (result.to_state, result.kind, result.closes, result.times_out) == (to_state, kind, closes, True)
+    assert (result.waiting_for is not None) == waits_for_error

@@ -3,7 +3,9 @@
 import pytest
 
 from common.config.load import load
+from common.notifications.outbox import inbox
 from common.people import directory
+from common.store import clock
 from common.store.sync import sync_config
 from common.tickets.create import create_ticket
 from common.tickets.manual import accept_ticket
@@ -72,3 +74,23 @@ def test_pm_generates_a_work_order_and_learns_done_or_failed(db_url, conn, proce
     [next_run] = conn.execute("SELECT state, payload FROM tickets WHERE parent_id = %s AND ticket_type = 'pm'",
                               (good,)).fetchall()
     assert next_run["state"] == 1 and next_run["payload"]["task"] == "oil pump"
+
+
+def test_helpdesk_requests_are_done_once_accepted_or_time_out_and_tell_their_requester(db_url, conn, processes):
+    types = start_bots(processes, conn, db_url, "helpdesk")
+    for name in ("ann", "rita"):
+        directory.add_user(conn, name)
+    directory.add_group(conn, "support", ["ann"])
+    done = create_ticket(conn, types, "helpdesk", "request", {"what": "new laptop"}, creator="rita")
+    ignored = create_ticket(conn, types, "helpdesk", "request", {"what": "a plant"}, creator="rita")
+    # Support is asked on arrival; ann accepts one of them.
+    wait_until(lambda: len([n for n in inbox(conn, "ann") if n["kind"] == "acceptance"]) == 2, 30, "the first round")
+    accept_ticket(conn, types, done, "ann")
+    wait_until(closed(conn, done), 30, "the accepted request to be done")
+    assert (get_ticket(conn, done).state, get_ticket(conn, done).payload["done_by"]) == (3, "ann")
+    # The other outlives its 10 minutes: it ends timed_out and rita is told once.
+    clock.shift(conn, 11 * 60)
+    wait_until(closed(conn, ignored), 30, "the ignored request to time out")
+    assert get_ticket(conn, ignored).state == 4
+    assert [(n["ticket_id"], n["kind"]) for n in inbox(conn, "rita")] == [(ignored, "timeout")]
+    assert [e["kind"] for e in get_events(conn, ignored)][-2:] == ["timeout", "closed"]

@@ -44,7 +44,7 @@ BOT_DEFAULTS = {
 }
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
-    "retention", "group_role", "exclusive", "runs_when_locked",
+    "retention", "group_role", "exclusive", "runs_when_locked", "on_timeout",
 }
 STATE_KEYS = {"code", "name", "description", "final"}
 BOT_KEYS = {"handler"} | set(BOT_DEFAULTS)
@@ -284,6 +284,7 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
         if not isinstance(value, bool):
             raise doc.error((flag,), f"must be true or false, got {value!r}")
         flags[flag] = value
+    on_timeout = _on_timeout(doc, data.get("on_timeout"), states, transitions)
     group_role = data.get("group_role")
     if group_role is not None and not isinstance(group_role, str):
         raise doc.error(("group_role",), f"must be a string, got {group_role!r}")
@@ -292,7 +293,8 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
         lifetime_s=_duration(doc, ("lifetime",), data["lifetime"]),
         notification_frequency_s=_duration(doc, ("notification_frequency",), data["notification_frequency"]),
         retention_s=_duration(doc, ("retention",), data["retention"]),
-        group_role=group_role, description=str(data.get("description", "")), path=path, **flags,
+        group_role=group_role, description=str(data.get("description", "")), path=path, on_timeout=on_timeout,
+        **flags,
     )
     for state in states.values():
         name = bot_name(metaservice, path.stem, state)
@@ -300,6 +302,21 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
             raise doc.error(("states",), f"bot name {name!r} is longer than {MAX_BOT_NAME_BYTES} bytes; "
                                          "shorten the names")
     return ticket_type
+
+
+def _on_timeout(doc, section, states, transitions) -> dict:
+    """`on_timeout: {1: 4}`: the next state a ticket whose lifetime runs out in state 1 takes."""
+    section = _mapping(doc, ("on_timeout",), section)
+    chosen = {}
+    for state, target in section.items():
+        keys = ("on_timeout", state)
+        if state not in states or states[state].final:
+            raise doc.error(keys, f"{state!r} is not a non-final state of this type")
+        if target not in transitions.get(state, ()):
+            raise doc.error(keys, f"state {target!r} is not a next state of state {state} "
+                                  f"(next states: {', '.join(map(str, transitions[state]))})")
+        chosen[state] = target
+    return chosen
 
 
 # -- bots -------------------------------------------------------------------------------------

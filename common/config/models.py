@@ -31,6 +31,7 @@ class TicketType:
     runs_when_locked: bool = False
     description: str = ""
     path: Path | None = None
+    on_timeout: dict = field(default_factory=dict)  # state -> the next state a timed-out ticket takes
 
     @property
     def key(self):

@@ -57,6 +57,7 @@ tickets = Table(
     # Bumped by every applied outcome: the optimistic version that makes a retried step a no-op.
     Column("step", Integer, nullable=False, server_default=text("0")),
     Column("closed_at", TZ),
+    Column("timed_out_at", TZ),  # when its lifetime's timeout was handled (once)
 )
 Index("ix_tickets_claim", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.due_at,
       postgresql_where=text("closed_at IS NULL"))
@@ -65,6 +66,9 @@ Index("ix_tickets_closed", tickets.c.metaservice, tickets.c.ticket_type, tickets
 Index("ix_tickets_lease_owner", tickets.c.lease_owner, postgresql_where=text("lease_owner IS NOT NULL"))
 Index("ix_tickets_waiting_for", tickets.c.waiting_for, postgresql_where=text("waiting_for IS NOT NULL"))
 Index("ix_tickets_parent_id", tickets.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
+# The open tickets of a state past their lifetime, not yet timed out.
+Index("ix_tickets_deadline", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.deadline_at,
+      postgresql_where=text("closed_at IS NULL AND timed_out_at IS NULL"))
 # The acceptance rounds and reminders due in a state.
 Index("ix_tickets_reminder", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.next_reminder_at,
       postgresql_where=text("closed_at IS NULL"))

@@ -116,14 +116,14 @@ SELECT id FROM new, (SELECT count(*) FROM wake) w, (SELECT count(*) FROM round_e
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
 # SKIP LOCKED lets replicas claim side by side without waiting on each other; due_at moves to the
 # lease expiry, so a claimed ticket is not due again until its owner stops renewing the lease.
-def _claim(state_condition: str) -> str:
+def _claim(state_condition: str, due: str = "due_at <= botfleet_now()", order: str = "due_at") -> str:
     return f"""
 WITH due AS (
     SELECT id, lease_owner AS previous_owner
     FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND {state_condition}
-      AND closed_at IS NULL AND due_at <= botfleet_now()
-    ORDER BY due_at
+      AND closed_at IS NULL AND {due}
+    ORDER BY {order}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
@@ -153,6 +153,10 @@ CLAIM = _claim("state = %(state)s")
 # running and the database doesn't match, e.g. because of the update"): the type's initial-state bot
 # takes them, to raise their error ticket.
 CLAIM_UNKNOWN_STATES = _claim("state <> ALL(%(states)s)")
+# Tickets of the state past their lifetime, not yet timed out, that no live process holds (a ticket in
+# a handler right now times out once its step is written): their state's bot runs ticket_timeout.
+CLAIM_TIMED_OUT = _claim("state = %(state)s", due="""deadline_at <= botfleet_now() AND timed_out_at IS NULL
+      AND (lease_owner IS NULL OR lease_expires_at <= botfleet_now())""", order="deadline_at")
 
 # When the state's next wait ends or its next acceptance round or reminder is due, in seconds.
 NEXT_DUE = """
@@ -162,7 +166,10 @@ SELECT extract(epoch FROM least(
        AND closed_at IS NULL AND due_at > botfleet_now() AND due_at < 'infinity'),
     (SELECT min(next_reminder_at) FROM tickets
      WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-       AND closed_at IS NULL AND next_reminder_at > botfleet_now() AND next_reminder_at < deadline_at)
+       AND closed_at IS NULL AND next_reminder_at > botfleet_now() AND next_reminder_at < deadline_at),
+    (SELECT min(deadline_at) FROM tickets
+     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+       AND closed_at IS NULL AND timed_out_at IS NULL AND deadline_at > botfleet_now())
 ) - botfleet_now())::float8 AS due_in_s
 """
 
@@ -183,9 +190,9 @@ WITH durable AS (
                          %(waiting_for)s::bigint[],
                          %(payloads)s::jsonb[], %(set_assignee)s::bool[], %(assignees)s::text[],
                          %(assign_kinds)s::text[],
-                         %(attempts)s::int[], %(kinds)s::text[], %(details)s::jsonb[])
+                         %(attempts)s::int[], %(kinds)s::text[], %(details)s::jsonb[], %(times_out)s::bool[])
         AS o(id, step, from_state, to_state, closes, due_in_s, due_at, waiting_for, payload, set_assignee,
-             assignee, assign_kind, attempts, kind, detail)
+             assignee, assign_kind, attempts, kind, detail, times_out)
 ), u AS (
     UPDATE tickets t SET
         state = o.to_state,
@@ -200,7 +207,8 @@ WITH durable AS (
                       ELSE clock.at + o.due_in_s * interval '1 second' END,
         lease_owner = NULL,
         lease_expires_at = NULL,
-        closed_at = CASE WHEN o.closes THEN clock.at END
+        closed_at = CASE WHEN o.closes THEN clock.at END,
+        timed_out_at = CASE WHEN o.times_out THEN clock.at ELSE t.timed_out_at END
     FROM o, clock
     -- No closed_at test: a closed ticket's step has moved on, and the test would tempt the planner
     -- into the index of all open tickets instead of the primary key.
@@ -231,7 +239,8 @@ WITH durable AS (
     -- Wake the bot of every state a ticket entered, final states included: theirs keep closed tickets;
     -- and the bot of a ticket someone assigned or accepted by hand, which is due again at once.
     SELECT pg_notify(c, '') FROM (
-        SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u WHERE kind IN ('transitioned', 'assigned', 'accepted')
+        SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u
+        WHERE kind IN ('transitioned', 'timeout', 'assigned', 'accepted')
     ) ch
 )
 SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind, due_in_s,

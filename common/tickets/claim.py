@@ -25,6 +25,13 @@ def claim_tickets_in_unknown_states(conn, spec, ticket_type, owner, limit) -> li
     return [Ticket.from_row(row) for row in rows]
 
 
+def claim_timed_out(conn, spec, owner, limit) -> list[Ticket]:
+    """Lease the open tickets of the bot's state whose lifetime ran out and that no live process holds."""
+    rows = conn.execute(sql.CLAIM_TIMED_OUT, {**_state_params(spec), "limit": limit, "owner": owner,
+                                              "lease_s": spec.lease_s}).fetchall()
+    return [Ticket.from_row(row) for row in rows]
+
+
 def _state_params(spec) -> dict:
     return {"metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state}
 

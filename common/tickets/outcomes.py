@@ -82,7 +82,7 @@ class Context:
         self.bot_name = bot_name
         self.children: list[PendingTicket] = []
         self.assignee: tuple | None = None  # (user or None, "assigned" | "accepted")
-        self.notifications: list[tuple] = []  # (user, text), written with the outcome
+        self.notifications: list[tuple] = []  # (user, text, kind), written with the outcome
         self._payload_before = copy.deepcopy(ticket.payload)
 
     # -- outcomes ------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ class Context:
         outcome: none if the step is not written, never lost if it is."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("a notification needs a text")
-        self.notifications.append((_user(user), text))
+        self.notifications.append((_user(user), text, "message"))
 
     def payload_changed(self) -> bool:
         return self.ticket.payload != self._payload_before
@@ -160,6 +160,7 @@ class Plan:
     due_at: datetime | None = None  # instead of due_in_s: a time of the one clock
     waiting_for: object = None  # an id or a PendingTicket
     attempts: int = 0
+    times_out: bool = False  # this step handles the ticket's lifetime timeout (once)
     children: list = field(default_factory=list)
 
 
@@ -175,6 +176,28 @@ def escalate(ticket: Ticket, ticket_type, reason: str, children=()) -> Plan:
     child = error_ticket(ticket, ticket_type, reason)
     return Plan(to_state=ticket.state, kind="escalated", detail={"reason": reason}, waiting_for=child,
                 attempts=0, children=[*children, child])
+
+
+def timeout_plan(ticket: Ticket, ticket_type) -> Plan:
+    """ticket_timeout: the ticket outlived its type's lifetime. It takes the state's `on_timeout` next state
+    if the type names one, else keeps its state and one error ticket is raised. Pure."""
+    target = ticket_type.on_timeout.get(ticket.state)
+    lifetime = f"{ticket_type.lifetime_s:g}s"
+    if target is None:
+        result = escalate(ticket, ticket_type, f"its lifetime of {lifetime} ran out in state {ticket.state}")
+    else:
+        result = Plan(to_state=target, kind="timeout", detail={"lifetime_s": ticket_type.lifetime_s},
+                      closes=ticket_type.states[target].final)
+    result.times_out = True
+    return result
+
+
+def timeout_text(ticket: Ticket, ticket_type, plan_: Plan) -> str:
+    """The one out-of-service message a timed-out ticket's creator gets."""
+    what = (f"it is now {ticket_type.states[plan_.to_state].name}" if plan_.kind == "timeout"
+            else f"it stays {ticket_type.states[ticket.state].name} and the group has been asked to resolve it")
+    return (f"Ticket {ticket.id} ({ticket.metaservice}/{ticket.ticket_type}) was not dealt with within its "
+            f"lifetime of {ticket_type.lifetime_s:g}s and is out of service: {what}")
 
 
 def choose_state(ticket_type, from_state: int, outcome: Outcome):

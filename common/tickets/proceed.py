@@ -4,7 +4,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from common.tickets.outcomes import Context, Outcome, Plan, Ticket, escalate, outcome_of, plan
+from common.tickets.outcomes import (
+    Context,
+    Outcome,
+    Plan,
+    Ticket,
+    escalate,
+    outcome_of,
+    plan,
+    timeout_plan,
+    timeout_text,
+)
 from common.tickets.payload import encode_payload, storable_text
 
 log = logging.getLogger(__name__)
@@ -18,7 +28,7 @@ class Step:
     plan: Plan
     payload: str | None = None  # the changed payload, as the JSON text written (encoded once, when checked)
     assignee: tuple | None = None
-    notifications: list = field(default_factory=list)  # (user, text) to write with the outcome
+    notifications: list = field(default_factory=list)  # (user, text, kind) to write with the outcome
     handler_error: bool = False
     hop_s: float | None = None  # from entering the state to the handler's start, by the one clock
     handler_s: float = 0.0
@@ -62,6 +72,13 @@ def failed_step(ticket: Ticket, ticket_type, spec, reason: str, hop_s=None, hand
     outcome = Outcome("error", reason=storable_text(reason))
     result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s)
     return Step(ticket, result, handler_error=True, hop_s=hop_s, handler_s=handler_s)
+
+
+def timeout_step(ticket: Ticket, ticket_type, creator_is_user: bool) -> Step:
+    """ticket_timeout: the ticket's lifetime ran out. Its creator, if a user, gets one message with it."""
+    result = timeout_plan(ticket, ticket_type)
+    notes = [(ticket.creator, timeout_text(ticket, ticket_type, result), "timeout")] if creator_is_user else []
+    return Step(ticket, result, notifications=notes)
 
 
 def unknown_state_step(ticket: Ticket, ticket_type) -> Step:

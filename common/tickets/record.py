@@ -30,6 +30,7 @@ def _apply_params(steps, owner, actor):
         "assignees": [s.assignee[0] if s.assignee else None for s in steps],
         "assign_kinds": [s.assignee[1] if s.assignee else None for s in steps],
         "attempts": [s.plan.attempts for s in steps], "kinds": [s.plan.kind for s in steps],
+        "times_out": [s.plan.times_out for s in steps],
         "details": [Jsonb(_detail(s, waiting_id(s))) if s.plan.detail is not None else None for s in steps],
     }
 
@@ -64,7 +65,7 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
     refused = refused_assignees(conn, [(s.ticket.id, s.assignee[0]) for s in steps if s.assignee])
     if refused:
         raise AssigneeRefused("; ".join(refused[key] for key in sorted(refused)))
-    nobody = unknown_users(conn, [user for s in steps for user, _ in s.notifications])
+    nobody = unknown_users(conn, [user for s in steps for user, _, _ in s.notifications])
     if nobody:
         raise BotfleetError(f"no user named {', '.join(nobody)} to notify")
     applied = []
@@ -79,8 +80,8 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
             rows = conn.execute(sql.APPLY_OUTCOMES, _apply_params([step], owner, actor)).fetchall()
             if not rows:
                 raise psycopg.Rollback(transaction)
-            for user, text in step.notifications:
-                send_user_notification(conn, step.ticket.id, user, text)
+            for user, text, kind in step.notifications:
+                send_user_notification(conn, step.ticket.id, user, text, kind=kind)
             applied += rows
     wake_closed_waits(conn, _closed_with_waiters(applied) + _mark_awaited_in_batch(conn, applied), actor)
     applied_ids = {r["id"] for r in applied}
