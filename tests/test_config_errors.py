@@ -83,6 +83,9 @@ BAD_CASES = {
     "on_timeout of a final state": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "on_timeout: {4: 5}\n"}},
         r"pipe.yaml:\d+: on_timeout\[4\]: 4 is not a non-final state of this type"),
+    "group member who is not among people.users": (
+        {"fleet_extra": "people:\n  users:\n    ann: {}\n  groups:\n    support: [ann, zed]\n"},
+        r"fleet.yaml:\d+: people.groups.support: must list users of people.users, got \['ann', 'zed'\]"),
     "invalid YAML": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
         r"pipe.yaml:\d+: invalid YAML"),

@@ -95,3 +95,17 @@ def test_cli_users_and_groups_and_bad_input_named(db_url, conn):
     assert listed.stdout.split() == ["support", "ann"]
     assert botfleet(db_url, "user", "remove", "ann").returncode == 0
     assert directory.list_groups(conn) == [{"name": "support", "members": []}]
+
+
+def test_db_upgrade_creates_the_people_of_fleet_yaml_once_and_leaves_later_changes_alone(conn):
+    from common.store.sync import sync_config
+
+    cfg = load(ROOT / "config")
+    sync_config(conn, cfg)
+    assert {g["name"]: g["members"] for g in directory.list_groups(conn)}["support"] == ["ann", "bob", "cid"]
+    directory.remove_group(conn, "support", ["cid"])
+    directory.add_user(conn, "ann", email="ann@elsewhere.org")
+    sync_config(conn, cfg)  # again: what exists is left as it is
+    assert {g["name"]: g["members"] for g in directory.list_groups(conn)}["support"] == ["ann", "bob"]
+    users = {u["name"]: u for u in directory.list_users(conn)}
+    assert users["ann"]["email"] == "ann@elsewhere.org"

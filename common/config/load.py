@@ -71,7 +71,9 @@ def load(root: Path | str | None = None) -> FleetConfig:
     types = _load_types(root, fleet_doc, fleet["metaservices"])
     bots = _load_bots(root, types, bot_defaults, fleet_doc, fleet["heartbeat_interval_s"])
     hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
-    return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts, **fleet)
+    people = _people(fleet_doc, fleet_doc.data.get("people"))
+    return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
+                       people=people, **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------
@@ -103,7 +105,7 @@ def _unknown_keys(doc, keys, mapping, allowed):
 
 def _fleet(doc) -> dict:
     data = _mapping(doc, (), doc.data)
-    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts"}
+    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people"}
     _unknown_keys(doc, (), data, allowed)
     merged = {**FLEET_DEFAULTS, **data}
     metaservices = merged.get("metaservices")
@@ -194,6 +196,39 @@ def _hosts(doc, section, bots) -> dict:
         if orphans:
             raise doc.error(("hosts",), f"no host runs {', '.join(orphans)}: add it to a host's bots")
     return hosts
+
+
+PERSON_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+USER_KEYS = {"email", "window", "tz"}
+
+
+def _people(doc, section) -> dict:
+    """`people:` of fleet.yaml: users and groups that `db upgrade` creates when missing (and never removes
+    or changes: after that, `botfleet user|group` manage them)."""
+    section = _mapping(doc, ("people",), section)
+    _unknown_keys(doc, ("people",), section, {"users", "groups"})
+    users = {}
+    for name, entry in _mapping(doc, ("people", "users"), section.get("users")).items():
+        keys = ("people", "users", name)
+        if not isinstance(name, str) or not PERSON_NAME.match(name):
+            raise doc.error(keys, f"user name {name!r} must be letters, digits, '.', '_', '@' or '-'")
+        entry = _mapping(doc, keys, entry)
+        _unknown_keys(doc, keys, entry, USER_KEYS)
+        email, window = entry.get("email"), entry.get("window")
+        if email is not None and not re.match(r"^[^@\s]+@[^@\s]+$", str(email)):
+            raise doc.error(keys + ("email",), f"{email!r} is not an email address")
+        if window is not None and not re.match(r"^([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d$", str(window)):
+            raise doc.error(keys + ("window",), f"delivery window {window!r} must be HH:MM-HH:MM")
+        users[name] = {"email": email, "window": window, "tz": str(entry.get("tz", "UTC"))}
+    groups = {}
+    for name, members in _mapping(doc, ("people", "groups"), section.get("groups")).items():
+        keys = ("people", "groups", name)
+        if not isinstance(name, str) or not PERSON_NAME.match(name):
+            raise doc.error(keys, f"group name {name!r} must be letters, digits, '.', '_', '@' or '-'")
+        if not isinstance(members, list) or any(m not in users for m in members):
+            raise doc.error(keys, f"must list users of people.users, got {members!r}")
+        groups[name] = list(members)
+    return {"users": users, "groups": groups}
 
 
 def _name_part(doc, keys, value, what):

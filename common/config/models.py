@@ -108,6 +108,7 @@ class FleetConfig:
     bots: dict = field(default_factory=dict)  # bot name -> BotSpec
     builtin_types: dict = field(default_factory=dict)  # (metaservice, type) -> botfleet's own types
     hosts: dict = field(default_factory=dict)  # host name -> HostSpec; empty: every bot on every host
+    people: dict = field(default_factory=dict)  # {"users": {name: {email, window, tz}}, "groups": {name: [users]}}
 
     def _find_type(self, metaservice, name) -> TicketType | None:
         return self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))

@@ -638,6 +638,12 @@ ON CONFLICT (name) DO UPDATE SET email = excluded.email, window_start = excluded
     window_end = excluded.window_end, tz = excluded.tz
 """
 
+ADD_USER_IF_MISSING = """
+INSERT INTO users (name, email, window_start, window_end, tz)
+VALUES (%(name)s, %(email)s, %(window_start)s::time, %(window_end)s::time, %(tz)s)
+ON CONFLICT (name) DO NOTHING
+"""
+
 KNOWN_TIME_ZONE = "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = %(tz)s) AS known"
 
 DELETE_USER = "DELETE FROM users WHERE name = %(name)s RETURNING name"
@@ -649,7 +655,7 @@ FROM users u LEFT JOIN group_members m ON m.user_name = u.name
 GROUP BY u.name ORDER BY u.name
 """
 
-ADD_GROUP = "INSERT INTO groups (name) VALUES (%(name)s) ON CONFLICT (name) DO NOTHING"
+ADD_GROUP = "INSERT INTO groups (name) VALUES (%(name)s) ON CONFLICT (name) DO NOTHING RETURNING name"
 
 DELETE_GROUP = "DELETE FROM groups WHERE name = %(name)s RETURNING name"
 

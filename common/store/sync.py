@@ -2,7 +2,22 @@
 
 import psycopg
 
+from common.errors import BotfleetError
 from common.store import sql
+
+
+def _add_missing_people(conn, people):
+    """The users and groups of fleet.yaml's `people:` that do not exist yet; existing ones are left as they are."""
+    for name, user in (people or {}).get("users", {}).items():
+        if not conn.execute(sql.KNOWN_TIME_ZONE, {"tz": user["tz"]}).fetchone()["known"]:
+            raise BotfleetError(f"fleet.yaml: people.users.{name}.tz: unknown time zone {user['tz']!r} "
+                                f"(use a name like Europe/Berlin or UTC)")
+        start, _, end = (user["window"] or "").partition("-")
+        conn.execute(sql.ADD_USER_IF_MISSING, {"name": name, "email": user["email"], "window_start": start or None,
+                                               "window_end": end or None, "tz": user["tz"]})
+    for name, members in (people or {}).get("groups", {}).items():
+        if conn.execute(sql.ADD_GROUP, {"name": name}).fetchone():  # only a group that did not exist gets them
+            conn.execute(sql.ADD_MEMBERS, {"group": name, "users": members})
 
 
 def sync_config(conn, config, bot_names=None):
@@ -33,6 +48,7 @@ def sync_config(conn, config, bot_names=None):
                 })
         if bot_names is None:  # a full sync: bots no longer configured are no longer expected
             conn.execute(sql.DELETE_UNCONFIGURED_BOTS, {"names": sorted(config.bots)})
+            _add_missing_people(conn, config.people)
         for spec in config.bots.values():
             if bot_names is None or spec.name in bot_names:
                 conn.execute(sql.UPSERT_BOT, {
