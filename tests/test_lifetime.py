@@ -11,6 +11,7 @@ from common.store.sync import sync_config
 from common.tickets.create import create_ticket
 from common.tickets.manual import accept_ticket, close_ticket
 from common.tickets.read import get_events, get_ticket
+from common.tickets.settings import set_type_settings
 from tests.conftest import registered, stays_true, wait_until, write_config
 
 pytestmark = pytest.mark.processes
@@ -142,3 +143,24 @@ def test_a_notification_is_written_with_its_outcome_and_only_then(tmp_path, db_u
     wait_until(lambda: any(e["kind"] == "escalated" for e in get_events(conn, nobody)), 30, "the step to fail")
     assert get_ticket(conn, nobody).state == 1
     assert conn.execute("SELECT count(*) AS n FROM notifications WHERE ticket_id = %s", (nobody,)).fetchone()["n"] == 0
+
+
+def test_an_operators_override_of_lifetime_and_frequency_reaches_the_running_bots(desk, conn):
+    cfg, start = desk
+    start()
+    wait_until(registered(conn, 1), 30, "the bot to register")
+    key = ("testms", "desk")
+    before = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    row = set_type_settings(conn, cfg, key, lifetime="20m", notification_frequency="5m")
+    assert (row["effective_lifetime_s"], row["effective_notification_frequency_s"], row["lifetime_s"]) == (1200, 300, 3600)
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    # The open ticket's lifetime is 20 minutes now too, counted from its creation.
+    assert (get_ticket(conn, before).deadline_at - get_ticket(conn, before).created_at).total_seconds() == 1200
+    for minute in (5, 10, 15):  # the bot, started before the override, sends a round every 5 minutes
+        clock.shift(conn, 5 * MINUTE_S)
+        wait_until(lambda minute=minute: received(conn, "acceptance", ticket_id).get("ann") == minute // 5 + 1, 30,
+                   lambda minute=minute: f"the round of minute {minute}: {received(conn, 'acceptance', ticket_id)}")
+    clock.shift(conn, 5 * MINUTE_S)  # minute 20: both time out under the new lifetime
+    wait_until(lambda: received(conn, "timeout") == {"zoe": 2}, 30, "both tickets to time out at 20 minutes")
+    row = set_type_settings(conn, cfg, key, lifetime=None, notification_frequency=None)
+    assert (row["effective_lifetime_s"], row["lifetime_override_s"]) == (3600, None)

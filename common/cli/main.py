@@ -13,7 +13,7 @@ import sys
 
 import psycopg
 
-from common.cli import people, tickets
+from common.cli import people, tickets, types
 from common.cli.shared import connection, load_config, print_json
 from common.config.handlers import check_handlers, import_handler
 from common.errors import EX_TEMPFAIL, BotfleetError
@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("user")
     people.add_parsers(sub, command)
+    types.add_parsers(sub, command)
     return parser
 
 

@@ -110,6 +110,9 @@ ticket_types = Table(
     Column("initial_state", Integer, nullable=False),
     Column("lifetime_s", Float, nullable=False),
     Column("notification_frequency_s", Float, nullable=False),
+    # `botfleet type set`: run-time overrides of the two YAML values above (NULL: the YAML value).
+    Column("lifetime_override_s", Float),
+    Column("notification_frequency_override_s", Float),
     Column("retention_s", Float, nullable=False),
     Column("group_role", Text),
     Column("exclusive", Boolean, nullable=False),

@@ -88,6 +88,13 @@ def _send_rounds(rounds: str) -> str:
 )"""
 
 
+# A ticket type's lifetime and notification frequency as the fleet uses them now: an operator's
+# override (`botfleet type set`), else the YAML value synced to ticket_types, else the caller's.
+def _type_setting(name: str) -> str:
+    return f"""coalesce((SELECT coalesce({name}_override_s, {name}_s) FROM ticket_types
+                      WHERE metaservice = %(metaservice)s AND name = %(ticket_type)s), %({name}_s)s)"""
+
+
 # The one clock is botfleet_now() (migration 0009): the database's own, shifted only by tests. Read
 # once per statement where rows must agree, so a ticket's timestamps and its events' are the same.
 CREATE_TICKETS = f"""
@@ -97,10 +104,11 @@ WITH clock AS (
     INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
                          created_at, state_entered_at, deadline_at, next_reminder_at)
     SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
-           clock.at, clock.at, clock.at + %(lifetime_s)s * interval '1 second',
+           clock.at, clock.at, clock.at + {_type_setting("lifetime")} * interval '1 second',
            -- The first acceptance round goes out with the ticket (below); its bot sends the next ones.
            -- A ticket without a group has nobody to ask and nobody to remind.
-           CASE WHEN %(group_role)s::text IS NOT NULL THEN clock.at + %(notification_frequency_s)s * interval '1 second' END
+           CASE WHEN %(group_role)s::text IS NOT NULL
+                THEN clock.at + {_type_setting("notification_frequency")} * interval '1 second' END
     FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n), clock
     ORDER BY n
     RETURNING id, step, state, metaservice, ticket_type, group_role, assigned_user, created_at
@@ -705,11 +713,13 @@ WITH due AS (
     ORDER BY next_reminder_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), setting AS (
+    SELECT {_type_setting("notification_frequency")} AS frequency_s
 ), rounds AS (
     UPDATE tickets t
     SET next_reminder_at = t.next_reminder_at + (floor(extract(epoch FROM botfleet_now() - t.next_reminder_at)
-                                                       / %(frequency_s)s) + 1) * %(frequency_s)s * interval '1 second'
-    FROM due WHERE t.id = due.id
+                                                       / setting.frequency_s) + 1) * setting.frequency_s * interval '1 second'
+    FROM due, setting WHERE t.id = due.id
     RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user
 ), {_send_rounds("rounds")}
 SELECT (SELECT count(*) FROM rounds) AS due, (SELECT count(*) FROM round_events) AS rounds,
@@ -735,4 +745,26 @@ MARK_READ = """
 UPDATE notifications SET read_at = botfleet_now()
 WHERE user_name = %(user)s AND read_at IS NULL AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s))
 RETURNING id
+"""
+
+# -- ticket type settings (`botfleet type`) ----------------------------------------------------------
+
+SET_TYPE_OVERRIDES = """
+UPDATE ticket_types SET lifetime_override_s = %(lifetime_s)s, notification_frequency_override_s = %(frequency_s)s
+WHERE metaservice = %(metaservice)s AND name = %(ticket_type)s
+RETURNING coalesce(lifetime_override_s, lifetime_s) AS lifetime_s
+"""
+
+# Open tickets of a type keep counting their lifetime from creation, under the lifetime in force now.
+REDATE_DEADLINES = """
+UPDATE tickets SET deadline_at = created_at + %(lifetime_s)s * interval '1 second'
+WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND closed_at IS NULL AND timed_out_at IS NULL
+"""
+
+TYPE_SETTINGS = """
+SELECT metaservice, name, lifetime_s, lifetime_override_s, notification_frequency_s, notification_frequency_override_s,
+       coalesce(lifetime_override_s, lifetime_s) AS effective_lifetime_s,
+       coalesce(notification_frequency_override_s, notification_frequency_s) AS effective_notification_frequency_s
+FROM ticket_types WHERE %(metaservice)s::text IS NULL OR (metaservice = %(metaservice)s AND name = %(ticket_type)s)
+ORDER BY metaservice, name
 """

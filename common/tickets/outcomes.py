@@ -182,11 +182,11 @@ def timeout_plan(ticket: Ticket, ticket_type) -> Plan:
     """ticket_timeout: the ticket outlived its type's lifetime. It takes the state's `on_timeout` next state
     if the type names one, else keeps its state and one error ticket is raised. Pure."""
     target = ticket_type.on_timeout.get(ticket.state)
-    lifetime = f"{ticket_type.lifetime_s:g}s"
+    lifetime = f"{_lifetime_s(ticket, ticket_type):g}s"
     if target is None:
         result = escalate(ticket, ticket_type, f"its lifetime of {lifetime} ran out in state {ticket.state}")
     else:
-        result = Plan(to_state=target, kind="timeout", detail={"lifetime_s": ticket_type.lifetime_s},
+        result = Plan(to_state=target, kind="timeout", detail={"lifetime_s": _lifetime_s(ticket, ticket_type)},
                       closes=ticket_type.states[target].final)
     result.times_out = True
     return result
@@ -197,7 +197,14 @@ def timeout_text(ticket: Ticket, ticket_type, plan_: Plan) -> str:
     what = (f"it is now {ticket_type.states[plan_.to_state].name}" if plan_.kind == "timeout"
             else f"it stays {ticket_type.states[ticket.state].name} and the group has been asked to resolve it")
     return (f"Ticket {ticket.id} ({ticket.metaservice}/{ticket.ticket_type}) was not dealt with within its "
-            f"lifetime of {ticket_type.lifetime_s:g}s and is out of service: {what}")
+            f"lifetime of {_lifetime_s(ticket, ticket_type):g}s and is out of service: {what}")
+
+
+def _lifetime_s(ticket: Ticket, ticket_type) -> float:
+    """The lifetime the ticket had: its deadline's distance from its creation (an override may differ from YAML)."""
+    if ticket.deadline_at and ticket.created_at:
+        return round((ticket.deadline_at - ticket.created_at).total_seconds(), 3)
+    return ticket_type.lifetime_s
 
 
 def choose_state(ticket_type, from_state: int, outcome: Outcome):

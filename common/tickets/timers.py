@@ -11,7 +11,8 @@ def send_due_rounds(conn, spec, ticket_type, actor) -> int:
     while True:
         row = conn.execute(sql.REMIND, {"metaservice": spec.metaservice, "ticket_type": spec.ticket_type,
                                         "state": spec.state, "limit": ROUNDS_PER_STATEMENT,
-                                        "frequency_s": ticket_type.notification_frequency_s, "actor": actor}).fetchone()
+                                        "notification_frequency_s": ticket_type.notification_frequency_s,
+                                        "actor": actor}).fetchone()
         rounds += row["rounds"]  # rounds that reached someone; a ticket with nobody to ask is only moved on
         if row["due"] < ROUNDS_PER_STATEMENT:
             return rounds
