@@ -40,7 +40,7 @@ from common.tickets.claim import (
 )
 from common.tickets.proceed import failed_step, proceed_ticket, timeout_step, unknown_state_step
 from common.tickets.record import Written, add_ticket_to_proceeded_list
-from common.tickets.timers import send_due_rounds
+from common.tickets.timers import purge_closed, send_due_rounds
 
 log = logging.getLogger("botfleet.bot")
 
@@ -266,6 +266,13 @@ class BotRuntime:
         if not self.spec.final:
             self.stats.counters["reminders"] += send_due_rounds(self.conn, self.spec, self.ticket_type, self.spec.name)
             self._time_out_tickets()
+        # The seed's last step accumulates closed tickets and clears them after the retention; a ticket
+        # closed by hand where it stood is cleared by the bot of that state.
+        purged, more = purge_closed(self.conn, self.spec, self.ticket_type)
+        if purged:
+            log.info("removed %d ticket(s) closed longer than the retention (%s)", purged, self.ticket_type.on_retention)
+            if more:
+                self._due_at_in(0)  # more left: go on at the next turn of the loop
         due_in_s = next_due_in_s(self.conn, self.spec)
         if due_in_s is not None:
             self._due_at_in(max(0.0, due_in_s))

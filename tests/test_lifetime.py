@@ -8,7 +8,7 @@ from common.notifications.outbox import inbox
 from common.people import directory
 from common.store import clock
 from common.store.sync import sync_config
-from common.tickets.create import create_ticket
+from common.tickets.create import create_ticket, create_tickets
 from common.tickets.manual import accept_ticket, close_ticket
 from common.tickets.read import get_events, get_ticket
 from common.tickets.settings import set_type_settings
@@ -164,3 +164,48 @@ def test_an_operators_override_of_lifetime_and_frequency_reaches_the_running_bot
     wait_until(lambda: received(conn, "timeout") == {"zoe": 2}, 30, "both tickets to time out at 20 minutes")
     row = set_type_settings(conn, cfg, key, lifetime=None, notification_frequency=None)
     assert (row["effective_lifetime_s"], row["lifetime_override_s"]) == (3600, None)
+
+
+@pytest.mark.parametrize("on_retention", ["delete", "archive"])
+def test_a_final_states_bot_removes_tickets_closed_longer_than_the_retention_and_keeps_younger_ones(
+        tmp_path, db_url, conn, processes, on_retention):
+    kept_type = PIPE_RETAINED.replace("on_retention: delete", f"on_retention: {on_retention}")
+    folder = write_config(tmp_path / "config", types={"testms/pipe": kept_type})
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    old = create_tickets(conn, cfg, "testms", "pipe", [{"n": n} for n in range(2500)])
+    for ticket_id in old[:3]:
+        close_ticket(conn, cfg, ticket_id, "done")
+    conn.execute("UPDATE tickets SET state = 4, closed_at = botfleet_now(), step = step + 1 WHERE closed_at IS NULL")
+    clock.shift(conn, 2 * 86400)  # two days: past the one-day retention
+    young = create_ticket(conn, cfg, "testms", "pipe", {})
+    conn.execute("UPDATE tickets SET state = 4, closed_at = botfleet_now() WHERE id = %s", (young,))
+    history = conn.execute("SELECT count(*) AS n FROM ticket_events WHERE ticket_id = ANY(%s)", (old,)).fetchone()["n"]
+    processes.start("testms-pipe-4-done", folder, db_url)
+    processes.start("testms-pipe-1-first", folder, db_url)  # it clears the three closed by hand in state 1
+    wait_until(lambda: conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 1, 60,
+               "the old closed tickets to be removed")
+    assert get_ticket(conn, young).closed_at is not None  # younger than the retention: kept
+    assert conn.execute("SELECT count(*) AS n FROM ticket_events WHERE ticket_id = ANY(%s)", (old,)).fetchone()["n"] == 0
+    archived = conn.execute("SELECT count(*) AS n FROM tickets_archive").fetchone()["n"]
+    archived_events = conn.execute("SELECT count(*) AS n FROM ticket_events_archive").fetchone()["n"]
+    assert (archived, archived_events) == ((2500, history) if on_retention == "archive" else (0, 0))
+    if on_retention == "archive":
+        row = conn.execute("SELECT id, payload FROM tickets_archive WHERE id = %s", (old[7],)).fetchone()
+        assert row["payload"] == {"n": 7}
+
+
+PIPE_RETAINED = """\
+description: closed tickets kept a day
+lifetime: 1h
+notification_frequency: 10m
+retention: 1d
+on_retention: delete
+states:
+  - {code: 1, name: first}
+  - {code: 2, name: second}
+  - {code: 3, name: third}
+  - {code: 4, name: done, final: true}
+  - {code: 5, name: dropped, final: true}
+transitions: [[1, 2], [2, 3], [3, 4, 5]]
+"""

@@ -44,7 +44,7 @@ BOT_DEFAULTS = {
 }
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
-    "retention", "group_role", "exclusive", "runs_when_locked", "on_timeout",
+    "retention", "group_role", "exclusive", "runs_when_locked", "on_timeout", "on_retention",
 }
 STATE_KEYS = {"code", "name", "description", "final"}
 BOT_KEYS = {"handler"} | set(BOT_DEFAULTS)
@@ -320,6 +320,9 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
             raise doc.error((flag,), f"must be true or false, got {value!r}")
         flags[flag] = value
     on_timeout = _on_timeout(doc, data.get("on_timeout"), states, transitions)
+    on_retention = data.get("on_retention", "delete")
+    if on_retention not in ("delete", "archive"):
+        raise doc.error(("on_retention",), f"must be delete or archive, got {on_retention!r}")
     group_role = data.get("group_role")
     if group_role is not None and not isinstance(group_role, str):
         raise doc.error(("group_role",), f"must be a string, got {group_role!r}")
@@ -329,7 +332,7 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
         notification_frequency_s=_duration(doc, ("notification_frequency",), data["notification_frequency"]),
         retention_s=_duration(doc, ("retention",), data["retention"]),
         group_role=group_role, description=str(data.get("description", "")), path=path, on_timeout=on_timeout,
-        **flags,
+        on_retention=on_retention, **flags,
     )
     for state in states.values():
         name = bot_name(metaservice, path.stem, state)

@@ -32,6 +32,7 @@ class TicketType:
     description: str = ""
     path: Path | None = None
     on_timeout: dict = field(default_factory=dict)  # state -> the next state a timed-out ticket takes
+    on_retention: str = "delete"  # after retention, closed tickets are deleted, or archived with their events
 
     @property
     def key(self):

@@ -85,6 +85,7 @@ ticket_events = Table(
     Column("actor", Text),
     Column("detail", JSONB),
 )
+Index("ix_ticket_events_ticket_id", ticket_events.c.ticket_id)
 # One outcome is applied once: a second attempt to record the same step fails. Reminders repeat within
 # a step (each round is its own event), so they are left out.
 Index("uq_ticket_events_step", ticket_events.c.ticket_id, ticket_events.c.step, ticket_events.c.kind, unique=True,
@@ -278,3 +279,17 @@ notifications = Table(
 )
 Index("ix_notifications_user_name", notifications.c.user_name, notifications.c.id)
 Index("ix_notifications_email_due_at", notifications.c.email_due_at, postgresql_where=text("email_state = 'pending'"))
+
+
+def _archive_of(table, name, *indexes):
+    """A table with `table`'s columns in the same order and nothing else (CREATE TABLE ... (LIKE ...))."""
+    archive = Table(name, metadata, *[Column(c.name, c.type, nullable=c.nullable) for c in table.columns])
+    for index_name, column in indexes:
+        Index(index_name, archive.c[column])
+    return archive
+
+
+# Closed tickets past their retention, with their history, when their type says `on_retention: archive`.
+tickets_archive = _archive_of(tickets, "tickets_archive", ("ix_tickets_archive_id", "id"))
+ticket_events_archive = _archive_of(ticket_events, "ticket_events_archive",
+                                    ("ix_ticket_events_archive_ticket_id", "ticket_id"))

@@ -768,3 +768,29 @@ SELECT metaservice, name, lifetime_s, lifetime_override_s, notification_frequenc
 FROM ticket_types WHERE %(metaservice)s::text IS NULL OR (metaservice = %(metaservice)s AND name = %(ticket_type)s)
 ORDER BY metaservice, name
 """
+
+# -- retention -----------------------------------------------------------------------------------------
+
+# A final state's bot removes a batch of its tickets closed longer than the retention, with their events,
+# moving them to the archive tables first when the type says so. SKIP LOCKED and small batches: nothing
+# waits on these rows, and no lock is held for longer than one batch.
+PURGE_CLOSED = """
+WITH doomed AS (
+    SELECT id FROM tickets
+    WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+      AND closed_at IS NOT NULL AND closed_at <= botfleet_now() - %(retention_s)s * interval '1 second'
+    ORDER BY closed_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), events_gone AS (
+    DELETE FROM ticket_events e USING doomed d WHERE e.ticket_id = d.id RETURNING e.*
+), events_kept AS (
+    INSERT INTO ticket_events_archive SELECT * FROM events_gone WHERE %(archive)s RETURNING 1
+), gone AS (
+    DELETE FROM tickets t USING doomed d WHERE t.id = d.id RETURNING t.*
+), kept AS (
+    INSERT INTO tickets_archive SELECT * FROM gone WHERE %(archive)s RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS purged, (SELECT count(*) FROM kept) AS archived,
+       (SELECT count(*) FROM events_kept) AS archived_events
+"""
