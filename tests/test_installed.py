@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from common.config.load import load
 from tests.harness import ROOT, free_port
 
 # What a bot process must never load: heavy, and none of it is a bot's business.
@@ -52,7 +53,8 @@ def test_installed_package_checks_a_config_from_another_folder(installed, tmp_pa
     _, source = installed
     result = run_installed(installed, tmp_path, "--config", str(source / "config"), "config", "check")
     assert result.returncode == 0, result.stderr
-    assert "is valid: 3 ticket type(s)" in result.stdout
+    shipped = load(source / "config")
+    assert f"is valid: {len(shipped.types)} ticket type(s), {len(shipped.bots)} bot(s)" in result.stdout
 
 
 @pytest.mark.processes
@@ -75,12 +77,12 @@ def test_installed_package_runs_up_and_down_in_an_empty_var_folder(installed, tm
         status = run_installed(installed, elsewhere, "--config", str(config), "status", "--json", env=env)
         assert status.returncode == 0, status.stderr
         bots = json.loads(status.stdout)["bots"]
-        assert len(bots) == 13 and {bot["state"] for bot in bots} == {"RUNNING"}
+        assert len(bots) == len(load(config).bots) and {bot["state"] for bot in bots} == {"RUNNING"}
         assert (var / "supervisor.sock").exists() and (var / "pgdata" / "postmaster.pid").exists()
         assert (var / "supervisord.conf").exists() and (var / "log" / "helpdesk-incident-1-new.log").exists()
     finally:
         down = run_installed(installed, elsewhere, "--config", str(config), "down", env=env, timeout=180)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "supervisord stopped (14 process(es))" in down.stdout and "embedded database stopped" in down.stdout
+    assert f"supervisord stopped ({len(load(config).bots) + 1} process(es))" in down.stdout and "embedded database stopped" in down.stdout
     assert not (var / "supervisor.sock").exists() and not (var / "pgdata" / "postmaster.pid").exists()
     assert not (tmp_path / "supervisord.conf").exists() and not (config.parent / "var").exists()
