@@ -40,7 +40,7 @@ from common.tickets.claim import (
 )
 from common.tickets.proceed import failed_step, proceed_ticket, timeout_step, unknown_state_step
 from common.tickets.record import Written, add_ticket_to_proceeded_list
-from common.tickets.timers import purge_closed, send_due_rounds
+from common.tickets.timers import purge_closed, report_stuck, send_due_rounds
 
 log = logging.getLogger("botfleet.bot")
 
@@ -266,6 +266,8 @@ class BotRuntime:
         if not self.spec.final:
             self.stats.counters["reminders"] += send_due_rounds(self.conn, self.spec, self.ticket_type, self.spec.name)
             self._time_out_tickets()
+            self.stats.counters["error_tickets"] += report_stuck(self.conn, self.config, self.spec, self.ticket_type,
+                                                                 self.spec.name)
         # The seed's last step accumulates closed tickets and clears them after the retention; a ticket
         # closed by hand where it stood is cleared by the bot of that state.
         purged, more = purge_closed(self.conn, self.spec, self.ticket_type)

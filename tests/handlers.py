@@ -104,3 +104,11 @@ def notify_creator(ticket, ctx):
 
 def wait_an_hour(ticket, ctx):
     return ctx.wait(3600)
+
+
+def wait_ten_minutes_once(ticket, ctx):
+    """Park the ticket for ten minutes once, then advance."""
+    if ticket.payload.get("parked"):
+        return None
+    ticket.payload["parked"] = True
+    return ctx.wait(600)

@@ -191,8 +191,8 @@ def test_a_final_states_bot_removes_tickets_closed_longer_than_the_retention_and
     archived_events = conn.execute("SELECT count(*) AS n FROM ticket_events_archive").fetchone()["n"]
     assert (archived, archived_events) == ((2500, history) if on_retention == "archive" else (0, 0))
     if on_retention == "archive":
-        row = conn.execute("SELECT id, payload FROM tickets_archive WHERE id = %s", (old[7],)).fetchone()
-        assert row["payload"] == {"n": 7}
+        row = conn.execute("SELECT row FROM tickets_archive WHERE id = %s", (old[7],)).fetchone()["row"]
+        assert (row["payload"], row["state"]) == ({"n": 7}, 4)
 
 
 PIPE_RETAINED = """\
@@ -209,3 +209,40 @@ states:
   - {code: 5, name: dropped, final: true}
 transitions: [[1, 2], [2, 3], [3, 4, 5]]
 """
+
+
+def error_tickets_of(conn, ticket_id):
+    return conn.execute("SELECT id, payload FROM tickets WHERE ticket_type = 'error' AND parent_id = %s",
+                        (ticket_id,)).fetchall()
+
+
+def test_a_ticket_staying_longer_than_stuck_after_raises_one_error_ticket_and_a_parked_one_none(
+        tmp_path, db_url, conn, processes):
+    folder = write_config(tmp_path / "config", bots={
+        "testms-pipe-1-first": "handler: tests.handlers:wait_ten_minutes_once\nstuck_after: 5m\n",
+        "testms-pipe-2-second": "handler: tests.handlers:slow\nstuck_after: 5m\nthreads: 1\nbatch_size: 1\n"})
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    first = processes.start("testms-pipe-1-first", folder, db_url)
+    processes.start("testms-pipe-2-second", folder, db_url)
+    wait_until(registered(conn, 2), 30, "the bots to register")
+    parked = create_ticket(conn, cfg, "testms", "pipe", {"sleep_s": 0})
+    wait_until(lambda: any(e["kind"] == "waited" for e in get_events(conn, parked)), 30, "the ticket to be parked")
+    first.terminate()
+    first.wait(15)
+    processes.start("testms-pipe-1-first", folder, db_url)  # a restart while it is parked
+    clock.shift(conn, 11 * MINUTE_S)
+    wait_until(lambda: get_ticket(conn, parked).state >= 2, 30, "the parked ticket to resume after ten minutes")
+    assert error_tickets_of(conn, parked) == []  # parked by a wait: never stuck
+
+    # A ticket left in the list (the bot's one thread is busy with another) is reported once, and only it.
+    busy, left = create_tickets(conn, cfg, "testms", "pipe", [{"sleep_s": 4}, {"sleep_s": 0}])
+    conn.execute("UPDATE tickets SET state = 2, step = step + 1 WHERE id = ANY(%s)", ([busy, left],))
+    conn.execute("SELECT pg_notify('bf.testms.pipe.2', '')")
+    wait_until(lambda: get_ticket(conn, busy).lease_owner is not None, 30, "the slow handler to start")
+    clock.shift(conn, 6 * MINUTE_S)
+    wait_until(lambda: error_tickets_of(conn, left), 30, "the stuck report")
+    wait_until(lambda: get_ticket(conn, left).state == 3, 30, "both to be handled")
+    [report] = error_tickets_of(conn, left)
+    assert "for longer than stuck_after (300s) of bot testms-pipe-2-second" in report["payload"]["reason"]
+    assert error_tickets_of(conn, busy) == []  # in a handler: not left in the list

@@ -41,6 +41,7 @@ BOT_DEFAULTS = {
     "replicas": 1,
     "stop_timeout": "10s",
     "handler_timeout": "5m",
+    "stuck_after": None,  # off: no ticket is reported for its long stay
 }
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
@@ -432,4 +433,5 @@ def _parse_bot(path, ticket_type, state, bot_defaults, fleet_doc, heartbeat_inte
         batch_size=positive_int("batch_size"), retries=retries, retry_backoff_s=duration("retry_backoff"),
         replicas=positive_int("replicas"), stop_timeout_s=duration("stop_timeout"),
         handler_timeout_s=duration("handler_timeout"), path=path,
+        stuck_after_s=None if merged["stuck_after"] is None else duration("stuck_after"),
     )

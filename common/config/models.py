@@ -64,6 +64,7 @@ class BotSpec:
     replicas: int
     stop_timeout_s: float
     handler_timeout_s: float = 300.0  # a handler run longer than this is that step's failure
+    stuck_after_s: float | None = None  # a ticket here longer (and not parked) raises one error ticket
     path: Path | None = None
 
 

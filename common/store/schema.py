@@ -58,6 +58,7 @@ tickets = Table(
     Column("step", Integer, nullable=False, server_default=text("0")),
     Column("closed_at", TZ),
     Column("timed_out_at", TZ),  # when its lifetime's timeout was handled (once)
+    Column("stuck_reported_at", TZ),  # when its stay in this state was reported stuck (once per stay)
 )
 Index("ix_tickets_claim", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.due_at,
       postgresql_where=text("closed_at IS NULL"))
@@ -69,6 +70,9 @@ Index("ix_tickets_parent_id", tickets.c.parent_id, postgresql_where=text("parent
 # The open tickets of a state past their lifetime, not yet timed out.
 Index("ix_tickets_deadline", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.deadline_at,
       postgresql_where=text("closed_at IS NULL AND timed_out_at IS NULL"))
+# The open tickets of a state by how long they have been there, not yet reported stuck.
+Index("ix_tickets_stuck", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.state_entered_at,
+      postgresql_where=text("closed_at IS NULL AND stuck_reported_at IS NULL"))
 # The acceptance rounds and reminders due in a state.
 Index("ix_tickets_reminder", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.next_reminder_at,
       postgresql_where=text("closed_at IS NULL"))
@@ -281,15 +285,14 @@ Index("ix_notifications_user_name", notifications.c.user_name, notifications.c.i
 Index("ix_notifications_email_due_at", notifications.c.email_due_at, postgresql_where=text("email_state = 'pending'"))
 
 
-def _archive_of(table, name, *indexes):
-    """A table with `table`'s columns in the same order and nothing else (CREATE TABLE ... (LIKE ...))."""
-    archive = Table(name, metadata, *[Column(c.name, c.type, nullable=c.nullable) for c in table.columns])
-    for index_name, column in indexes:
-        Index(index_name, archive.c[column])
+def _archive(name, key):
+    """Rows of a live table kept whole as JSON, so the archive never has to follow the live table's columns."""
+    archive = Table(name, metadata, Column(key, BigInteger, nullable=False), Column("row", JSONB, nullable=False),
+                    Column("archived_at", TZ, nullable=False, server_default=text("botfleet_now()")))
+    Index(f"ix_{name}_{key}", archive.c[key])
     return archive
 
 
 # Closed tickets past their retention, with their history, when their type says `on_retention: archive`.
-tickets_archive = _archive_of(tickets, "tickets_archive", ("ix_tickets_archive_id", "id"))
-ticket_events_archive = _archive_of(ticket_events, "ticket_events_archive",
-                                    ("ix_ticket_events_archive_ticket_id", "ticket_id"))
+tickets_archive = _archive("tickets_archive", "id")
+ticket_events_archive = _archive("ticket_events_archive", "ticket_id")

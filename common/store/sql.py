@@ -216,7 +216,9 @@ WITH durable AS (
         lease_owner = NULL,
         lease_expires_at = NULL,
         closed_at = CASE WHEN o.closes THEN clock.at END,
-        timed_out_at = CASE WHEN o.times_out THEN clock.at ELSE t.timed_out_at END
+        timed_out_at = CASE WHEN o.times_out THEN clock.at ELSE t.timed_out_at END,
+        -- A new state is a new stay: it may be reported stuck again.
+        stuck_reported_at = CASE WHEN o.to_state <> o.from_state THEN NULL ELSE t.stuck_reported_at END
     FROM o, clock
     -- No closed_at test: a closed ticket's step has moved on, and the test would tempt the planner
     -- into the index of all open tickets instead of the primary key.
@@ -785,12 +787,35 @@ WITH doomed AS (
 ), events_gone AS (
     DELETE FROM ticket_events e USING doomed d WHERE e.ticket_id = d.id RETURNING e.*
 ), events_kept AS (
-    INSERT INTO ticket_events_archive SELECT * FROM events_gone WHERE %(archive)s RETURNING 1
+    INSERT INTO ticket_events_archive (ticket_id, row)
+    SELECT e.ticket_id, to_jsonb(e) FROM events_gone e WHERE %(archive)s RETURNING 1
 ), gone AS (
     DELETE FROM tickets t USING doomed d WHERE t.id = d.id RETURNING t.*
 ), kept AS (
-    INSERT INTO tickets_archive SELECT * FROM gone WHERE %(archive)s RETURNING 1
+    INSERT INTO tickets_archive (id, row) SELECT g.id, to_jsonb(g) FROM gone g WHERE %(archive)s RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) AS purged, (SELECT count(*) FROM kept) AS archived,
        (SELECT count(*) FROM events_kept) AS archived_events
+"""
+
+# -- stuck tickets -----------------------------------------------------------------------------------
+
+# Tickets in the state, and due without a step written, for longer than the bot's stuck_after: left in
+# its list (a backlog it does not keep up with, a ticket it cannot take). Time parked by a wait does not
+# count, and a ticket in a handler is not due. Marked reported for this stay, in the same transaction as
+# their error tickets.
+MARK_STUCK = """
+WITH stuck AS (
+    SELECT id FROM tickets
+    WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+      AND closed_at IS NULL AND stuck_reported_at IS NULL
+      AND state_entered_at <= botfleet_now() - %(stuck_after_s)s * interval '1 second'
+      AND due_at <= botfleet_now() - %(stuck_after_s)s * interval '1 second' AND waiting_for IS NULL
+    ORDER BY state_entered_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tickets t SET stuck_reported_at = botfleet_now() FROM stuck WHERE t.id = stuck.id
+RETURNING t.id, t.metaservice, t.ticket_type, t.state, t.group_role,
+          extract(epoch FROM botfleet_now() - t.state_entered_at)::float8 AS stay_s
 """

@@ -1,6 +1,8 @@
 """The timers of a ticket's life that its state's bot runs from its sweeps: acceptance rounds and reminders."""
 
 from common.store import sql
+from common.tickets.create import create_ticket
+from common.tickets.outcomes import Ticket, error_ticket
 
 ROUNDS_PER_STATEMENT = 500
 
@@ -34,3 +36,24 @@ def purge_closed(conn, spec, ticket_type, *, max_batches=10) -> tuple[int, bool]
         if row["purged"] < PURGE_BATCH:
             return purged, False
     return purged, True
+
+
+def report_stuck(conn, config, spec, ticket_type, actor, *, limit=100) -> int:
+    """One error ticket for each ticket that has been in the bot's state, due and not taken, for longer than
+    its stuck_after (seed 003: "creates an error message if the ticket remains in its list"); once per
+    stay, whatever the replicas and sweeps. Time parked by a wait does not count. How many."""
+    if spec.stuck_after_s is None:
+        return 0
+    with conn.transaction():
+        rows = conn.execute(sql.MARK_STUCK, {"metaservice": spec.metaservice, "ticket_type": spec.ticket_type,
+                                             "state": spec.state, "stuck_after_s": spec.stuck_after_s,
+                                             "limit": limit}).fetchall()
+        for row in rows:
+            ticket = Ticket(id=row["id"], metaservice=row["metaservice"], ticket_type=row["ticket_type"],
+                            state=row["state"], payload={}, group_role=row["group_role"])
+            reason = (f"it has been in state {row['state']} ({spec.state_name}) for {row['stay_s']:.0f}s, waiting to be "
+                      f"taken for longer than stuck_after ({spec.stuck_after_s:g}s) of bot {spec.name}")
+            child = error_ticket(ticket, ticket_type, reason)
+            create_ticket(conn, config, child.metaservice, child.ticket_type, child.payload, creator=actor,
+                          group_role=row["group_role"] or child.group_role, parent_id=row["id"])
+    return len(rows)
