@@ -30,18 +30,20 @@ from common.store import sql  # noqa: E402
 from common.store.connect import connect
 from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
-from common.tickets.claim import get_current_ticket_list
+from common.tickets.claim import claim_timed_out, get_current_ticket_list
 from common.tickets.create import create_ticket, create_tickets
+from common.tickets.timers import purge_closed, send_due_rounds
 from tests.harness import BotProcesses, percentile, wait_until, with_dbname  # noqa: E402
 
 METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
 SIZES = {
-    "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000},
-    "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000},
+    "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000, "remind_open": 100_000},
+    "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000, "remind_open": 10_000},
 }
 LATENCY_SPACING_S = 0.020
 SWEEP_DUE = 10  # tickets due in the "a little due" sweep
+REMINDERS_DUE = 500  # acceptance rounds due, and as many lifetime timeouts (1,000 due), in the reminder sweep
 SWEEP_WARMUP_RUNS = 6  # psycopg prepares a statement on its 5th run; bots run prepared statements
 SWEEP_RUNS = 15
 # Deadlines: nothing here waits without one.
@@ -306,6 +308,57 @@ def measure_sweep(url, closed, open_):
     return max(idle_ms, busy_ms)
 
 
+def fill_reminder_table(conn, open_, due):
+    """`open_` open tickets of metaservice 'remind' for a group of three, waiting in one state: `due` of them with
+    an acceptance round due, as many past their deadline, the rest with both an hour or more away."""
+    conn.execute("INSERT INTO users (name) SELECT 'bench-' || g FROM generate_series(1, 3) g ON CONFLICT DO NOTHING")
+    conn.execute("INSERT INTO groups (name) VALUES ('bench') ON CONFLICT DO NOTHING")
+    conn.execute("INSERT INTO group_members (group_name, user_name) SELECT 'bench', 'bench-' || g "
+                 "FROM generate_series(1, 3) g ON CONFLICT DO NOTHING")
+    conn.execute("""
+        INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, created_at, state_entered_at,
+                             deadline_at, next_reminder_at, due_at, step)
+        SELECT 'remind', 'r', 1, '{"n": 1}', 'bench', 'bench', now(), now(),
+               CASE WHEN g <= 2 * %(due)s AND g > %(due)s THEN now() - interval '1 second' ELSE now() + interval '3 hours' END,
+               CASE WHEN g <= %(due)s THEN now() - interval '1 second'
+                    ELSE now() + interval '1 hour' + (g %% 3600) * interval '1 second' END,
+               now() + interval '1 hour' + (g %% 3600) * interval '1 second', 1
+        FROM generate_series(1, %(n)s) g
+    """, {"n": open_, "due": due})
+    conn.execute("VACUUM ANALYZE tickets")
+
+
+def measure_reminder_sweep(url, open_, due):
+    """Median time of what a bot's timers do at each sweep, on the big table plus `open_` open tickets of one
+    state: send the `due` acceptance rounds due, claim the `due` timed-out tickets, clear nothing past the
+    retention, and find when the next is due. Each run is rolled back, so every run finds the same."""
+    spec = SimpleNamespace(metaservice="remind", ticket_type="r", state=1, lease_s=30.0, name="remind-r-1-a")
+    kind = SimpleNamespace(notification_frequency_s=900.0, retention_s=86400.0, on_retention="delete")
+    params = {"metaservice": "remind", "ticket_type": "r", "state": 1}
+    with bench_connection(url) as admin, connect(url, application_name="bench-remind") as bot:
+        say(f"reminder sweep: {open_} open tickets in one state, {due} rounds and {due} timeouts due")
+        fill_reminder_table(admin, open_, due)
+        bot.execute(sql.BOT_SESSION_SETUP)
+        bot.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+        bot.commit()
+        times_ms = []
+        for run in range(SWEEP_WARMUP_RUNS + SWEEP_RUNS):
+            started = time.perf_counter()
+            rounds = send_due_rounds(bot, spec, kind, spec.name)
+            timed_out = claim_timed_out(bot, spec, "bench-remind", 2 * due)
+            purge_closed(bot, spec, kind)
+            bot.execute(sql.NEXT_DUE, params).fetchone()
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            bot.rollback()
+            if (rounds, len(timed_out)) != (due, due):
+                raise RuntimeError(f"reminder sweep sent {rounds} rounds and claimed {len(timed_out)} timeouts, "
+                                   f"expected {due} of each")
+            if run >= SWEEP_WARMUP_RUNS:
+                times_ms.append(elapsed_ms)
+    say(f"  reminder sweep: {percentile(times_ms, .5):.2f} ms (median), {3 * due} notifications per run")
+    return percentile(times_ms, .5)
+
+
 def measure_hop_floor(url, count, commit_timestamps):
     """The median hop of bare psycopg, spaced and counted like the botfleet latency run."""
     say(f"hop floor: {count} bare psycopg hops (UPDATE + pg_notify, LISTEN, claim), "
@@ -397,6 +450,7 @@ def main():
         figures["bot_rss_floor_mb"] = measure_rss_floor(url, tmp)
         figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
         figures["scrape_ms"] = measure_scrape(url)
+        figures["reminder_sweep_ms"] = measure_reminder_sweep(url, size["remind_open"], REMINDERS_DUE)
     finally:
         signal.alarm(0)
         stop_bots(procs)
@@ -411,7 +465,8 @@ def main():
     figures["hop_vs_floor"] = figures["hop_p50_ms"] / figures["hop_floor_ms"]
     figures["bot_rss_vs_floor"] = figures["bot_rss_mb"] / figures["bot_rss_floor_mb"]
     say(f"latency measured from: {latency_method}")
-    for name in ("throughput_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "bot_rss_mb", "scrape_ms",
+    for name in ("throughput_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
+                 "bot_rss_mb", "scrape_ms",
                  "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor"):
         print(f"{name}={figures[name]:.{0 if name == 'throughput_per_s' else 2}f}")
 
