@@ -50,7 +50,7 @@ SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
 
 # How a notification row is made for user u (joined from users): mailed if the user has an address.
 _NOTIFICATION_EMAIL = """CASE WHEN u.email IS NULL THEN 'none' ELSE 'pending' END,
-       CASE WHEN u.email IS NOT NULL THEN botfleet_now() END"""
+       CASE WHEN u.email IS NOT NULL THEN (SELECT botfleet_now()) END"""
 
 
 def _send_rounds(rounds: str) -> str:
@@ -64,7 +64,7 @@ def _send_rounds(rounds: str) -> str:
     SELECT r.*, 'acceptance', m.user_name FROM {rounds} r JOIN group_members m ON m.group_name = r.group_role
     WHERE r.assigned_user IS NULL
 ), sent AS (
-    INSERT INTO notifications (user_name, ticket_id, kind, text, email_state, email_due_at)
+    INSERT INTO notifications (user_name, ticket_id, kind, text, email_state, email_due_at, created_at)
     SELECT rc.user_name, rc.id, rc.kind,
            CASE rc.kind
                WHEN 'acceptance' THEN format('Ticket %%s (%%s/%%s, %%s) waits for someone of group %%s to accept it: '
@@ -73,17 +73,19 @@ def _send_rounds(rounds: str) -> str:
                ELSE format('Reminder: ticket %%s (%%s/%%s, %%s) is yours and still open', rc.id, rc.metaservice,
                            rc.ticket_type, coalesce(sc.name, 'state ' || rc.state))
            END,
-           {_NOTIFICATION_EMAIL}
+           {_NOTIFICATION_EMAIL}, (SELECT botfleet_now())
     FROM recipients rc JOIN users u ON u.name = rc.user_name
     LEFT JOIN status_codes sc ON sc.metaservice = rc.metaservice AND sc.ticket_type = rc.ticket_type
                              AND sc.code = rc.state
     RETURNING ticket_id, user_name, kind
+), sent_to AS (
+    SELECT ticket_id, jsonb_agg(user_name ORDER BY user_name) AS users FROM sent GROUP BY ticket_id
 ), round_events AS (
-    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail, at)
     SELECT r.id, r.step, 'reminder', r.state, r.state, %(actor)s,
            jsonb_build_object('kind', CASE WHEN r.assigned_user IS NULL THEN 'acceptance' ELSE 'reminder' END,
-                              'to', (SELECT jsonb_agg(s.user_name ORDER BY s.user_name) FROM sent s WHERE s.ticket_id = r.id))
-    FROM {rounds} r WHERE EXISTS (SELECT 1 FROM sent s WHERE s.ticket_id = r.id)
+                              'to', s.users), (SELECT botfleet_now())
+    FROM {rounds} r JOIN sent_to s ON s.ticket_id = r.id
     RETURNING 1
 )"""
 
@@ -95,8 +97,9 @@ def _type_setting(name: str) -> str:
                       WHERE metaservice = %(metaservice)s AND name = %(ticket_type)s), %({name}_s)s)"""
 
 
-# The one clock is botfleet_now() (migration 0009): the database's own, shifted only by tests. Read
-# once per statement where rows must agree, so a ticket's timestamps and its events' are the same.
+# The one clock is botfleet_now() (migration 0009): the database's own, shifted only by tests. It is
+# written `(SELECT botfleet_now())` in statements: an uncorrelated subquery runs once per statement,
+# where a bare call would run for every row it touches (a thousand rows, a thousand calls).
 CREATE_TICKETS = f"""
 WITH clock AS (
     SELECT botfleet_now() AS at
@@ -124,7 +127,7 @@ SELECT id FROM new, (SELECT count(*) FROM wake) w, (SELECT count(*) FROM round_e
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
 # SKIP LOCKED lets replicas claim side by side without waiting on each other; due_at moves to the
 # lease expiry, so a claimed ticket is not due again until its owner stops renewing the lease.
-def _claim(state_condition: str, due: str = "due_at <= botfleet_now()", order: str = "due_at") -> str:
+def _claim(state_condition: str, due: str = "due_at <= (SELECT botfleet_now())", order: str = "due_at") -> str:
     return f"""
 WITH due AS (
     SELECT id, lease_owner AS previous_owner
@@ -137,13 +140,13 @@ WITH due AS (
 ), claimed AS (
     UPDATE tickets t
     SET lease_owner = %(owner)s,
-        lease_expires_at = botfleet_now() + %(lease_s)s * interval '1 second',
-        due_at = botfleet_now() + %(lease_s)s * interval '1 second'
+        lease_expires_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second',
+        due_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
     FROM due
     WHERE t.id = due.id
     -- read_at: the clock as the ticket was read, for the hop time and the handler's ctx.now().
     RETURNING {", ".join("t." + c.strip() for c in TICKET_COLUMNS.split(","))}, due.previous_owner,
-              botfleet_now() AS read_at
+              (SELECT botfleet_now()) AS read_at
 ), rescued AS (
     -- A ticket whose previous owner stopped renewing its lease: worth a line in the history.
     INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
@@ -163,22 +166,22 @@ CLAIM = _claim("state = %(state)s")
 CLAIM_UNKNOWN_STATES = _claim("state <> ALL(%(states)s)")
 # Tickets of the state past their lifetime, not yet timed out, that no live process holds (a ticket in
 # a handler right now times out once its step is written): their state's bot runs ticket_timeout.
-CLAIM_TIMED_OUT = _claim("state = %(state)s", due="""deadline_at <= botfleet_now() AND timed_out_at IS NULL
-      AND (lease_owner IS NULL OR lease_expires_at <= botfleet_now())""", order="deadline_at")
+CLAIM_TIMED_OUT = _claim("state = %(state)s", due="""deadline_at <= (SELECT botfleet_now()) AND timed_out_at IS NULL
+      AND (lease_owner IS NULL OR lease_expires_at <= (SELECT botfleet_now()))""", order="deadline_at")
 
 # When the state's next wait ends or its next acceptance round or reminder is due, in seconds.
 NEXT_DUE = """
 SELECT extract(epoch FROM least(
     (SELECT min(due_at) FROM tickets
      WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-       AND closed_at IS NULL AND due_at > botfleet_now() AND due_at < 'infinity'),
+       AND closed_at IS NULL AND due_at > (SELECT botfleet_now()) AND due_at < 'infinity'),
     (SELECT min(next_reminder_at) FROM tickets
      WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-       AND closed_at IS NULL AND next_reminder_at > botfleet_now() AND next_reminder_at < deadline_at),
+       AND closed_at IS NULL AND next_reminder_at > (SELECT botfleet_now()) AND next_reminder_at < deadline_at),
     (SELECT min(deadline_at) FROM tickets
      WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-       AND closed_at IS NULL AND timed_out_at IS NULL AND deadline_at > botfleet_now())
-) - botfleet_now())::float8 AS due_in_s
+       AND closed_at IS NULL AND timed_out_at IS NULL AND deadline_at > (SELECT botfleet_now()))
+) - (SELECT botfleet_now()))::float8 AS due_in_s
 """
 
 # add_ticket_to_proceeded_list, for a batch, in one statement: each ticket's row change, its event
@@ -271,7 +274,7 @@ WITH closed AS (
     SELECT id, state FROM tickets WHERE id = ANY(%(ids)s) AND closed_at IS NOT NULL
 ), woken AS (
     -- The woken ticket's handler finds what it waited for, and how that ended, in payload.woken_by.
-    UPDATE tickets w SET due_at = botfleet_now(), waiting_for = NULL, attempts = 0, step = w.step + 1,
+    UPDATE tickets w SET due_at = (SELECT botfleet_now()), waiting_for = NULL, attempts = 0, step = w.step + 1,
         payload = w.payload || jsonb_build_object('woken_by', jsonb_build_object('id', closed.id, 'state', closed.state))
     FROM closed
     WHERE w.waiting_for = closed.id
@@ -304,20 +307,20 @@ WITH renewable AS (
     FOR UPDATE SKIP LOCKED
 ), renewed AS (
     UPDATE tickets t
-    SET lease_expires_at = botfleet_now() + %(lease_s)s * interval '1 second',
-        due_at = botfleet_now() + %(lease_s)s * interval '1 second'
+    SET lease_expires_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second',
+        due_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
     FROM renewable r WHERE t.id = r.id
     RETURNING 1
 )
 UPDATE bot_processes
-SET heartbeat_at = botfleet_now(), processed = %(processed)s, failed = %(failed)s,
+SET heartbeat_at = (SELECT botfleet_now()), processed = %(processed)s, failed = %(failed)s,
     stopped_at = NULL  -- a process retired as dead while the database was away is alive after all
 WHERE instance_id = %(owner)s
 RETURNING (SELECT count(*) FROM renewed) AS renewed,
           -- Whether another process of this bot has gone silent: rare, and then retired and freed.
           EXISTS (SELECT 1 FROM bot_processes
                   WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
-                    AND heartbeat_at < botfleet_now() - %(dead_after_s)s * interval '1 second') AS silent_peers
+                    AND heartbeat_at < (SELECT botfleet_now()) - %(dead_after_s)s * interval '1 second') AS silent_peers
 """
 
 # Add a batch of a bot process's counts to the bot's totals, once: the batch's sequence number is
@@ -350,7 +353,7 @@ ON CONFLICT (bot_name) DO UPDATE SET
 
 # Release tickets still in hand at shutdown so another replica can take them at once.
 RELEASE_LEASES = """
-UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL, due_at = botfleet_now()
+UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL, due_at = (SELECT botfleet_now())
 WHERE lease_owner = %(owner)s AND closed_at IS NULL
 """
 
@@ -362,7 +365,7 @@ WITH registered AS (
     INSERT INTO bot_processes (instance_id, bot_name, host, pid, version, process_name)
     VALUES (%(owner)s, %(bot)s, %(host)s, %(pid)s, %(version)s, %(process_name)s)
 ), predecessors AS (
-    UPDATE bot_processes SET stopped_at = botfleet_now()
+    UPDATE bot_processes SET stopped_at = (SELECT botfleet_now())
     WHERE bot_name = %(bot)s AND host = %(host)s AND process_name = %(process_name)s
       AND instance_id <> %(owner)s AND stopped_at IS NULL
     RETURNING instance_id
@@ -375,7 +378,7 @@ SELECT coalesce(array_agg(instance_id), '{}') AS predecessors FROM predecessors
 RETIRE_SILENT_PROCESSES = """
 UPDATE bot_processes SET stopped_at = heartbeat_at
 WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
-  AND heartbeat_at < botfleet_now() - %(dead_after_s)s * interval '1 second'
+  AND heartbeat_at < (SELECT botfleet_now()) - %(dead_after_s)s * interval '1 second'
 RETURNING instance_id
 """
 
@@ -385,18 +388,18 @@ RETURNING instance_id
 FREE_LEASES_OF = """
 UPDATE tickets SET due_at = 'epoch'
 WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-  AND closed_at IS NULL AND due_at > botfleet_now() AND lease_owner = ANY(%(owners)s)
+  AND closed_at IS NULL AND due_at > (SELECT botfleet_now()) AND lease_owner = ANY(%(owners)s)
 """
 
 DEREGISTER_PROCESS = """
-UPDATE bot_processes SET stopped_at = botfleet_now(), heartbeat_at = botfleet_now(), processed = %(processed)s,
+UPDATE bot_processes SET stopped_at = (SELECT botfleet_now()), heartbeat_at = (SELECT botfleet_now()), processed = %(processed)s,
     failed = %(failed)s
 WHERE instance_id = %(owner)s
 """
 
 PRUNE_PROCESSES = """
 DELETE FROM bot_processes
-WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < botfleet_now() - interval '1 day'
+WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < (SELECT botfleet_now()) - interval '1 day'
 """
 
 UPSERT_BOT = """
@@ -437,7 +440,7 @@ GET_TICKET = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = %(id)s"
 
 # A manual move locks the ticket and needs to know whether a live bot holds it.
 LOCK_TICKET = f"""
-SELECT {TICKET_COLUMNS}, lease_expires_at > botfleet_now() AS leased FROM tickets WHERE id = %(id)s FOR UPDATE
+SELECT {TICKET_COLUMNS}, lease_expires_at > (SELECT botfleet_now()) AS leased FROM tickets WHERE id = %(id)s FOR UPDATE
 """
 
 DROP_EXPIRED_LEASE = "UPDATE tickets SET lease_owner = NULL WHERE id = %(id)s"
@@ -464,9 +467,9 @@ _BOT_HOSTS = """(SELECT coalesce(b.hosts, (SELECT array_agg(DISTINCT host ORDER 
 # it yet maps to null). A verdict older than `stale_after_s` is "stale": its watchdog stopped judging.
 _HEALTH_BY_HOST = f"""(SELECT coalesce(jsonb_object_agg(h.host, CASE
                        WHEN bh.health IS NULL THEN NULL
-                       WHEN bh.at < botfleet_now() - %(stale_after_s)s * interval '1 second'
+                       WHEN bh.at < (SELECT botfleet_now()) - %(stale_after_s)s * interval '1 second'
                            THEN jsonb_build_array('stale', 'the watchdog of ' || h.host || ' last judged it '
-                                || round(extract(epoch FROM botfleet_now() - bh.at)) || 's ago: ' || bh.health)
+                                || round(extract(epoch FROM (SELECT botfleet_now()) - bh.at)) || 's ago: ' || bh.health)
                        ELSE jsonb_build_array(bh.health, bh.reason) END), '{{}}')
                    FROM unnest({_BOT_HOSTS}) AS h(host)
                    LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host)"""
@@ -495,7 +498,7 @@ FROM tickets GROUP BY metaservice, ticket_type, state ORDER BY 1, 2, 3
 WATCHDOG_BOTS = """
 SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, bh.health,
        coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS pids,
-       coalesce(array_agg(extract(epoch FROM botfleet_now() - p.heartbeat_at)::float8)
+       coalesce(array_agg(extract(epoch FROM (SELECT botfleet_now()) - p.heartbeat_at)::float8)
                 FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS ages_s
 FROM bots b
 LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = %(host)s
@@ -506,7 +509,7 @@ GROUP BY b.name, bh.health ORDER BY b.name
 
 SET_BOT_HEALTH = """
 INSERT INTO bot_health (bot_name, host, health, reason, at)
-VALUES (%(name)s, %(host)s, %(health)s, %(reason)s, botfleet_now())
+VALUES (%(name)s, %(host)s, %(health)s, %(reason)s, (SELECT botfleet_now()))
 ON CONFLICT (bot_name, host) DO UPDATE SET health = excluded.health, reason = excluded.reason, at = excluded.at
 """
 
@@ -517,12 +520,12 @@ FORGET_OTHER_HEALTH = "DELETE FROM bot_health WHERE host = %(host)s AND bot_name
 FORGET_HOST = """
 WITH watchdogs_gone AS (DELETE FROM watchdogs WHERE host = %(host)s RETURNING 1),
      health_gone AS (DELETE FROM bot_health WHERE host = %(host)s RETURNING 1),
-     retired AS (UPDATE bot_processes SET stopped_at = botfleet_now() WHERE host = %(host)s AND stopped_at IS NULL RETURNING 1)
+     retired AS (UPDATE bot_processes SET stopped_at = (SELECT botfleet_now()) WHERE host = %(host)s AND stopped_at IS NULL RETURNING 1)
 SELECT (SELECT count(*) FROM watchdogs_gone) AS watchdogs, (SELECT count(*) FROM retired) AS processes
 """
 
 WATCHDOG_AGE_OF_HOST = """
-SELECT extract(epoch FROM botfleet_now() - max(heartbeat_at))::float8 AS age_s FROM watchdogs WHERE host = %(host)s
+SELECT extract(epoch FROM (SELECT botfleet_now()) - max(heartbeat_at))::float8 AS age_s FROM watchdogs WHERE host = %(host)s
 """
 
 SET_BOT_ENABLED = "UPDATE bots SET enabled = %(enabled)s WHERE name = %(name)s RETURNING name"
@@ -540,21 +543,21 @@ ON CONFLICT (bot, reason) DO UPDATE SET restarts = watchdog_restart_totals.resta
 # Written as a check starts (liveness of the loop); last_check_at as it completes (success).
 WATCHDOG_HEARTBEAT = """
 INSERT INTO watchdogs (name, host, pid, heartbeat_at)
-VALUES (%(name)s, %(host)s, %(pid)s, botfleet_now())
-ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = botfleet_now()
+VALUES (%(name)s, %(host)s, %(pid)s, (SELECT botfleet_now()))
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = (SELECT botfleet_now())
 """
 
 WATCHDOG_CHECKED = """
-UPDATE watchdogs SET last_check_at = botfleet_now() WHERE name = %(name)s
+UPDATE watchdogs SET last_check_at = (SELECT botfleet_now()) WHERE name = %(name)s
 """
 
 # One watchdog at a time holds the fleet-wide lease; it is renewed every check and taken over
 # only after it expires.
 TAKE_FLEET_LEASE = """
 INSERT INTO fleet_leases (name, holder, expires_at)
-VALUES ('watchdog', %(holder)s, botfleet_now() + %(lease_s)s * interval '1 second')
+VALUES ('watchdog', %(holder)s, (SELECT botfleet_now()) + %(lease_s)s * interval '1 second')
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at < botfleet_now()
+WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at < (SELECT botfleet_now())
 RETURNING holder
 """
 
@@ -562,19 +565,19 @@ RETURNING holder
 # stopped, so status and metrics count only the living.
 RETIRE_DEAD_PROCESSES = """
 UPDATE bot_processes SET stopped_at = heartbeat_at
-WHERE stopped_at IS NULL AND heartbeat_at < botfleet_now() - %(dead_after_s)s * interval '1 second'
+WHERE stopped_at IS NULL AND heartbeat_at < (SELECT botfleet_now()) - %(dead_after_s)s * interval '1 second'
 """
 
 # Registrations of a host's processes whose pid its supervisord no longer runs: dead now. Retired,
 # and their tickets due at once and first, as FREE_LEASES_OF does for a bot's own peers.
 RETIRE_PROCESSES_BY_PID = """
 WITH retired AS (
-    UPDATE bot_processes SET stopped_at = botfleet_now()
+    UPDATE bot_processes SET stopped_at = (SELECT botfleet_now())
     WHERE bot_name = %(bot)s AND host = %(host)s AND stopped_at IS NULL AND pid = ANY(%(pids)s)
     RETURNING instance_id
 ), freed AS (
     UPDATE tickets SET due_at = 'epoch'
-    WHERE lease_owner IN (SELECT instance_id FROM retired) AND closed_at IS NULL AND due_at > botfleet_now()
+    WHERE lease_owner IN (SELECT instance_id FROM retired) AND closed_at IS NULL AND due_at > (SELECT botfleet_now())
     RETURNING id
 )
 SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) AS freed
@@ -582,7 +585,7 @@ SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) A
 
 # Events are history, pruned after a month; botfleet_watchdog_restarts_total reads the running totals
 # (watchdog_restart_totals), which never go down.
-PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE at < botfleet_now() - interval '30 days'"
+PRUNE_WATCHDOG_EVENTS = "DELETE FROM watchdog_events WHERE at < (SELECT botfleet_now()) - interval '30 days'"
 
 RECENT_WATCHDOG_EVENTS = """
 SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC LIMIT %(limit)s
@@ -592,8 +595,8 @@ SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC L
 # that host's newest watchdog heartbeat (NULL: none ever) and of its verdict on the bot.
 HEALTH_CHECK = f"""
 SELECT h.host, b.name, b.enabled, bh.health, bh.reason AS health_reason,
-       extract(epoch FROM botfleet_now() - bh.at)::float8 AS health_age_s,
-       (SELECT extract(epoch FROM botfleet_now() - max(w.heartbeat_at))::float8 FROM watchdogs w
+       extract(epoch FROM (SELECT botfleet_now()) - bh.at)::float8 AS health_age_s,
+       (SELECT extract(epoch FROM (SELECT botfleet_now()) - max(w.heartbeat_at))::float8 FROM watchdogs w
         WHERE w.host = h.host) AS watchdog_age_s
 FROM bots b
 CROSS JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host)
@@ -635,7 +638,7 @@ FROM (SELECT DISTINCT unnest({_BOT_HOSTS}) AS host FROM bots b) AS h ORDER BY h.
 # Rows of watchdogs long replaced by a newer one on the same host (one per restart otherwise).
 PRUNE_WATCHDOGS = """
 DELETE FROM watchdogs w
-WHERE w.heartbeat_at < botfleet_now() - interval '1 day'
+WHERE w.heartbeat_at < (SELECT botfleet_now()) - interval '1 day'
   AND EXISTS (SELECT 1 FROM watchdogs n WHERE n.host = w.host AND n.heartbeat_at > w.heartbeat_at)
 """
 
@@ -711,7 +714,7 @@ REMIND = f"""
 WITH due AS (
     SELECT id FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-      AND closed_at IS NULL AND next_reminder_at <= botfleet_now() AND next_reminder_at < deadline_at
+      AND closed_at IS NULL AND next_reminder_at <= (SELECT botfleet_now()) AND next_reminder_at < deadline_at
     ORDER BY next_reminder_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -719,7 +722,7 @@ WITH due AS (
     SELECT {_type_setting("notification_frequency")} AS frequency_s
 ), rounds AS (
     UPDATE tickets t
-    SET next_reminder_at = t.next_reminder_at + (floor(extract(epoch FROM botfleet_now() - t.next_reminder_at)
+    SET next_reminder_at = t.next_reminder_at + (floor(extract(epoch FROM (SELECT botfleet_now()) - t.next_reminder_at)
                                                        / setting.frequency_s) + 1) * setting.frequency_s * interval '1 second'
     FROM due, setting WHERE t.id = due.id
     RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user
@@ -744,7 +747,7 @@ ORDER BY id DESC LIMIT %(limit)s
 """
 
 MARK_READ = """
-UPDATE notifications SET read_at = botfleet_now()
+UPDATE notifications SET read_at = (SELECT botfleet_now())
 WHERE user_name = %(user)s AND read_at IS NULL AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s))
 RETURNING id
 """
@@ -780,7 +783,7 @@ PURGE_CLOSED = """
 WITH doomed AS (
     SELECT id FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-      AND closed_at IS NOT NULL AND closed_at <= botfleet_now() - %(retention_s)s * interval '1 second'
+      AND closed_at IS NOT NULL AND closed_at <= (SELECT botfleet_now()) - %(retention_s)s * interval '1 second'
     ORDER BY closed_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -809,13 +812,13 @@ WITH stuck AS (
     SELECT id FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
       AND closed_at IS NULL AND stuck_reported_at IS NULL
-      AND state_entered_at <= botfleet_now() - %(stuck_after_s)s * interval '1 second'
-      AND due_at <= botfleet_now() - %(stuck_after_s)s * interval '1 second' AND waiting_for IS NULL
+      AND state_entered_at <= (SELECT botfleet_now()) - %(stuck_after_s)s * interval '1 second'
+      AND due_at <= (SELECT botfleet_now()) - %(stuck_after_s)s * interval '1 second' AND waiting_for IS NULL
     ORDER BY state_entered_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-UPDATE tickets t SET stuck_reported_at = botfleet_now() FROM stuck WHERE t.id = stuck.id
+UPDATE tickets t SET stuck_reported_at = (SELECT botfleet_now()) FROM stuck WHERE t.id = stuck.id
 RETURNING t.id, t.metaservice, t.ticket_type, t.state, t.group_role,
-          extract(epoch FROM botfleet_now() - t.state_entered_at)::float8 AS stay_s
+          extract(epoch FROM (SELECT botfleet_now()) - t.state_entered_at)::float8 AS stay_s
 """
