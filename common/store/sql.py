@@ -115,10 +115,14 @@ WITH clock AS (
     FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n), clock
     ORDER BY n
     RETURNING id, step, state, metaservice, ticket_type, group_role, assigned_user, created_at
-), {_send_rounds("new")}, ev AS (
+), ev AS (
     INSERT INTO ticket_events (ticket_id, step, kind, to_state, actor, at)
     SELECT id, 0, 'created', state, %(creator)s, created_at FROM new
-), wake AS (
+    RETURNING ticket_id
+), created AS (
+    -- Reading ev makes its 'created' events come first in each ticket's history, before the round's.
+    SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id
+), {_send_rounds("created")}, wake AS (
     SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c FROM new) ch
 )
 SELECT id FROM new, (SELECT count(*) FROM wake) w, (SELECT count(*) FROM round_events) r ORDER BY id
