@@ -49,12 +49,12 @@ class Listener:
                 with connect(self.url, autocommit=True, application_name=self.application_name) as conn:
                     conn.execute(sql.listen(self.channel))
                     if self.listening.is_set():
-                        self.wake()  # notifications were lost while disconnected: sweep
+                        self.wake("message")  # notifications were lost while disconnected: look at everything
                     self.listening.set()
                     backoff.reset()
                     while not self.stopping.is_set():
-                        for _ in conn.notifies(timeout=NOTIFY_WAIT_S):
-                            self.wake()
+                        for notify in conn.notifies(timeout=NOTIFY_WAIT_S):
+                            self.wake(notify.payload)
             except psycopg.OperationalError as exc:
                 delay_s = backoff.next_s()
                 log.warning("listener lost its connection (%s); retrying in %.1fs", exc, delay_s)

@@ -12,6 +12,7 @@ import os
 import queue
 import secrets
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import psycopg
 
 from bots.listener import Listener
+from bots.messages import parse_notification
 from common import __version__
 from common.config.handlers import import_handler
 from common.config.names import hostname
@@ -45,6 +47,7 @@ from common.tickets.timers import purge_closed, report_stuck, send_due_rounds
 log = logging.getLogger("botfleet.bot")
 
 LISTEN_START_TIMEOUT_S = 10  # the first sweep waits this long at most for LISTEN to be in place
+MESSAGES_PER_BATCH = 100  # messages from other bots taken per transaction
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 EX_SOFTWARE = getattr(os, "EX_SOFTWARE", 70)
 # The database gave up on a statement for us (a lock held elsewhere, a statement too slow): not a lost
@@ -76,12 +79,15 @@ class BotRuntime:
         self.url = url
         self.ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
         self.handler = handler if handler is not None or spec.final else import_handler(spec)
+        # Messages from other bots go to on_<kind> functions of the module the handler lives in.
+        self.handler_module = sys.modules.get(self.handler.__module__) if self.handler is not None else None
         self.owner = f"{spec.name}@{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.channel = sql.channel(spec.metaservice, spec.ticket_type, spec.state)
         self.capacity = max(spec.batch_size, spec.threads)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self._wake_pending = threading.Event()
+        self._messages_pending = threading.Event()
         self.listener = Listener(url, self.channel, f"{spec.name}:listen", self._wake, self.stopping,
                                  on_failure=lambda exc: self.fail(f"the listener thread died: {exc!r}"))
         self.failure = None  # why the bot stops on its own, if it does: it then exits EX_SOFTWARE
@@ -184,6 +190,9 @@ class BotRuntime:
                     self._timers()
                 if self.want_claim and not self.stopping.is_set():
                     self._claim()
+                if self._messages_pending.is_set():
+                    self._messages_pending.clear()
+                    self._handle_messages()
             except TRY_LATER as exc:
                 log.warning("gave up waiting on the database (%s); trying again later", str(exc).strip())
             except CONNECTION_ERRORS as exc:
@@ -259,6 +268,24 @@ class BotRuntime:
         self.want_claim = True
         self._claim()
         self._timers()
+        self._handle_messages()
+
+    def _handle_messages(self):
+        """parse_notification for this bot's unhandled messages, a batch at a time: each is handled or
+        rejected (recorded, logged with its sender, counted), and the bot carries on either way."""
+        while True:
+            with self.conn.transaction():
+                rows = self.conn.execute(sql.TAKE_BOT_MESSAGES, {"bot": self.spec.name,
+                                                                 "limit": MESSAGES_PER_BATCH}).fetchall()
+                for row in rows:
+                    outcome, error = parse_notification(self.handler_module, row)
+                    if error:
+                        log.warning("rejected message %s of kind %r from %s: %s", row["id"], row["kind"],
+                                    row["sender"], error)
+                        self.stats.counters["notifications_rejected"] += 1
+                    self.conn.execute(sql.FINISH_BOT_MESSAGE, {"id": row["id"], "outcome": outcome, "error": error})
+            if len(rows) < MESSAGES_PER_BATCH:
+                return
 
     def _timers(self):
         """Send the acceptance rounds and reminders due in this state, then set the timer for what is next:
@@ -469,7 +496,9 @@ class BotRuntime:
                 log.warning("database unavailable (%s); retrying in %.1fs", exc, delay_s)
                 self.stopping.wait(delay_s)
 
-    def _wake(self):
+    def _wake(self, payload=""):
+        if payload == "message":  # another bot sent this one a message (or the listener reconnected)
+            self._messages_pending.set()
         if not self._wake_pending.is_set():
             self._wake_pending.set()
             self.inbox.put(WAKE)

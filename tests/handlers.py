@@ -112,3 +112,17 @@ def wait_ten_minutes_once(ticket, ctx):
         return None
     ticket.payload["parked"] = True
     return ctx.wait(600)
+
+
+def message_a_bot(ticket, ctx):
+    """Send payload.to a message of kind payload.kind with the outcome, then advance."""
+    ctx.send_bot_notification(ticket.payload["to"], f"about ticket {ticket.id}", kind=ticket.payload.get("kind", "hello"))
+    return None
+
+
+def on_hello(message):
+    """A message of kind hello: nothing to do but be received."""
+
+
+def on_boom(message):
+    raise RuntimeError(f"cannot take message {message.id}")

@@ -16,7 +16,7 @@ def test_a_listener_that_dies_reports_why(db_url):
     failures = []
     stopping = threading.Event()
 
-    def wake():
+    def wake(payload=""):
         raise RuntimeError("boom")
     listener = Listener(db_url, CHANNEL, "test:listen", wake, stopping, on_failure=failures.append)
     thread = listener.start()

@@ -25,7 +25,8 @@ COUNTER_HELP = {
     "handler_failures": "Handler runs that raised or returned no valid outcome",
     "error_tickets": "Error tickets a bot raised for tickets it could not move on",
     "timeouts": "Tickets whose lifetime ran out in a bot's state",
-    "reminders": "Reminders a bot sent",
+    "reminders": "Acceptance rounds and reminders a bot sent",
+    "notifications_rejected": "Messages from other bots a bot could not handle (logged with their sender)",
 }
 
 

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 HOP_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 HANDLER_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-COUNTERS = ("transitions", "handler_failures", "error_tickets", "timeouts", "reminders")
+COUNTERS = ("transitions", "handler_failures", "error_tickets", "timeouts", "reminders", "notifications_rejected")
 
 
 INF = "+Inf"

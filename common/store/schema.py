@@ -218,6 +218,7 @@ bot_stats = Table(
     Column("hop_sum_s", Float, nullable=False, server_default=text("0")),
     Column("handler_buckets", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("handler_sum_s", Float, nullable=False, server_default=text("0")),
+    Column("notifications_rejected", BigInteger, nullable=False, server_default=text("0")),
 )
 
 # One row: the oldest code revision (SCHEMA_HEAD) that can run against this schema. Migrations that
@@ -296,3 +297,21 @@ def _archive(name, key):
 # Closed tickets past their retention, with their history, when their type says `on_retention: archive`.
 tickets_archive = _archive("tickets_archive", "id")
 ticket_events_archive = _archive("ticket_events_archive", "ticket_id")
+
+# Messages between bots (send_bot_notification): written with the sender's step, then a NOTIFY to the
+# receiving bot, which hands each to its handler module's on_<kind> function and records the outcome
+# (handled, or rejected with the error).
+bot_messages = Table(
+    "bot_messages", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("to_bot", Text, nullable=False),
+    Column("ticket_id", BigInteger),
+    Column("kind", Text, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("sender", Text),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("handled_at", TZ),
+    Column("outcome", Text),
+    Column("error", Text),
+)
+Index("ix_bot_messages_to_bot", bot_messages.c.to_bot, bot_messages.c.id, postgresql_where=text("handled_at IS NULL"))

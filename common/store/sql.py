@@ -339,9 +339,9 @@ WITH accepted AS (
     RETURNING 1
 )
 INSERT INTO bot_stats (bot_name, transitions, handler_failures, error_tickets, timeouts, reminders,
-                       hop_buckets, hop_sum_s, handler_buckets, handler_sum_s)
+                       notifications_rejected, hop_buckets, hop_sum_s, handler_buckets, handler_sum_s)
 SELECT %(bot)s, %(transitions)s, %(handler_failures)s, %(error_tickets)s, %(timeouts)s, %(reminders)s,
-       %(hop_buckets)s, %(hop_sum_s)s, %(handler_buckets)s, %(handler_sum_s)s
+       %(notifications_rejected)s, %(hop_buckets)s, %(hop_sum_s)s, %(handler_buckets)s, %(handler_sum_s)s
 WHERE EXISTS (SELECT 1 FROM accepted)
 ON CONFLICT (bot_name) DO UPDATE SET
     transitions = bot_stats.transitions + excluded.transitions,
@@ -349,6 +349,7 @@ ON CONFLICT (bot_name) DO UPDATE SET
     error_tickets = bot_stats.error_tickets + excluded.error_tickets,
     timeouts = bot_stats.timeouts + excluded.timeouts,
     reminders = bot_stats.reminders + excluded.reminders,
+    notifications_rejected = bot_stats.notifications_rejected + excluded.notifications_rejected,
     hop_buckets = {_ADD_BUCKETS.format('hop_buckets')},
     hop_sum_s = bot_stats.hop_sum_s + excluded.hop_sum_s,
     handler_buckets = {_ADD_BUCKETS.format('handler_buckets')},
@@ -614,7 +615,7 @@ METRIC_BOTS = f"""
 SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, {_HEALTH_BY_HOST} AS health_by_host,
        extract(epoch FROM max(p.heartbeat_at) FILTER (WHERE p.stopped_at IS NULL))::float8 AS last_heartbeat,
        count(p.*) FILTER (WHERE p.stopped_at IS NULL) AS processes,
-       s.transitions, s.handler_failures, s.error_tickets, s.timeouts, s.reminders,
+       s.transitions, s.handler_failures, s.error_tickets, s.timeouts, s.reminders, s.notifications_rejected,
        s.hop_buckets, s.hop_sum_s, s.handler_buckets, s.handler_sum_s
 FROM bots b
 LEFT JOIN bot_processes p ON p.bot_name = b.name
@@ -825,4 +826,29 @@ WITH stuck AS (
 UPDATE tickets t SET stuck_reported_at = (SELECT botfleet_now()) FROM stuck WHERE t.id = stuck.id
 RETURNING t.id, t.metaservice, t.ticket_type, t.state, t.group_role,
           extract(epoch FROM (SELECT botfleet_now()) - t.state_entered_at)::float8 AS stay_s
+"""
+
+# -- messages between bots ---------------------------------------------------------------------------
+
+# The receiving bot's channel is woken with the payload 'message', so it looks at its messages at once.
+SEND_BOT_MESSAGE = """
+WITH sent AS (
+    INSERT INTO bot_messages (to_bot, ticket_id, kind, body, sender, created_at)
+    VALUES (%(to_bot)s, %(ticket_id)s, %(kind)s, %(body)s, %(sender)s, (SELECT botfleet_now()))
+    RETURNING id
+)
+SELECT id, pg_notify(%(channel)s, 'message') FROM sent
+"""
+
+# A batch of a bot's unhandled messages, oldest first; replicas take different ones.
+TAKE_BOT_MESSAGES = """
+SELECT id, ticket_id, kind, body, sender, created_at FROM bot_messages
+WHERE to_bot = %(bot)s AND handled_at IS NULL
+ORDER BY id LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+
+FINISH_BOT_MESSAGE = """
+UPDATE bot_messages SET handled_at = (SELECT botfleet_now()), outcome = %(outcome)s, error = %(error)s
+WHERE id = %(id)s
 """

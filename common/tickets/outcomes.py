@@ -83,6 +83,7 @@ class Context:
         self.children: list[PendingTicket] = []
         self.assignee: tuple | None = None  # (user or None, "assigned" | "accepted")
         self.notifications: list[tuple] = []  # (user, text, kind), written with the outcome
+        self.bot_messages: list[tuple] = []  # (bot, text, kind), written with the outcome
         self._payload_before = copy.deepcopy(ticket.payload)
 
     # -- outcomes ------------------------------------------------------------------------------
@@ -137,6 +138,11 @@ class Context:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("a notification needs a text")
         self.notifications.append((_user(user), text, "message"))
+
+    def send_bot_notification(self, bot: str, text: str, kind: str = "message"):
+        """Send another bot a message about this ticket, written with the outcome; the receiving bot hands it
+        to its handler module's on_<kind> function."""
+        self.bot_messages.append((bot, text, kind))
 
     def payload_changed(self) -> bool:
         return self.ticket.payload != self._payload_before

@@ -29,6 +29,7 @@ class Step:
     payload: str | None = None  # the changed payload, as the JSON text written (encoded once, when checked)
     assignee: tuple | None = None
     notifications: list = field(default_factory=list)  # (user, text, kind) to write with the outcome
+    bot_messages: list = field(default_factory=list)  # (bot, text, kind) to write with the outcome
     handler_error: bool = False
     hop_s: float | None = None  # from entering the state to the handler's start, by the one clock
     handler_s: float = 0.0
@@ -51,7 +52,8 @@ def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
     except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
         log.warning("handler of bot %s failed on ticket %s: %r", spec.name, ticket.id, exc)
         return failed_step(ticket, ticket_type, spec, f"{type(exc).__name__}: {exc}", hop_s, time.monotonic() - started)
-    return Step(ticket, result, payload=payload, assignee=ctx.assignee, notifications=ctx.notifications, hop_s=hop_s,
+    return Step(ticket, result, payload=payload, assignee=ctx.assignee, notifications=ctx.notifications,
+                bot_messages=ctx.bot_messages, hop_s=hop_s,
                 handler_s=time.monotonic() - started)
 
 

@@ -6,6 +6,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from common.errors import AssigneeRefused, BotfleetError
+from common.notifications.bot_messages import check_message, send_bot_notification
 from common.notifications.outbox import send_user_notification, unknown_users
 from common.people.directory import refused_assignees
 from common.store import sql
@@ -68,11 +69,13 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
     nobody = unknown_users(conn, [user for s in steps for user, _, _ in s.notifications])
     if nobody:
         raise BotfleetError(f"no user named {', '.join(nobody)} to notify")
+    for bot, _, kind in (message for s in steps for message in s.bot_messages):
+        check_message(config, bot, kind)
     applied = []
-    simple = [s for s in steps if not s.plan.children and not s.notifications]
+    simple = [s for s in steps if not s.plan.children and not s.notifications and not s.bot_messages]
     if simple:
         applied += conn.execute(sql.APPLY_OUTCOMES, _apply_params(simple, owner, actor)).fetchall()
-    for step in (s for s in steps if s.plan.children or s.notifications):
+    for step in (s for s in steps if s.plan.children or s.notifications or s.bot_messages):
         # Children and notifications are written only if their step's outcome is: the transaction undoes
         # them otherwise.
         with conn.transaction() as transaction:
@@ -82,6 +85,8 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
                 raise psycopg.Rollback(transaction)
             for user, text, kind in step.notifications:
                 send_user_notification(conn, step.ticket.id, user, text, kind=kind)
+            for bot, text, kind in step.bot_messages:
+                send_bot_notification(conn, config, step.ticket.id, bot, text, kind=kind, sender=actor)
             applied += rows
     wake_closed_waits(conn, _closed_with_waiters(applied) + _mark_awaited_in_batch(conn, applied), actor)
     applied_ids = {r["id"] for r in applied}
