@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import psycopg
 
 from bots.listener import Listener
+from bots.mail import MailDuty
 from bots.messages import parse_notification
 from common import __version__
 from common.config.handlers import import_handler
@@ -78,7 +79,8 @@ class BotRuntime:
         self.spec = spec
         self.url = url
         self.ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
-        self.handler = handler if handler is not None or spec.final else import_handler(spec)
+        self.handler = handler if handler is not None or spec.final or spec.duty else import_handler(spec)
+        self.duty = MailDuty(config, spec.name) if spec.duty == "mail" else None  # a built-in bot's own work
         # Messages from other bots go to on_<kind> functions of the module the handler lives in.
         self.handler_module = sys.modules.get(self.handler.__module__) if self.handler is not None else None
         self.owner = f"{spec.name}@{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -290,6 +292,11 @@ class BotRuntime:
     def _timers(self):
         """Send the acceptance rounds and reminders due in this state, then set the timer for what is next:
         the end of a wait, or the next round."""
+        if self.duty is not None:
+            due_in_s = self.duty.run(self.conn)
+            if due_in_s is not None:
+                self._due_at_in(max(0.0, due_in_s))
+            return
         if not self.spec.final:
             self.stats.counters["reminders"] += send_due_rounds(self.conn, self.spec, self.ticket_type, self.spec.name)
             self._time_out_tickets()
@@ -322,7 +329,9 @@ class BotRuntime:
             self.finished.append(timeout_step(ticket, self.ticket_type, bool(ticket.creator) and ticket.creator not in nobody))
 
     def _claim(self):
-        if self.spec.final:
+        if self.spec.final or self.duty is not None:  # a duty bot has no tickets; a WAKE is for its duty
+            if self.duty is not None and self.want_claim:
+                self._due_at_in(0)
             self.want_claim = False
             return
         # A thread stuck in an overrunning handler serves nobody until it returns.

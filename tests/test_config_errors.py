@@ -86,6 +86,9 @@ BAD_CASES = {
     "group member who is not among people.users": (
         {"fleet_extra": "people:\n  users:\n    ann: {}\n  groups:\n    support: [ann, zed]\n"},
         r"fleet.yaml:\d+: people.groups.support: must list users of people.users, got \['ann', 'zed'\]"),
+    "mail security that is not none, starttls or tls": (
+        {"fleet_extra": "mail:\n  host: smtp.example.org\n  security: ssl\n"},
+        r"fleet.yaml:\d+: mail.security: must be none, starttls or tls, got 'ssl'"),
     "invalid YAML": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
         r"pipe.yaml:\d+: invalid YAML"),

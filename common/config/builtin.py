@@ -1,4 +1,5 @@
-"""Ticket types botfleet itself defines: the error ticket that people resolve."""
+"""Ticket types botfleet itself defines: the error ticket that people resolve, and the mail type whose one
+bot delivers notifications by email."""
 
 from common.config.models import State, TicketType
 
@@ -16,4 +17,17 @@ ERROR_TICKET_TYPE = TicketType(
     description="A ticket that a bot could not move on; resolve it to let the bot retry",
 )
 
-BUILTIN_TYPES = {ERROR_TICKET_TYPE.key: ERROR_TICKET_TYPE}
+# No tickets of this type exist: it gives the process that mails notifications a state, and so a bot name
+# by the seed's rule (botfleet-mail-1-deliver), supervised and watched like every bot.
+MAIL_TYPE = "mail"
+MAIL_TICKET_TYPE = TicketType(
+    metaservice=ERROR_METASERVICE, name=MAIL_TYPE,
+    states={1: State(1, "deliver", "Mails notifications to users with an address"),
+            2: State(2, "done", "", final=True)},
+    transitions={1: (2,)}, initial=1,
+    lifetime_s=86400, notification_frequency_s=86400, retention_s=86400,
+    description="The bot that mails notifications (no tickets of its own)",
+)
+MAIL_BOT = "botfleet-mail-1-deliver"
+
+BUILTIN_TYPES = {ERROR_TICKET_TYPE.key: ERROR_TICKET_TYPE, MAIL_TICKET_TYPE.key: MAIL_TICKET_TYPE}

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 
 from common.config import yamlfile
-from common.config.builtin import BUILTIN_TYPES
+from common.config.builtin import BUILTIN_TYPES, MAIL_BOT, MAIL_TICKET_TYPE
 from common.config.durations import parse_duration_s
-from common.config.models import BotSpec, FleetConfig, HostSpec, State, TicketType, WatchdogSettings
+from common.config.models import BotSpec, FleetConfig, HostSpec, MailSettings, State, TicketType, WatchdogSettings
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
 from common.errors import ConfigError
 
@@ -71,10 +71,13 @@ def load(root: Path | str | None = None) -> FleetConfig:
     _unknown_keys(fleet_doc, ("bot_defaults",), bot_defaults, set(BOT_DEFAULTS))
     types = _load_types(root, fleet_doc, fleet["metaservices"])
     bots = _load_bots(root, types, bot_defaults, fleet_doc, fleet["heartbeat_interval_s"])
+    mail = _mail(fleet_doc, fleet_doc.data.get("mail"))
+    if mail is not None:
+        bots[MAIL_BOT] = _mail_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"])
     hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
     people = _people(fleet_doc, fleet_doc.data.get("people"))
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
-                       people=people, **fleet)
+                       people=people, mail=mail, **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------
@@ -106,7 +109,7 @@ def _unknown_keys(doc, keys, mapping, allowed):
 
 def _fleet(doc) -> dict:
     data = _mapping(doc, (), doc.data)
-    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people"}
+    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail"}
     _unknown_keys(doc, (), data, allowed)
     merged = {**FLEET_DEFAULTS, **data}
     metaservices = merged.get("metaservices")
@@ -197,6 +200,52 @@ def _hosts(doc, section, bots) -> dict:
         if orphans:
             raise doc.error(("hosts",), f"no host runs {', '.join(orphans)}: add it to a host's bots")
     return hosts
+
+
+MAIL_DEFAULTS = {"host": "localhost", "port": 25, "security": "none", "username": None, "password_env": None,
+                 "from": "botfleet@localhost", "max_tries": 5, "retry_backoff": "1m", "operators_group": "operators",
+                 "keep_delivered": "30d"}
+
+
+def _mail(doc, section) -> MailSettings | None:
+    """`mail:` of fleet.yaml; absent: notifications are not mailed, and no mail bot runs."""
+    if section is None:
+        return None
+    section = _mapping(doc, ("mail",), section)
+    _unknown_keys(doc, ("mail",), section, set(MAIL_DEFAULTS))
+    merged = {**MAIL_DEFAULTS, **section}
+    if merged["security"] not in ("none", "starttls", "tls"):
+        raise doc.error(("mail", "security"), f"must be none, starttls or tls, got {merged['security']!r}")
+    port = merged["port"]
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise doc.error(("mail", "port"), f"must be a port number, got {port!r}")
+    tries = merged["max_tries"]
+    if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
+        raise doc.error(("mail", "max_tries"), f"must be a positive integer, got {tries!r}")
+    return MailSettings(
+        host=str(merged["host"]), port=port, security=merged["security"], username=merged["username"],
+        password_env=merged["password_env"], sender=str(merged["from"]), max_tries=tries,
+        retry_backoff_s=_duration(doc, ("mail", "retry_backoff"), merged["retry_backoff"]),
+        operators_group=str(merged["operators_group"]),
+        keep_delivered_s=_duration(doc, ("mail", "keep_delivered"), merged["keep_delivered"]),
+    )
+
+
+def _mail_bot(doc, bot_defaults, heartbeat_interval_s) -> BotSpec:
+    """The built-in bot that mails notifications: bot_defaults apply to it as to every bot."""
+    state = MAIL_TICKET_TYPE.states[1]
+    merged = {**BOT_DEFAULTS, **bot_defaults}
+
+    def duration(key):
+        return _duration(doc, ("bot_defaults", key), merged[key])
+    return BotSpec(
+        name=MAIL_BOT, metaservice=MAIL_TICKET_TYPE.metaservice, ticket_type=MAIL_TICKET_TYPE.name,
+        state=state.code, state_name=state.name, final=False, handler=None, threads=1,
+        sweep_interval_s=duration("sweep_interval"),
+        lease_s=LEASE_HEARTBEATS * heartbeat_interval_s if merged["lease"] is None else duration("lease"),
+        batch_size=1, retries=0, retry_backoff_s=duration("retry_backoff"), replicas=1,
+        stop_timeout_s=duration("stop_timeout"), handler_timeout_s=duration("handler_timeout"), duty="mail",
+    )
 
 
 PERSON_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")

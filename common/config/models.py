@@ -65,6 +65,7 @@ class BotSpec:
     stop_timeout_s: float
     handler_timeout_s: float = 300.0  # a handler run longer than this is that step's failure
     stuck_after_s: float | None = None  # a ticket here longer (and not parked) raises one error ticket
+    duty: str | None = None  # a built-in bot's work instead of a handler: "mail"
     path: Path | None = None
 
 
@@ -98,6 +99,22 @@ class HostSpec:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    """`mail:` of fleet.yaml: the SMTP server notifications are mailed through, and what happens to mail."""
+
+    host: str
+    port: int
+    security: str  # none | starttls | tls
+    username: str | None
+    password_env: str | None  # the environment variable holding the password
+    sender: str
+    max_tries: int
+    retry_backoff_s: float
+    operators_group: str  # where one error ticket per undeliverable notification goes
+    keep_delivered_s: float  # delivered notifications are removed after this
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     root: Path
     database_url: str | None
@@ -111,6 +128,7 @@ class FleetConfig:
     builtin_types: dict = field(default_factory=dict)  # (metaservice, type) -> botfleet's own types
     hosts: dict = field(default_factory=dict)  # host name -> HostSpec; empty: every bot on every host
     people: dict = field(default_factory=dict)  # {"users": {name: {email, window, tz}}, "groups": {name: [users]}}
+    mail: MailSettings | None = None  # None: notifications are not mailed (the inbox has them all)
 
     def _find_type(self, metaservice, name) -> TicketType | None:
         return self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))

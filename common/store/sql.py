@@ -77,7 +77,9 @@ def _send_rounds(rounds: str) -> str:
     FROM recipients rc JOIN users u ON u.name = rc.user_name
     LEFT JOIN status_codes sc ON sc.metaservice = rc.metaservice AND sc.ticket_type = rc.ticket_type
                              AND sc.code = rc.state
-    RETURNING ticket_id, user_name, kind
+    RETURNING ticket_id, user_name, kind, email_state
+), mail_wake AS (
+    SELECT pg_notify('bf.botfleet.mail.1', '') WHERE EXISTS (SELECT 1 FROM sent WHERE email_state = 'pending')
 ), sent_to AS (
     SELECT ticket_id, jsonb_agg(user_name ORDER BY user_name) AS users FROM sent GROUP BY ticket_id
 ), round_events AS (
@@ -87,6 +89,8 @@ def _send_rounds(rounds: str) -> str:
                               'to', s.users), (SELECT botfleet_now())
     FROM {rounds} r JOIN sent_to s ON s.ticket_id = r.id
     RETURNING 1
+), round_results AS (
+    SELECT (SELECT count(*) FROM round_events) AS round_events, (SELECT count(*) FROM mail_wake) AS mail_wakes
 )"""
 
 
@@ -125,7 +129,7 @@ WITH clock AS (
 ), {_send_rounds("created")}, wake AS (
     SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c FROM new) ch
 )
-SELECT id FROM new, (SELECT count(*) FROM wake) w, (SELECT count(*) FROM round_events) r ORDER BY id
+SELECT id FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id
 """
 
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
@@ -732,16 +736,21 @@ WITH due AS (
     FROM due, setting WHERE t.id = due.id
     RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user
 ), {_send_rounds("rounds")}
-SELECT (SELECT count(*) FROM rounds) AS due, (SELECT count(*) FROM round_events) AS rounds,
+SELECT (SELECT count(*) FROM rounds) AS due, round_events AS rounds,
        (SELECT count(*) FROM sent) AS notifications
+FROM round_results
 """
 
 # send_user_notification outside a handler's outcome (the CLI, the API, timers of their own).
 NOTIFY_USER = f"""
-INSERT INTO notifications (user_name, ticket_id, kind, text, email_state, email_due_at)
-SELECT u.name, %(ticket_id)s, %(kind)s, %(text)s, {_NOTIFICATION_EMAIL}
-FROM users u WHERE u.name = %(user)s
-RETURNING id
+WITH sent AS (
+    INSERT INTO notifications (user_name, ticket_id, kind, text, email_state, email_due_at)
+    SELECT u.name, %(ticket_id)s, %(kind)s, %(text)s, {_NOTIFICATION_EMAIL}
+    FROM users u WHERE u.name = %(user)s
+    RETURNING id, email_state
+)
+SELECT id, (SELECT count(pg_notify('bf.botfleet.mail.1', '')) FROM sent WHERE email_state = 'pending') AS woke
+FROM sent
 """
 
 INBOX = """
@@ -851,4 +860,54 @@ FOR UPDATE SKIP LOCKED
 FINISH_BOT_MESSAGE = """
 UPDATE bot_messages SET handled_at = (SELECT botfleet_now()), outcome = %(outcome)s, error = %(error)s
 WHERE id = %(id)s
+"""
+
+# -- mail (the built-in bot botfleet-mail-1-deliver) ---------------------------------------------------
+
+# A user's delivery window, in their time zone: open now, and when it next opens (NULL window: always open).
+_LOCAL_NOW = "(((SELECT botfleet_now())) AT TIME ZONE u.tz)"
+_IN_WINDOW = f"""(u.window_start IS NULL
+     OR (u.window_start < u.window_end AND {_LOCAL_NOW}::time >= u.window_start AND {_LOCAL_NOW}::time < u.window_end)
+     OR (u.window_start > u.window_end AND ({_LOCAL_NOW}::time >= u.window_start OR {_LOCAL_NOW}::time < u.window_end)))"""
+_WINDOW_OPENS = f"""((({_LOCAL_NOW})::date + u.window_start
+      + CASE WHEN {_LOCAL_NOW}::time >= u.window_start THEN interval '1 day' ELSE interval '0' END) AT TIME ZONE u.tz)"""
+
+# The pending mail due now, locked for this delivery run (replicas take different rows).
+TAKE_MAIL = f"""
+SELECT n.id, n.user_name, u.email, n.kind, n.text, n.ticket_id, n.email_attempts,
+       {_IN_WINDOW} AS in_window, {_WINDOW_OPENS} AS window_opens_at
+FROM notifications n JOIN users u ON u.name = n.user_name
+WHERE n.email_state = 'pending' AND n.email_due_at <= (SELECT botfleet_now())
+ORDER BY n.email_due_at
+LIMIT %(limit)s
+FOR UPDATE OF n SKIP LOCKED
+"""
+
+MAIL_LATER = "UPDATE notifications SET email_due_at = %(due_at)s WHERE id = %(id)s"
+
+MAIL_SENT = """
+UPDATE notifications SET email_state = 'sent', email_sent_at = (SELECT botfleet_now()),
+    email_attempts = email_attempts + 1, email_error = NULL
+WHERE id = %(id)s
+"""
+
+# A failed try: due again after the backoff, or undeliverable after the last try.
+MAIL_FAILED = """
+UPDATE notifications SET email_attempts = email_attempts + 1, email_error = %(error)s,
+    email_state = CASE WHEN email_attempts + 1 >= %(max_tries)s THEN 'undeliverable' ELSE 'pending' END,
+    email_due_at = (SELECT botfleet_now()) + %(backoff_s)s * power(2, email_attempts) * interval '1 second'
+WHERE id = %(id)s
+RETURNING email_state, email_attempts
+"""
+
+# The sweeper: notifications done with mail (sent, or never to be mailed) older than the retention.
+PRUNE_NOTIFICATIONS = """
+DELETE FROM notifications
+WHERE id IN (SELECT id FROM notifications WHERE email_state IN ('sent', 'none')
+             AND created_at < (SELECT botfleet_now()) - %(keep_s)s * interval '1 second' LIMIT 1000)
+"""
+
+NEXT_MAIL_DUE = """
+SELECT extract(epoch FROM min(email_due_at) - (SELECT botfleet_now()))::float8 AS due_in_s
+FROM notifications WHERE email_state = 'pending'
 """

@@ -1,0 +1,80 @@
+"""The duty of the built-in bot botfleet-mail-1-deliver: mail the notifications of users with an address.
+
+Each run takes the pending mail that is due (SKIP LOCKED, so replicas share it): mail outside the user's
+delivery window waits for it to open; the rest goes out over SMTP (smtplib). A failed try is tried
+again with a doubling backoff; after `max_tries` the notification is undeliverable (never dropped: the
+inbox keeps it) and one error ticket goes to the operators' group. Then the sweeper removes
+notifications done with mail and older than `keep_delivered`.
+"""
+
+import logging
+import os
+import smtplib
+from email.message import EmailMessage
+
+from common.store import sql
+from common.tickets.create import create_ticket
+
+log = logging.getLogger(__name__)
+
+MAIL_PER_TRANSACTION = 20
+SMTP_TIMEOUT_S = 10
+
+
+class MailDuty:
+    def __init__(self, config, actor):
+        self.config = config
+        self.settings = config.mail
+        self.actor = actor
+
+    def run(self, conn) -> float | None:
+        """Deliver what is due, sweep; seconds until the next mail is due (None: nothing pending)."""
+        while True:
+            with conn.transaction():
+                rows = conn.execute(sql.TAKE_MAIL, {"limit": MAIL_PER_TRANSACTION}).fetchall()
+                for row in rows:
+                    self._deliver(conn, row)
+            if len(rows) < MAIL_PER_TRANSACTION:
+                break
+        conn.execute(sql.PRUNE_NOTIFICATIONS, {"keep_s": self.settings.keep_delivered_s})
+        return conn.execute(sql.NEXT_MAIL_DUE).fetchone()["due_in_s"]
+
+    def _deliver(self, conn, row):
+        if not row["in_window"]:
+            conn.execute(sql.MAIL_LATER, {"id": row["id"], "due_at": row["window_opens_at"]})
+            return
+        error = self._send(row)
+        if error is None:
+            conn.execute(sql.MAIL_SENT, {"id": row["id"]})
+            return
+        result = conn.execute(sql.MAIL_FAILED, {"id": row["id"], "error": error, "max_tries": self.settings.max_tries,
+                                                "backoff_s": self.settings.retry_backoff_s}).fetchone()
+        log.warning("mail %s to %s failed (try %d of %d): %s", row["id"], row["email"], result["email_attempts"],
+                    self.settings.max_tries, error)
+        if result["email_state"] == "undeliverable":
+            create_ticket(conn, self.config, "botfleet", "error", {
+                "notification_id": row["id"], "user": row["user_name"], "email": row["email"],
+                "ticket_id": row["ticket_id"],
+                "reason": f"notification {row['id']} to {row['user_name']} <{row['email']}> is undeliverable after "
+                          f"{result['email_attempts']} tries: {error}"},
+                creator=self.actor, group_role=self.settings.operators_group)
+
+    def _send(self, row) -> str | None:
+        """Mail one notification; None, or why it failed."""
+        settings = self.settings
+        message = EmailMessage()
+        message["From"] = settings.sender
+        message["To"] = row["email"]
+        message["Subject"] = f"[botfleet] {row['kind']}" + (f": ticket {row['ticket_id']}" if row["ticket_id"] else "")
+        message.set_content(row["text"])
+        smtp_class = smtplib.SMTP_SSL if settings.security == "tls" else smtplib.SMTP
+        try:
+            with smtp_class(settings.host, settings.port, timeout=SMTP_TIMEOUT_S) as smtp:
+                if settings.security == "starttls":
+                    smtp.starttls()
+                if settings.username:
+                    smtp.login(settings.username, os.environ.get(settings.password_env or "", ""))
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            return f"{type(exc).__name__}: {exc}"[:2000]
+        return None

@@ -1,0 +1,113 @@
+"""Notifications mailed by the built-in bot botfleet-mail-1-deliver, against a real SMTP server (aiosmtpd):
+delivered; held until the user's delivery window opens; refused, tried again, then undeliverable with
+one error ticket for the operators, and never dropped."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from common.config.builtin import MAIL_BOT
+from common.config.load import load
+from common.notifications.outbox import inbox, send_user_notification
+from common.people import directory
+from common.store import clock
+from common.store.sync import sync_config
+from tests.conftest import free_port, registered, wait_until, write_config
+
+pytestmark = pytest.mark.processes
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps what it receives, or refuses every recipient."""
+
+    def __init__(self, refuse=False):
+        self.refuse = refuse
+        self.received = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append((envelope.rcpt_tos, envelope.content.decode(errors="replace")))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp():
+    servers = []
+
+    def start(refuse=False):
+        mailbox = Mailbox(refuse)
+        controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+        controller.start()
+        servers.append(controller)
+        return mailbox, controller.port
+    yield start
+    for controller in servers:
+        controller.stop()
+
+
+def mail_fleet(tmp_path, db_url, conn, processes, port):
+    folder = write_config(tmp_path / "config", fleet_extra=(
+        f"mail:\n  host: 127.0.0.1\n  port: {port}\n  max_tries: 3\n  retry_backoff: 200ms\n"
+        f"  operators_group: ops\n  from: fleet@example.org\n"))
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    directory.add_user(conn, "ann", email="ann@example.org")
+    directory.add_user(conn, "oscar")
+    directory.add_group(conn, "ops", ["oscar"])
+    processes.start(MAIL_BOT, folder, db_url)
+    wait_until(registered(conn, 1), 30, "the mail bot to register")
+    return cfg
+
+
+def state_of(conn, notification_id):
+    return conn.execute("SELECT email_state, email_attempts, email_error FROM notifications WHERE id = %s",
+                        (notification_id,)).fetchone()
+
+
+def test_a_notification_is_mailed_and_marked_sent(tmp_path, db_url, conn, processes, smtp):
+    mailbox, port = smtp()
+    mail_fleet(tmp_path, db_url, conn, processes, port)
+    sent = send_user_notification(conn, None, "ann", "the printer is on fire")
+    wait_until(lambda: mailbox.received, 30, "the mail to arrive")
+    [(recipients, content)] = mailbox.received
+    assert recipients == ["ann@example.org"] and "the printer is on fire" in content
+    assert "From: fleet@example.org" in content
+    wait_until(lambda: state_of(conn, sent)["email_state"] == "sent", 10, "the notification to be marked sent")
+
+
+def test_mail_waits_for_the_users_delivery_window(tmp_path, db_url, conn, processes, smtp):
+    mailbox, port = smtp()
+    mail_fleet(tmp_path, db_url, conn, processes, port)
+    opens = (datetime.now(UTC) + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    directory.add_user(conn, "ann", email="ann@example.org",
+                       window=f"{opens:%H:%M}-{opens + timedelta(hours=1):%H:%M}", tz="UTC")
+    held = send_user_notification(conn, None, "ann", "not now")
+    due = lambda: conn.execute("SELECT email_due_at FROM notifications WHERE id = %s", (held,)).fetchone()["email_due_at"]  # noqa: E731
+    wait_until(lambda: due() == opens, 30, lambda: f"the mail to wait for the window at {opens} (due {due()})")
+    assert mailbox.received == [] and state_of(conn, held)["email_state"] == "pending"
+    clock.shift(conn, (opens - clock.now(conn)).total_seconds() + 60)
+    wait_until(lambda: mailbox.received, 30, "the mail to go out once the window is open")
+    assert state_of(conn, held)["email_state"] == "sent"
+
+
+def test_refused_mail_is_tried_again_then_undeliverable_with_one_error_ticket_and_never_dropped(
+        tmp_path, db_url, conn, processes, smtp):
+    mailbox, port = smtp(refuse=True)
+    mail_fleet(tmp_path, db_url, conn, processes, port)
+    refused = send_user_notification(conn, None, "ann", "you will not get this")
+    wait_until(lambda: state_of(conn, refused)["email_state"] == "undeliverable", 30,
+               lambda: f"the mail to be given up: {state_of(conn, refused)}")
+    row = state_of(conn, refused)
+    assert row["email_attempts"] == 3 and "550" in row["email_error"]
+    errors = conn.execute("SELECT group_role, payload FROM tickets WHERE ticket_type = 'error'").fetchall()
+    assert len(errors) == 1 and errors[0]["group_role"] == "ops"
+    assert errors[0]["payload"]["notification_id"] == refused
+    # The inbox keeps it, with what happened to the mail.
+    [item] = inbox(conn, "ann")
+    assert (item["id"], item["email_state"], item["email_attempts"]) == (refused, "undeliverable", 3)
