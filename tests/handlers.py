@@ -91,9 +91,7 @@ def assign_from_payload(ticket, ctx):
 
 def wait_for_acceptance(ticket, ctx):
     """Stay until a member accepts (an hour's wait, which acceptance cuts short), then advance."""
-    if ticket.assigned_user is None:
-        return ctx.wait(3600)
-    return None
+    return ctx.wait_for_acceptance()
 
 
 def notify_creator(ticket, ctx):

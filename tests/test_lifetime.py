@@ -12,7 +12,7 @@ from common.tickets.create import create_ticket, create_tickets
 from common.tickets.manual import accept_ticket, close_ticket
 from common.tickets.read import get_events, get_ticket
 from common.tickets.settings import set_type_settings
-from tests.conftest import registered, stays_true, wait_until, write_config
+from tests.conftest import PIPELINE_TYPE, registered, stays_true, wait_until, write_config
 
 pytestmark = pytest.mark.processes
 
@@ -169,7 +169,7 @@ def test_an_operators_override_of_lifetime_and_frequency_reaches_the_running_bot
 @pytest.mark.parametrize("on_retention", ["delete", "archive"])
 def test_a_final_states_bot_removes_tickets_closed_longer_than_the_retention_and_keeps_younger_ones(
         tmp_path, db_url, conn, processes, on_retention):
-    kept_type = PIPE_RETAINED.replace("on_retention: delete", f"on_retention: {on_retention}")
+    kept_type = PIPELINE_TYPE + f"on_retention: {on_retention}\n"  # closed tickets are kept a day
     folder = write_config(tmp_path / "config", types={"testms/pipe": kept_type})
     cfg = load(folder)
     sync_config(conn, cfg)
@@ -193,56 +193,3 @@ def test_a_final_states_bot_removes_tickets_closed_longer_than_the_retention_and
     if on_retention == "archive":
         row = conn.execute("SELECT row FROM tickets_archive WHERE id = %s", (old[7],)).fetchone()["row"]
         assert (row["payload"], row["state"]) == ({"n": 7}, 4)
-
-
-PIPE_RETAINED = """\
-description: closed tickets kept a day
-lifetime: 1h
-notification_frequency: 10m
-retention: 1d
-on_retention: delete
-states:
-  - {code: 1, name: first}
-  - {code: 2, name: second}
-  - {code: 3, name: third}
-  - {code: 4, name: done, final: true}
-  - {code: 5, name: dropped, final: true}
-transitions: [[1, 2], [2, 3], [3, 4, 5]]
-"""
-
-
-def error_tickets_of(conn, ticket_id):
-    return conn.execute("SELECT id, payload FROM tickets WHERE ticket_type = 'error' AND parent_id = %s",
-                        (ticket_id,)).fetchall()
-
-
-def test_a_ticket_staying_longer_than_stuck_after_raises_one_error_ticket_and_a_parked_one_none(
-        tmp_path, db_url, conn, processes):
-    folder = write_config(tmp_path / "config", bots={
-        "testms-pipe-1-first": "handler: tests.handlers:wait_ten_minutes_once\nstuck_after: 5m\n",
-        "testms-pipe-2-second": "handler: tests.handlers:slow\nstuck_after: 5m\nthreads: 1\nbatch_size: 1\n"})
-    cfg = load(folder)
-    sync_config(conn, cfg)
-    first = processes.start("testms-pipe-1-first", folder, db_url)
-    processes.start("testms-pipe-2-second", folder, db_url)
-    wait_until(registered(conn, 2), 30, "the bots to register")
-    parked = create_ticket(conn, cfg, "testms", "pipe", {"sleep_s": 0})
-    wait_until(lambda: any(e["kind"] == "waited" for e in get_events(conn, parked)), 30, "the ticket to be parked")
-    first.terminate()
-    first.wait(15)
-    processes.start("testms-pipe-1-first", folder, db_url)  # a restart while it is parked
-    clock.shift(conn, 11 * MINUTE_S)
-    wait_until(lambda: get_ticket(conn, parked).state >= 2, 30, "the parked ticket to resume after ten minutes")
-    assert error_tickets_of(conn, parked) == []  # parked by a wait: never stuck
-
-    # A ticket left in the list (the bot's one thread is busy with another) is reported once, and only it.
-    busy, left = create_tickets(conn, cfg, "testms", "pipe", [{"sleep_s": 4}, {"sleep_s": 0}])
-    conn.execute("UPDATE tickets SET state = 2, step = step + 1 WHERE id = ANY(%s)", ([busy, left],))
-    conn.execute("SELECT pg_notify('bf.testms.pipe.2', '')")
-    wait_until(lambda: get_ticket(conn, busy).lease_owner is not None, 30, "the slow handler to start")
-    clock.shift(conn, 6 * MINUTE_S)
-    wait_until(lambda: error_tickets_of(conn, left), 30, "the stuck report")
-    wait_until(lambda: get_ticket(conn, left).state == 3, 30, "both to be handled")
-    [report] = error_tickets_of(conn, left)
-    assert "for longer than stuck_after (300s) of bot testms-pipe-2-second" in report["payload"]["reason"]
-    assert error_tickets_of(conn, busy) == []  # in a handler: not left in the list

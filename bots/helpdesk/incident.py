@@ -6,17 +6,12 @@ Each handler gets the ticket and a context and returns what happens next; return
 normal next state.
 """
 
-# Long: acceptance, not this timer, is what ends the wait (it makes the ticket due at once).
-WAIT_FOR_ACCEPTANCE_S = 3600
-
 
 def new(ticket, ctx):
     # Reports without a summary are not incidents we can work on.
     if not ticket.payload.get("summary", "").strip():
         ticket.payload["summary"] = "(no summary given)"
-    if ticket.assigned_user is None:
-        return ctx.wait(WAIT_FOR_ACCEPTANCE_S)
-    return ctx.send_ticket()
+    return ctx.wait_for_acceptance() or ctx.send_ticket()
 
 
 def accept(ticket, ctx):

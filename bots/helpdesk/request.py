@@ -5,14 +5,9 @@ meanwhile its bot asks every member again each notification period. If nobody do
 lifetime, the bot moves it to timed_out (the type's on_timeout) and tells the requester once.
 """
 
-# Long: acceptance, not this timer, ends the wait; the lifetime's timeout ends it otherwise.
-WAIT_FOR_ACCEPTANCE_S = 3600
-
 
 def new(ticket, ctx):
-    if ticket.assigned_user is None:
-        return ctx.wait(WAIT_FOR_ACCEPTANCE_S)
-    return ctx.send_ticket()
+    return ctx.wait_for_acceptance() or ctx.send_ticket()
 
 
 def accepted(ticket, ctx):

@@ -4,14 +4,9 @@ Nobody is assigned automatically (seed 003): an order waits in `open` until a me
 (`technicians`) accepts it, which brings it back here at once.
 """
 
-# Long: acceptance, not this timer, is what ends the wait.
-WAIT_FOR_ACCEPTANCE_S = 3600
-
 
 def open_order(ticket, ctx):
-    if ticket.assigned_user is None:
-        return ctx.wait(WAIT_FOR_ACCEPTANCE_S)
-    return ctx.send_ticket()
+    return ctx.wait_for_acceptance() or ctx.send_ticket()
 
 
 def in_work(ticket, ctx):

@@ -14,6 +14,8 @@ from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE
 from common.tickets.payload import storable_text
 
 MAX_RETRY_BACKOFF_S = 300.0
+# Long: acceptance, not this timer, ends a wait for acceptance (and the lifetime's timeout, if it comes first).
+WAIT_FOR_ACCEPTANCE_S = 3600.0
 
 
 @dataclass
@@ -103,6 +105,11 @@ class Context:
     def now(self) -> datetime:
         """The time by the fleet's one clock, the database's: what handlers compare times with."""
         return self.ticket.clock_now()
+
+    def wait_for_acceptance(self) -> Outcome | None:
+        """While nobody has accepted the ticket, a wait that acceptance cuts short (it makes the ticket due
+        at once); None once someone has. `return ctx.wait_for_acceptance() or ctx.send_ticket()`."""
+        return self.wait(WAIT_FOR_ACCEPTANCE_S) if self.get_assigned_user() is None else None
 
     def wait_until_ticket(self, other) -> Outcome:
         """Come back to this ticket once `other` (an id or a ticket made by create_ticket) is closed."""
