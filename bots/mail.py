@@ -37,7 +37,16 @@ class MailDuty:
             if len(rows) < MAIL_PER_TRANSACTION:
                 break
         conn.execute(sql.PRUNE_NOTIFICATIONS, {"keep_s": self.settings.keep_delivered_s})
+        self._report_stuck(conn)
         return conn.execute(sql.NEXT_MAIL_DUE).fetchone()["due_in_s"]
+
+    def _report_stuck(self, conn):
+        """One error ticket to the operators for each mail pending longer than mail.stuck_after."""
+        with conn.transaction():
+            for row in conn.execute(sql.MARK_STUCK_MAIL, {"stuck_after_s": self.settings.stuck_after_s}).fetchall():
+                self._error_ticket(conn, row, f"notification {row['id']} to {row['user_name']} has waited "
+                                              f"{row['age_s']:.0f}s to be mailed ({row['email_attempts']} tries; "
+                                              f"last error: {row['email_error'] or 'none'})")
 
     def _deliver(self, conn, row):
         if not row["in_window"]:
@@ -52,12 +61,13 @@ class MailDuty:
         log.warning("mail %s to %s failed (try %d of %d): %s", row["id"], row["email"], result["email_attempts"],
                     self.settings.max_tries, error)
         if result["email_state"] == "undeliverable":
-            create_ticket(conn, self.config, "botfleet", "error", {
-                "notification_id": row["id"], "user": row["user_name"], "email": row["email"],
-                "ticket_id": row["ticket_id"],
-                "reason": f"notification {row['id']} to {row['user_name']} <{row['email']}> is undeliverable after "
-                          f"{result['email_attempts']} tries: {error}"},
-                creator=self.actor, group_role=self.settings.operators_group)
+            self._error_ticket(conn, row, f"notification {row['id']} to {row['user_name']} <{row['email']}> is "
+                                          f"undeliverable after {result['email_attempts']} tries: {error}")
+
+    def _error_ticket(self, conn, row, reason):
+        create_ticket(conn, self.config, "botfleet", "error", {
+            "notification_id": row["id"], "user": row["user_name"], "ticket_id": row["ticket_id"], "reason": reason},
+            creator=self.actor, group_role=self.settings.operators_group)
 
     def _send(self, row) -> str | None:
         """Mail one notification; None, or why it failed."""

@@ -9,11 +9,13 @@ from aiosmtpd.controller import Controller
 
 from common.config.builtin import MAIL_BOT
 from common.config.load import load
+from common.fleet import status
 from common.notifications.outbox import inbox, send_user_notification
 from common.people import directory
 from common.store import clock
 from common.store.sync import sync_config
-from tests.conftest import free_port, registered, wait_until, write_config
+from tests.conftest import free_port, registered, stays_true, wait_until, write_config
+from watchdog.collector import scrape_text
 
 pytestmark = pytest.mark.processes
 
@@ -51,9 +53,9 @@ def smtp():
         controller.stop()
 
 
-def mail_fleet(tmp_path, db_url, conn, processes, port):
+def mail_fleet(tmp_path, db_url, conn, processes, port, max_tries=3, retry_backoff="200ms"):
     folder = write_config(tmp_path / "config", fleet_extra=(
-        f"mail:\n  host: 127.0.0.1\n  port: {port}\n  max_tries: 3\n  retry_backoff: 200ms\n"
+        f"mail:\n  host: 127.0.0.1\n  port: {port}\n  max_tries: {max_tries}\n  retry_backoff: {retry_backoff}\n"
         f"  operators_group: ops\n  from: fleet@example.org\n"))
     cfg = load(folder)
     sync_config(conn, cfg)
@@ -111,3 +113,24 @@ def test_refused_mail_is_tried_again_then_undeliverable_with_one_error_ticket_an
     # The inbox keeps it, with what happened to the mail.
     [item] = inbox(conn, "ann")
     assert (item["id"], item["email_state"], item["email_attempts"]) == (refused, "undeliverable", 3)
+
+
+def test_mail_pending_past_stuck_after_is_reported_to_the_operators_once_and_shown_in_status_and_metrics(
+        tmp_path, db_url, conn, processes):
+    # Nothing listens on that port: every try fails, and the next one is an hour later.
+    cfg = mail_fleet(tmp_path, db_url, conn, processes, free_port(), max_tries=100, retry_backoff="1h")
+    waiting = send_user_notification(conn, None, "ann", "stuck in the queue")
+    wait_until(lambda: state_of(conn, waiting)["email_attempts"] >= 1, 30, "a first failed try")
+    report = status.collect(conn, cfg)["mail"]
+    assert report == {"pending": 1, "retrying": 1}
+    metrics = scrape_text(db_url)
+    assert "botfleet_mail_pending 1.0" in metrics and "botfleet_mail_retrying 1.0" in metrics
+    clock.shift(conn, 2 * 3600)  # past the default stuck_after (1h) and far past every backoff
+    wait_until(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE ticket_type = 'error'").fetchone()["n"] >= 1,
+               30, "the stuck mail to be reported")
+    errors = conn.execute("SELECT payload FROM tickets WHERE ticket_type = 'error'").fetchall()
+    assert [e["payload"]["notification_id"] for e in errors] == [waiting]
+    assert f"notification {waiting} to ann has waited" in errors[0]["payload"]["reason"]
+    assert state_of(conn, waiting)["email_state"] == "pending"  # reported, not given up: it is still tried
+    stays_true(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE ticket_type = 'error'").fetchone()["n"] == 1,
+               2, "one report, however many sweeps")

@@ -59,6 +59,7 @@ class FleetCollector:
         yield from self._watchdog(conn)
         yield from self._bots(conn)
         yield from self._tickets(conn)
+        yield from self._mail(conn)
 
     def _watchdog(self, conn):
         hosts = conn.execute(sql.METRIC_WATCHDOG_HOSTS).fetchall()
@@ -116,6 +117,18 @@ class FleetCollector:
                                                    row["handler_sum_s"])):
                 family.add_metric(labels, cumulative(counts or {}, bounds), sum_s or 0.0)
         yield from (up, host_up, disabled, heartbeat, processes, *counters.values(), hop, handler)
+
+    def _mail(self, conn):
+        row = conn.execute(sql.MAIL_QUEUE).fetchone()
+        pending = GaugeMetricFamily("botfleet_mail_pending", "Notifications waiting to be mailed")
+        pending.add_metric([], row["pending"])
+        retrying = GaugeMetricFamily("botfleet_mail_retrying", "Pending mail that failed at least once")
+        retrying.add_metric([], row["retrying"])
+        oldest = GaugeMetricFamily("botfleet_mail_oldest_pending_timestamp_seconds",
+                                   "When the longest-waiting pending mail was written")
+        if row["oldest"] is not None:
+            oldest.add_metric([], row["oldest"])
+        yield from (pending, retrying, oldest)
 
     def _tickets(self, conn):
         open_tickets = GaugeMetricFamily("botfleet_tickets_open", "Open tickets waiting in a state",

@@ -204,7 +204,7 @@ def _hosts(doc, section, bots) -> dict:
 
 MAIL_DEFAULTS = {"host": "localhost", "port": 25, "security": "none", "username": None, "password_env": None,
                  "from": "botfleet@localhost", "max_tries": 5, "retry_backoff": "1m", "operators_group": "operators",
-                 "keep_delivered": "30d"}
+                 "keep_delivered": "30d", "stuck_after": "1h"}
 
 
 def _mail(doc, section) -> MailSettings | None:
@@ -228,6 +228,7 @@ def _mail(doc, section) -> MailSettings | None:
         retry_backoff_s=_duration(doc, ("mail", "retry_backoff"), merged["retry_backoff"]),
         operators_group=str(merged["operators_group"]),
         keep_delivered_s=_duration(doc, ("mail", "keep_delivered"), merged["keep_delivered"]),
+        stuck_after_s=_duration(doc, ("mail", "stuck_after"), merged["stuck_after"]),
     )
 
 

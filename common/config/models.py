@@ -112,6 +112,7 @@ class MailSettings:
     retry_backoff_s: float
     operators_group: str  # where one error ticket per undeliverable notification goes
     keep_delivered_s: float  # delivered notifications are removed after this
+    stuck_after_s: float = 3600.0  # mail pending longer is reported to the operators, once
 
 
 @dataclass(frozen=True)

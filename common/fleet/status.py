@@ -29,7 +29,9 @@ def collect(conn, config) -> dict:
     for row in conn.execute(sql.TICKET_COUNTS).fetchall():
         tickets.append({**row, "state_name": config.state_name(row["metaservice"], row["ticket_type"], row["state"])})
     watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
-    return {"bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events}
+    mail = conn.execute(sql.MAIL_QUEUE).fetchone()
+    return {"bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events,
+            "mail": {"pending": mail["pending"], "retrying": mail["retrying"]}}
 
 
 def _health(by_host) -> str | None:
@@ -65,6 +67,9 @@ def format_text(report) -> str:
     for row in report["tickets"]:
         lines.append(f"{row['metaservice'] + '/' + row['ticket_type']:<44} "
                      f"{str(row['state']) + ' ' + str(row['state_name']):<22} {row['open']:>8} {row['closed']:>8}")
+    mail = report.get("mail") or {}
+    if mail.get("pending"):
+        lines += ["", f"MAIL  {mail['pending']} pending, {mail['retrying']} of them after a failed try"]
     if report["watchdog_events"]:
         lines += ["", "RECENT WATCHDOG ACTIONS"]
         for event in report["watchdog_events"]:

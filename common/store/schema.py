@@ -281,6 +281,7 @@ notifications = Table(
     Column("email_attempts", Integer, nullable=False, server_default=text("0")),
     Column("email_error", Text),
     Column("email_sent_at", TZ),
+    Column("email_stuck_reported_at", TZ),  # pending past mail.stuck_after: reported to the operators once
 )
 Index("ix_notifications_user_name", notifications.c.user_name, notifications.c.id)
 Index("ix_notifications_email_due_at", notifications.c.email_due_at, postgresql_where=text("email_state = 'pending'"))

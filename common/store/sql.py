@@ -911,3 +911,22 @@ NEXT_MAIL_DUE = """
 SELECT extract(epoch FROM min(email_due_at) - (SELECT botfleet_now()))::float8 AS due_in_s
 FROM notifications WHERE email_state = 'pending'
 """
+
+# The sweeper: mail still pending long after it was written (a server down for hours, a window that
+# never opens), each reported once.
+MARK_STUCK_MAIL = """
+UPDATE notifications SET email_stuck_reported_at = (SELECT botfleet_now())
+WHERE id IN (SELECT id FROM notifications
+             WHERE email_state = 'pending' AND email_stuck_reported_at IS NULL
+               AND created_at < (SELECT botfleet_now()) - %(stuck_after_s)s * interval '1 second'
+             LIMIT 100 FOR UPDATE SKIP LOCKED)
+RETURNING id, user_name, ticket_id, email_attempts, email_error,
+          extract(epoch FROM (SELECT botfleet_now()) - created_at)::float8 AS age_s
+"""
+
+# The mail queue, for `botfleet status` and the metrics (the pending rows are on their own index).
+MAIL_QUEUE = """
+SELECT count(*) AS pending, count(*) FILTER (WHERE email_attempts > 0) AS retrying,
+       extract(epoch FROM min(created_at))::float8 AS oldest
+FROM notifications WHERE email_state = 'pending'
+"""
