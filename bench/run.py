@@ -32,14 +32,16 @@ from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
 from common.tickets.claim import claim_timed_out, get_current_ticket_list
 from common.tickets.create import create_ticket, create_tickets
-from common.tickets.timers import purge_closed, send_due_rounds
+from common.tickets.timers import PURGE_BATCH, purge_closed, send_due_rounds
 from tests.harness import BotProcesses, percentile, wait_until, with_dbname  # noqa: E402
 
 METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
 SIZES = {
-    "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000, "remind_open": 100_000},
-    "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000, "remind_open": 10_000},
+    "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000, "remind_open": 100_000,
+             "purge_batches": 50},
+    "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000, "remind_open": 10_000,
+              "purge_batches": 10},
 }
 LATENCY_SPACING_S = 0.020
 SWEEP_DUE = 10  # tickets due in the "a little due" sweep
@@ -359,6 +361,25 @@ def measure_reminder_sweep(url, open_, due):
     return percentile(times_ms, .5)
 
 
+def measure_purge(url, batches):
+    """Retention on the sweep table's million closed tickets: `batches` batches of PURGE_CLOSED, as a state's bot
+    runs them (archiving, the costlier way). Each batch is one transaction, and the longest one is the longest
+    any row lock is held; returns (median batch ms, longest batch ms, tickets removed per second)."""
+    spec = SimpleNamespace(metaservice="sweep", ticket_type="t0", state=3)
+    params = {"metaservice": "sweep", "ticket_type": "t0", "state": 3, "retention_s": 60.0, "archive": True,
+              "limit": PURGE_BATCH}
+    with connect(url, autocommit=True, application_name="bench-purge") as bot:
+        bot.execute(sql.BOT_SESSION_SETUP)
+        times_ms, purged = [], 0
+        for _ in range(batches):
+            started = time.perf_counter()
+            purged += bot.execute(sql.PURGE_CLOSED, params).fetchone()["purged"]
+            times_ms.append((time.perf_counter() - started) * 1000)
+    say(f"  purge: {purged} closed tickets of {spec.metaservice}/{spec.ticket_type} archived with their events in "
+        f"{batches} batches: median {percentile(times_ms, .5):.1f} ms, longest {max(times_ms):.1f} ms")
+    return percentile(times_ms, .5), max(times_ms), purged / (sum(times_ms) / 1000)
+
+
 def measure_hop_floor(url, count, commit_timestamps):
     """The median hop of bare psycopg, spaced and counted like the botfleet latency run."""
     say(f"hop floor: {count} bare psycopg hops (UPDATE + pg_notify, LISTEN, claim), "
@@ -451,6 +472,8 @@ def main():
         figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
         figures["scrape_ms"] = measure_scrape(url)
         figures["reminder_sweep_ms"] = measure_reminder_sweep(url, size["remind_open"], REMINDERS_DUE)
+        figures["purge_batch_ms"], figures["purge_batch_max_ms"], figures["purge_per_s"] = measure_purge(
+            url, size["purge_batches"])
     finally:
         signal.alarm(0)
         stop_bots(procs)
@@ -466,9 +489,9 @@ def main():
     figures["bot_rss_vs_floor"] = figures["bot_rss_mb"] / figures["bot_rss_floor_mb"]
     say(f"latency measured from: {latency_method}")
     for name in ("throughput_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
-                 "bot_rss_mb", "scrape_ms",
+                 "purge_batch_ms", "purge_batch_max_ms", "purge_per_s", "bot_rss_mb", "scrape_ms",
                  "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor"):
-        print(f"{name}={figures[name]:.{0 if name == 'throughput_per_s' else 2}f}")
+        print(f"{name}={figures[name]:.{0 if name.endswith('_per_s') else 2}f}")
 
 
 if __name__ == "__main__":
