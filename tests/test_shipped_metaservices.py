@@ -83,8 +83,10 @@ def test_helpdesk_requests_are_done_once_accepted_or_time_out_and_tell_their_req
     directory.add_group(conn, "support", ["ann"])
     done = create_ticket(conn, types, "helpdesk", "request", {"what": "new laptop"}, creator="rita")
     ignored = create_ticket(conn, types, "helpdesk", "request", {"what": "a plant"}, creator="rita")
-    # Support is asked on arrival; ann accepts one of them.
+    # Support is asked on arrival; once the request waits in `new`, ann accepts one of them.
     wait_until(lambda: len([n for n in inbox(conn, "ann") if n["kind"] == "acceptance"]) == 2, 30, "the first round")
+    wait_until(lambda: all(any(e["kind"] == "waited" for e in get_events(conn, t)) for t in (done, ignored)), 30,
+               "both requests to wait for acceptance")
     accept_ticket(conn, types, done, "ann")
     wait_until(closed(conn, done), 30, "the accepted request to be done")
     assert (get_ticket(conn, done).state, get_ticket(conn, done).payload["done_by"]) == (3, "ann")
