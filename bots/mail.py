@@ -12,6 +12,7 @@ import os
 import smtplib
 from email.message import EmailMessage
 
+from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE
 from common.store import sql
 from common.tickets.create import create_ticket
 
@@ -65,7 +66,7 @@ class MailDuty:
                                           f"undeliverable after {result['email_attempts']} tries: {error}")
 
     def _error_ticket(self, conn, row, reason):
-        create_ticket(conn, self.config, "botfleet", "error", {
+        create_ticket(conn, self.config, ERROR_METASERVICE, ERROR_TYPE, {
             "notification_id": row["id"], "user": row["user_name"], "ticket_id": row["ticket_id"], "reason": reason},
             creator=self.actor, group_role=self.settings.operators_group)
 

@@ -267,8 +267,9 @@ class BotRuntime:
                             ticket.id, ticket.state, self.spec.metaservice, self.spec.ticket_type)
                 self.held.add(ticket.id)
                 self.finished.append(unknown_state_step(ticket, self.ticket_type))
-        self.want_claim = True
-        self._claim()
+        if self.duty is None:  # a duty bot has no tickets: its sweep is its duty, run by _timers
+            self.want_claim = True
+            self._claim()
         self._timers()
         self._handle_messages()
 

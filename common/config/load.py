@@ -20,6 +20,7 @@ from common.config.builtin import BUILTIN_TYPES, MAIL_BOT, MAIL_TICKET_TYPE
 from common.config.durations import parse_duration_s
 from common.config.models import BotSpec, FleetConfig, HostSpec, MailSettings, State, TicketType, WatchdogSettings
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
+from common.config.people import EMAIL, PERSON_NAME, parse_window
 from common.errors import ConfigError
 
 FLEET_DEFAULTS = {
@@ -249,7 +250,6 @@ def _mail_bot(doc, bot_defaults, heartbeat_interval_s) -> BotSpec:
     )
 
 
-PERSON_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 USER_KEYS = {"email", "window", "tz"}
 
 
@@ -265,11 +265,13 @@ def _people(doc, section) -> dict:
             raise doc.error(keys, f"user name {name!r} must be letters, digits, '.', '_', '@' or '-'")
         entry = _mapping(doc, keys, entry)
         _unknown_keys(doc, keys, entry, USER_KEYS)
-        email, window = entry.get("email"), entry.get("window")
-        if email is not None and not re.match(r"^[^@\s]+@[^@\s]+$", str(email)):
+        email = entry.get("email")
+        if email is not None and not EMAIL.match(str(email)):
             raise doc.error(keys + ("email",), f"{email!r} is not an email address")
-        if window is not None and not re.match(r"^([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d$", str(window)):
-            raise doc.error(keys + ("window",), f"delivery window {window!r} must be HH:MM-HH:MM")
+        try:
+            window = parse_window(entry.get("window"))  # (start, end) or None
+        except ValueError as exc:
+            raise doc.error(keys + ("window",), str(exc)) from None
         users[name] = {"email": email, "window": window, "tz": str(entry.get("tz", "UTC"))}
     groups = {}
     for name, members in _mapping(doc, ("people", "groups"), section.get("groups")).items():

@@ -128,7 +128,7 @@ class FleetConfig:
     bots: dict = field(default_factory=dict)  # bot name -> BotSpec
     builtin_types: dict = field(default_factory=dict)  # (metaservice, type) -> botfleet's own types
     hosts: dict = field(default_factory=dict)  # host name -> HostSpec; empty: every bot on every host
-    people: dict = field(default_factory=dict)  # {"users": {name: {email, window, tz}}, "groups": {name: [users]}}
+    people: dict = field(default_factory=dict)  # {"users": {name: {email, window: (start, end), tz}}, "groups": ...}
     mail: MailSettings | None = None  # None: notifications are not mailed (the inbox has them all)
 
     def _find_type(self, metaservice, name) -> TicketType | None:

@@ -1,44 +1,26 @@
 """Users and groups in the database: add, remove and list them, and check who may hold a ticket."""
 
-import re
-from datetime import time
-
+from common.config.people import EMAIL, PERSON_NAME, parse_window
 from common.errors import BotfleetError
 from common.store import sql
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
-WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
-
 
 def _name(value, what) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
+    if not isinstance(value, str) or not PERSON_NAME.match(value):
         raise BotfleetError(f"{what} name {value!r} must start with a letter or digit and use only letters, "
                             f"digits, '.', '_', '@' and '-'")
     return value
 
 
-def parse_window(text) -> tuple[time, time] | None:
-    """'08:00-18:00' as (start, end); None for no window. A window may run past midnight (22:00-06:00)."""
-    if text is None:
-        return None
-    match = WINDOW.match(text.strip())
-    try:
-        start, end = (time(int(match[1]), int(match[2])), time(int(match[3]), int(match[4]))) if match else (None, None)
-    except ValueError:
-        start = None
-    if start is None:
-        raise BotfleetError(f"delivery window {text!r} must be HH:MM-HH:MM, for example 08:00-18:00")
-    if start == end:
-        raise BotfleetError(f"delivery window {text!r} is empty; leave --window out to deliver at any time")
-    return start, end
-
-
 def add_user(conn, name, *, email=None, window=None, tz="UTC"):
     """Create a user, or change one: a name, an email address, a delivery window in a time zone."""
     _name(name, "user")
-    if email is not None and not re.match(r"^[^@\s]+@[^@\s]+$", email):
+    if email is not None and not EMAIL.match(email):
         raise BotfleetError(f"email address {email!r} of user {name} is not an address")
-    start, end = parse_window(window) or (None, None)
+    try:
+        start, end = parse_window(window) or (None, None)
+    except ValueError as exc:
+        raise BotfleetError(str(exc)) from None
     if not conn.execute(sql.KNOWN_TIME_ZONE, {"tz": tz}).fetchone()["known"]:
         raise BotfleetError(f"time zone {tz!r} of user {name} is unknown (use a name like Europe/Berlin or UTC)")
     conn.execute(sql.UPSERT_USER, {"name": name, "email": email, "window_start": start, "window_end": end, "tz": tz})

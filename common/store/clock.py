@@ -19,8 +19,3 @@ def shift(conn, by_s: float) -> float:
     offset_s = conn.execute(sql.CLOCK_SHIFT, {"by_s": by_s}).fetchone()["offset_s"]
     conn.commit()
     return offset_s
-
-
-def reset(conn):
-    conn.execute(sql.CLOCK_RESET)
-    conn.commit()

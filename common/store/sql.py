@@ -7,6 +7,8 @@ rows and its NOTIFY still commit together.
 
 from psycopg.sql import SQL, Composed, Identifier
 
+from common.config.builtin import MAIL_TICKET_TYPE
+
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
 CHANNEL_SQL = "'bf.' || {t}.metaservice || '.' || {t}.ticket_type || '.' || {t}.state"
@@ -14,6 +16,10 @@ CHANNEL_SQL = "'bf.' || {t}.metaservice || '.' || {t}.ticket_type || '.' || {t}.
 
 def channel(metaservice: str, ticket_type: str, state: int) -> str:
     return f"bf.{metaservice}.{ticket_type}.{state}"
+
+
+# The built-in mail bot's channel: a notification with mail to send wakes it.
+MAIL_CHANNEL = channel(MAIL_TICKET_TYPE.metaservice, MAIL_TICKET_TYPE.name, MAIL_TICKET_TYPE.initial)
 
 
 def listen(channel_name: str) -> Composed:
@@ -43,7 +49,6 @@ BOT_SESSION_TIMEOUTS = """SELECT set_config('lock_timeout', %(lock_timeout_ms)s:
 # The one clock (common/store/clock.py).
 CLOCK_NOW = "SELECT botfleet_now() AS now"
 CLOCK_SHIFT = "UPDATE botfleet_clock SET offset_s = offset_s + %(by_s)s RETURNING offset_s"
-CLOCK_RESET = "UPDATE botfleet_clock SET offset_s = 0"
 
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
@@ -79,7 +84,7 @@ def _send_rounds(rounds: str) -> str:
                              AND sc.code = rc.state
     RETURNING ticket_id, user_name, kind, email_state
 ), mail_wake AS (
-    SELECT pg_notify('bf.botfleet.mail.1', '') WHERE EXISTS (SELECT 1 FROM sent WHERE email_state = 'pending')
+    SELECT pg_notify('{MAIL_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM sent WHERE email_state = 'pending')
 ), sent_to AS (
     SELECT ticket_id, jsonb_agg(user_name ORDER BY user_name) AS users FROM sent GROUP BY ticket_id
 ), round_events AS (
@@ -662,7 +667,7 @@ ON CONFLICT (name) DO UPDATE SET email = excluded.email, window_start = excluded
 
 ADD_USER_IF_MISSING = """
 INSERT INTO users (name, email, window_start, window_end, tz)
-VALUES (%(name)s, %(email)s, %(window_start)s::time, %(window_end)s::time, %(tz)s)
+VALUES (%(name)s, %(email)s, %(window_start)s, %(window_end)s, %(tz)s)
 ON CONFLICT (name) DO NOTHING
 """
 
@@ -749,7 +754,7 @@ WITH sent AS (
     FROM users u WHERE u.name = %(user)s
     RETURNING id, email_state
 )
-SELECT id, (SELECT count(pg_notify('bf.botfleet.mail.1', '')) FROM sent WHERE email_state = 'pending') AS woke
+SELECT id, (SELECT count(pg_notify('{MAIL_CHANNEL}', '')) FROM sent WHERE email_state = 'pending') AS woke
 FROM sent
 """
 

@@ -12,9 +12,9 @@ def _add_missing_people(conn, people):
         if not conn.execute(sql.KNOWN_TIME_ZONE, {"tz": user["tz"]}).fetchone()["known"]:
             raise BotfleetError(f"fleet.yaml: people.users.{name}.tz: unknown time zone {user['tz']!r} "
                                 f"(use a name like Europe/Berlin or UTC)")
-        start, _, end = (user["window"] or "").partition("-")
-        conn.execute(sql.ADD_USER_IF_MISSING, {"name": name, "email": user["email"], "window_start": start or None,
-                                               "window_end": end or None, "tz": user["tz"]})
+        start, end = user["window"] or (None, None)
+        conn.execute(sql.ADD_USER_IF_MISSING, {"name": name, "email": user["email"], "window_start": start,
+                                               "window_end": end, "tz": user["tz"]})
     for name, members in (people or {}).get("groups", {}).items():
         if conn.execute(sql.ADD_GROUP, {"name": name}).fetchone():  # only a group that did not exist gets them
             conn.execute(sql.ADD_MEMBERS, {"group": name, "users": members})
