@@ -357,7 +357,39 @@ def measure_reminder_sweep(url, open_, due):
                                    f"expected {due} of each")
             if run >= SWEEP_WARMUP_RUNS:
                 times_ms.append(elapsed_ms)
-    say(f"  reminder sweep: {percentile(times_ms, .5):.2f} ms (median), {3 * due} notifications per run")
+        floor_ms = reminder_writes_floor_ms(bot, due)
+    say(f"  reminder sweep: {percentile(times_ms, .5):.2f} ms (median), {3 * due} notifications per run; "
+        f"the same writes in bare SQL: {floor_ms:.2f} ms")
+    return percentile(times_ms, .5), floor_ms
+
+
+def reminder_writes_floor_ms(conn, due):
+    """The floor of the reminder sweep: the rows it writes (the rounds' ticket updates, their notifications and
+    events, the timeouts' leases), by ids known in advance, in plain statements with nothing to find, lock,
+    format or check. Median of rolled-back runs, as the sweep's."""
+    rounds = [r["id"] for r in conn.execute("SELECT id FROM tickets WHERE metaservice = 'remind' "
+                                            "AND next_reminder_at < deadline_at AND next_reminder_at <= now()")]
+    timeouts = [r["id"] for r in conn.execute("SELECT id FROM tickets WHERE metaservice = 'remind' "
+                                              "AND deadline_at <= now()")]
+    if (len(rounds), len(timeouts)) != (due, due):
+        raise RuntimeError(f"reminder floor found {len(rounds)} rounds and {len(timeouts)} timeouts, expected {due}")
+    conn.rollback()
+    times_ms = []
+    for run in range(SWEEP_WARMUP_RUNS + SWEEP_RUNS):
+        started = time.perf_counter()
+        conn.execute("UPDATE tickets SET next_reminder_at = next_reminder_at + interval '15 minutes' "
+                     "WHERE id = ANY(%s)", (rounds,))
+        conn.execute("INSERT INTO notifications (user_name, ticket_id, kind, text, email_state, email_due_at) "
+                     "SELECT 'bench-' || u, i, 'acceptance', 'Ticket ' || i || ' waits for someone to accept it', "
+                     "'none', now() FROM unnest(%s::bigint[]) i, generate_series(1, 3) u", (rounds,))
+        conn.execute("INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail, at) "
+                     "SELECT i, 1, 'reminder', 1, 1, 'bench', '{}', now() FROM unnest(%s::bigint[]) i", (rounds,))
+        conn.execute("UPDATE tickets SET lease_owner = 'bench', lease_expires_at = now() + interval '30 seconds', "
+                     "due_at = now() + interval '30 seconds' WHERE id = ANY(%s)", (timeouts,))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        conn.rollback()
+        if run >= SWEEP_WARMUP_RUNS:
+            times_ms.append(elapsed_ms)
     return percentile(times_ms, .5)
 
 
@@ -471,7 +503,8 @@ def main():
         figures["bot_rss_floor_mb"] = measure_rss_floor(url, tmp)
         figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
         figures["scrape_ms"] = measure_scrape(url)
-        figures["reminder_sweep_ms"] = measure_reminder_sweep(url, size["remind_open"], REMINDERS_DUE)
+        figures["reminder_sweep_ms"], figures["reminder_floor_ms"] = measure_reminder_sweep(
+            url, size["remind_open"], REMINDERS_DUE)
         figures["purge_batch_ms"], figures["purge_batch_max_ms"], figures["purge_per_s"] = measure_purge(
             url, size["purge_batches"])
     finally:
@@ -486,9 +519,11 @@ def main():
 
     # How many times the floor botfleet takes (1.00: nothing added over PostgreSQL and psycopg).
     figures["hop_vs_floor"] = figures["hop_p50_ms"] / figures["hop_floor_ms"]
+    figures["reminder_vs_floor"] = figures["reminder_sweep_ms"] / figures["reminder_floor_ms"]
     figures["bot_rss_vs_floor"] = figures["bot_rss_mb"] / figures["bot_rss_floor_mb"]
     say(f"latency measured from: {latency_method}")
     for name in ("throughput_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
+                 "reminder_floor_ms", "reminder_vs_floor",
                  "purge_batch_ms", "purge_batch_max_ms", "purge_per_s", "bot_rss_mb", "scrape_ms",
                  "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor"):
         print(f"{name}={figures[name]:.{0 if name.endswith('_per_s') else 2}f}")

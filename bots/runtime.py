@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import psycopg
 
@@ -41,7 +42,7 @@ from common.tickets.claim import (
     next_due_in_s,
     wake_stranded_waits,
 )
-from common.tickets.proceed import failed_step, proceed_ticket, timeout_step, unknown_state_step
+from common.tickets.proceed import failed_step, proceed_ticket, timeout_fallback, timeout_step, unknown_state_step
 from common.tickets.record import Written, add_ticket_to_proceeded_list
 from common.tickets.timers import purge_closed, report_stuck, send_due_rounds
 
@@ -64,6 +65,7 @@ class Started:
 
     ticket: object
     at_mono: float
+    overrun: object = None  # the step written if it overruns handler_timeout, from the reason; None: a failure
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class BotRuntime:
         self.duty = MailDuty(config, spec.name) if spec.duty == "mail" else None  # a built-in bot's own work
         # Messages from other bots go to on_<kind> functions of the module the handler lives in.
         self.handler_module = sys.modules.get(self.handler.__module__) if self.handler is not None else None
+        # The type's own timeout handler, if the module has one (else the built-in ticket_timeout).
+        self.timeout_hook = getattr(self.handler_module, "ticket_timeout", None)
         self.owner = f"{spec.name}@{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.channel = sql.channel(spec.metaservice, spec.ticket_type, spec.state)
         self.capacity = max(spec.batch_size, spec.threads)
@@ -241,9 +245,9 @@ class BotRuntime:
             self.timed_out.add(ticket_id)
             log.warning("handler of ticket %s ran longer than handler_timeout (%gs)", ticket_id,
                         self.spec.handler_timeout_s)
-            self.finished.append(failed_step(started.ticket, self.ticket_type, self.spec,
-                                             f"the handler ran longer than handler_timeout ({self.spec.handler_timeout_s:g}s)",
-                                             handler_s=now - started.at_mono))
+            reason = f"the handler ran longer than handler_timeout ({self.spec.handler_timeout_s:g}s)"
+            self.finished.append(started.overrun(reason) if started.overrun is not None else failed_step(
+                started.ticket, self.ticket_type, self.spec, reason, handler_s=now - started.at_mono))
         if len(self.timed_out) >= self.spec.threads and not self.stopping.is_set():
             self.fail(f"all {self.spec.threads} handler threads are stuck in handlers past handler_timeout")
 
@@ -327,7 +331,13 @@ class BotRuntime:
         for ticket in tickets:
             log.info("ticket %s outlived its lifetime in state %s", ticket.id, ticket.state)
             self.held.add(ticket.id)
-            self.finished.append(timeout_step(ticket, self.ticket_type, bool(ticket.creator) and ticket.creator not in nobody))
+            creator_is_user = bool(ticket.creator) and ticket.creator not in nobody
+            if self.timeout_hook is None:
+                self.finished.append(timeout_step(ticket, self.config, self.spec, creator_is_user))
+            else:  # code of the type's: run like a handler, on a handler thread, under handler_timeout
+                self.pool.submit(self._proceed, ticket, partial(
+                    timeout_step, ticket, self.config, self.spec, creator_is_user, self.timeout_hook),
+                    overrun=partial(timeout_fallback, ticket, self.config, self.spec, creator_is_user))
 
     def _claim(self):
         if self.spec.final or self.duty is not None:  # a duty bot has no tickets; a WAKE is for its duty
@@ -346,12 +356,12 @@ class BotRuntime:
         # A full batch means more may be waiting.
         self.want_claim = len(tickets) == free
 
-    def _proceed(self, ticket):
+    def _proceed(self, ticket, run=None, overrun=None):
         # Read by the control loop for handler_timeout; a dict item is set and popped atomically, which
         # saves a message through the inbox per ticket.
-        self.running[ticket.id] = Started(ticket, time.monotonic())
+        self.running[ticket.id] = Started(ticket, time.monotonic(), overrun)
         try:
-            step = proceed_ticket(ticket, self.config, self.handler, self.spec)
+            step = run() if run is not None else proceed_ticket(ticket, self.config, self.handler, self.spec)
             self.running.pop(ticket.id, None)
             self.inbox.put(step)
         except BaseException:
@@ -527,7 +537,9 @@ class BotRuntime:
                 break
         try:
             with self.conn.transaction():
-                released = self.conn.execute(sql.RELEASE_LEASES, {"owner": self.owner}).rowcount
+                released = self.conn.execute(sql.RELEASE_LEASES, {
+                    "owner": self.owner, "held": [*self.held, *self.timed_out], "metaservice": self.spec.metaservice,
+                    "ticket_type": self.spec.ticket_type, "state": self.spec.state}).rowcount
                 self.conn.execute(sql.DEREGISTER_PROCESS, {"owner": self.owner, "processed": self.processed,
                                                            "failed": self.failed})
                 self._flush_stats()

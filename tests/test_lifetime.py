@@ -193,3 +193,48 @@ def test_a_final_states_bot_removes_tickets_closed_longer_than_the_retention_and
     if on_retention == "archive":
         row = conn.execute("SELECT row FROM tickets_archive WHERE id = %s", (old[7],)).fetchone()["row"]
         assert (row["payload"], row["state"]) == ({"n": 7}, 4)
+
+
+def test_a_types_own_timeout_handler_decides_once_and_one_that_fails_gets_the_default(tmp_path, db_url, conn,
+                                                                                       processes):
+    folder = write_config(tmp_path / "config", types={"testms/desk": DESK},
+                          bots={FIRST: "handler: tests.timeout_handlers:wait_for_acceptance\n",
+                                WORKING: "handler: tests.handlers:wait_an_hour\n"})
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    for name in ("ann", "zoe"):
+        directory.add_user(conn, name)
+    directory.add_group(conn, "desk", ["ann"])
+    processes.start(FIRST, folder, db_url)
+    processes.start(FIRST, folder, db_url)
+    wait_until(registered(conn, 2), 30, "both replicas to register")
+    ids = dict(zip(("own", "default", "raise", "nonsense"), create_tickets(
+        conn, cfg, "testms", "desk",
+        [{"on_timeout": mode} for mode in ("own", "default", "raise", "nonsense")], creator="zoe")))
+    clock.shift(conn, 61 * MINUTE_S)
+
+    def timed_out():
+        return {mode: conn.execute("SELECT timed_out_at IS NOT NULL AS done FROM tickets WHERE id = %s",
+                                   (ticket_id,)).fetchone()["done"] for mode, ticket_id in ids.items()}
+    wait_until(lambda: all(timed_out().values()), 30, lambda: f"every ticket timed out: {timed_out()}")
+    clock.shift(conn, 60 * MINUTE_S)
+    stays_true(lambda: received(conn, "timeout") == {"zoe": 3}, 3,
+               lambda: f"one default timeout message each for default, raise, nonsense: {received(conn, 'timeout')}")
+
+    own = get_ticket(conn, ids["own"])  # its handler's outcome, its payload change and its message
+    assert own.state == 2 and own.payload["handed_over"] is True and own.waiting_for is None
+    assert [n["text"] for n in inbox(conn, "zoe") if n["ticket_id"] == ids["own"]] == [
+        f"ticket {ids['own']}: handed to the night shift"]
+    default = get_ticket(conn, ids["default"])  # the built-in timeout, plus what the handler sent
+    assert default.state == 1 and get_ticket(conn, default.waiting_for).ticket_type == "error"
+    assert [n["text"] for n in inbox(conn, "ann") if n["ticket_id"] == ids["default"] and n["kind"] == "message"] == [
+        f"ticket {ids['default']} timed out; the default applies"]
+    for mode, error in (("raise", "RuntimeError: the night shift's roster is unreachable"),
+                        ("nonsense", "TypeError: handler returned 'not an outcome'")):
+        ticket = get_ticket(conn, ids[mode])  # the default, with why the type's handler did not decide
+        assert ticket.state == 1 and get_ticket(conn, ticket.waiting_for).ticket_type == "error"
+        [event] = [e for e in get_events(conn, ids[mode]) if e["detail"] and "ticket_timeout_error" in e["detail"]]
+        assert event["detail"]["ticket_timeout_error"].startswith(error)
+    for ticket_id in ids.values():  # one timeout step each, whatever the replicas and sweeps
+        assert sum(e["kind"] in ("timeout", "escalated", "transitioned") for e in get_events(conn, ticket_id)) == 1, \
+            get_events(conn, ticket_id)

@@ -4,20 +4,21 @@ Runtime queries live in common/store/sql.py; these tables exist for migrations, 
 """
 
 from sqlalchemy import (
-                        BigInteger,
-                        Boolean,
-                        CheckConstraint,
-                        Column,
-                        Float,
-                        ForeignKey,
-                        Index,
-                        Integer,
-                        MetaData,
-                        Table,
-                        Text,
-                        Time,
-                        text,
-                        true,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Time,
+    func,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 
@@ -64,18 +65,16 @@ Index("ix_tickets_claim", tickets.c.metaservice, tickets.c.ticket_type, tickets.
       postgresql_where=text("closed_at IS NULL"))
 Index("ix_tickets_closed", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.closed_at,
       postgresql_where=text("closed_at IS NOT NULL"))
-Index("ix_tickets_lease_owner", tickets.c.lease_owner, postgresql_where=text("lease_owner IS NOT NULL"))
 Index("ix_tickets_waiting_for", tickets.c.waiting_for, postgresql_where=text("waiting_for IS NOT NULL"))
 Index("ix_tickets_parent_id", tickets.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
-# The open tickets of a state past their lifetime, not yet timed out.
-Index("ix_tickets_deadline", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.deadline_at,
+# The open tickets of a state by the sooner of their lifetime's end and their next acceptance round or
+# reminder: one index for both timers, so a round or a claim writes one entry fewer than with two.
+Index("ix_tickets_timer", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state,
+      func.least(tickets.c.next_reminder_at, tickets.c.deadline_at),
       postgresql_where=text("closed_at IS NULL AND timed_out_at IS NULL"))
 # The open tickets of a state by how long they have been there, not yet reported stuck.
 Index("ix_tickets_stuck", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.state_entered_at,
       postgresql_where=text("closed_at IS NULL AND stuck_reported_at IS NULL"))
-# The acceptance rounds and reminders due in a state.
-Index("ix_tickets_reminder", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.next_reminder_at,
-      postgresql_where=text("closed_at IS NULL"))
 
 ticket_events = Table(
     "ticket_events", metadata,

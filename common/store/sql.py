@@ -140,6 +140,11 @@ SELECT id FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
 # SKIP LOCKED lets replicas claim side by side without waiting on each other; due_at moves to the
 # lease expiry, so a claimed ticket is not due again until its owner stops renewing the lease.
+# The sooner of an open ticket's two timers, its lifetime's end and its next acceptance round or reminder:
+# the expression of ix_tickets_timer, which the queries of either timer go through.
+_TIMER = "least(next_reminder_at, deadline_at)"
+
+
 def _claim(state_condition: str, due: str = "due_at <= (SELECT botfleet_now())", order: str = "due_at") -> str:
     return f"""
 WITH due AS (
@@ -179,21 +184,20 @@ CLAIM = _claim("state = %(state)s")
 CLAIM_UNKNOWN_STATES = _claim("state <> ALL(%(states)s)")
 # Tickets of the state past their lifetime, not yet timed out, that no live process holds (a ticket in
 # a handler right now times out once its step is written): their state's bot runs ticket_timeout.
-CLAIM_TIMED_OUT = _claim("state = %(state)s", due="""deadline_at <= (SELECT botfleet_now()) AND timed_out_at IS NULL
-      AND (lease_owner IS NULL OR lease_expires_at <= (SELECT botfleet_now()))""", order="deadline_at")
+# Through ix_tickets_timer: a deadline passed means the sooner of the two timers passed.
+CLAIM_TIMED_OUT = _claim("state = %(state)s", due=f"""{_TIMER} <= (SELECT botfleet_now()) AND timed_out_at IS NULL
+      AND deadline_at <= (SELECT botfleet_now())
+      AND (lease_owner IS NULL OR lease_expires_at <= (SELECT botfleet_now()))""", order=_TIMER)
 
 # When the state's next wait ends or its next acceptance round or reminder is due, in seconds.
-NEXT_DUE = """
+NEXT_DUE = f"""
 SELECT extract(epoch FROM least(
     (SELECT min(due_at) FROM tickets
      WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
        AND closed_at IS NULL AND due_at > (SELECT botfleet_now()) AND due_at < 'infinity'),
-    (SELECT min(next_reminder_at) FROM tickets
+    (SELECT min({_TIMER}) FROM tickets
      WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-       AND closed_at IS NULL AND next_reminder_at > (SELECT botfleet_now()) AND next_reminder_at < deadline_at),
-    (SELECT min(deadline_at) FROM tickets
-     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-       AND closed_at IS NULL AND timed_out_at IS NULL AND deadline_at > (SELECT botfleet_now()))
+       AND closed_at IS NULL AND timed_out_at IS NULL AND {_TIMER} > (SELECT botfleet_now()))
 ) - (SELECT botfleet_now()))::float8 AS due_in_s
 """
 
@@ -366,9 +370,14 @@ ON CONFLICT (bot_name) DO UPDATE SET
 """
 
 # Release tickets still in hand at shutdown so another replica can take them at once.
+# The tickets it knows it holds, and any other of its state's that it leased (a claim whose answer was
+# lost); found through their ids and their state, not a scan of the whole table.
 RELEASE_LEASES = """
 UPDATE tickets SET lease_owner = NULL, lease_expires_at = NULL, due_at = (SELECT botfleet_now())
 WHERE lease_owner = %(owner)s AND closed_at IS NULL
+  AND (id = ANY(%(held)s)
+       OR (metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+           AND due_at > (SELECT botfleet_now())))
 """
 
 # A process that registers where another ran before it (the same supervisord process name on the
@@ -590,9 +599,12 @@ WITH retired AS (
     WHERE bot_name = %(bot)s AND host = %(host)s AND stopped_at IS NULL AND pid = ANY(%(pids)s)
     RETURNING instance_id
 ), freed AS (
-    UPDATE tickets SET due_at = 'epoch'
-    WHERE lease_owner IN (SELECT instance_id FROM retired) AND closed_at IS NULL AND due_at > (SELECT botfleet_now())
-    RETURNING id
+    UPDATE tickets t SET due_at = 'epoch'
+    FROM bots b
+    WHERE b.name = %(bot)s AND t.metaservice = b.metaservice AND t.ticket_type = b.ticket_type AND t.state = b.state
+      AND t.closed_at IS NULL AND t.due_at > (SELECT botfleet_now())
+      AND t.lease_owner IN (SELECT instance_id FROM retired)
+    RETURNING t.id
 )
 SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) AS freed
 """
@@ -728,8 +740,9 @@ REMIND = f"""
 WITH due AS (
     SELECT id FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
-      AND closed_at IS NULL AND next_reminder_at <= (SELECT botfleet_now()) AND next_reminder_at < deadline_at
-    ORDER BY next_reminder_at
+      AND closed_at IS NULL AND timed_out_at IS NULL AND {_TIMER} <= (SELECT botfleet_now())
+      AND next_reminder_at <= (SELECT botfleet_now()) AND next_reminder_at < deadline_at
+    ORDER BY {_TIMER}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), setting AS (

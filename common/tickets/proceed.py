@@ -76,8 +76,50 @@ def failed_step(ticket: Ticket, ticket_type, spec, reason: str, hop_s=None, hand
     return Step(ticket, result, handler_error=True, hop_s=hop_s, handler_s=handler_s)
 
 
-def timeout_step(ticket: Ticket, ticket_type, creator_is_user: bool) -> Step:
-    """ticket_timeout: the ticket's lifetime ran out. Its creator, if a user, gets one message with it."""
+def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None) -> Step:
+    """ticket_timeout: the ticket's lifetime ran out; written once, whatever the outcome.
+
+    `hook` is the type's own timeout handler (`ticket_timeout(ticket, ctx)` in the state's handler module).
+    What it returns is the step, planned like a handler's outcome, with what it sent through ctx; None
+    keeps the default. The default: the state's `on_timeout` next state, else the state kept and one error
+    ticket; and the creator, if a user, gets one out-of-service message. A hook that raises or asks for what
+    cannot be done gets the default, with its error in the step's detail: a timeout is never lost or retried."""
+    ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
+    hook_error = None
+    if hook is not None:
+        ctx = Context(ticket, ticket_type, spec.name)
+        try:
+            returned = hook(ticket, ctx)
+            if returned is not None:
+                outcome = outcome_of(returned, ctx)
+                payload = check_writable(config, ticket.payload if ctx.payload_changed() else None, ctx.children)
+                result = plan(ticket, ticket_type, outcome, retries=spec.retries,
+                              retry_backoff_s=spec.retry_backoff_s, children=ctx.children)
+                result.times_out = True
+                return Step(ticket, result, payload=payload, assignee=ctx.assignee, notifications=ctx.notifications,
+                            bot_messages=ctx.bot_messages)
+        except Exception as exc:
+            log.warning("ticket_timeout of bot %s failed on ticket %s: %r; the default timeout applies",
+                        spec.name, ticket.id, exc)
+            hook_error = storable_text(f"{type(exc).__name__}: {exc}")
+        if hook_error is None:  # it kept the default: what it sent goes with it
+            default = _default_timeout(ticket, ticket_type, creator_is_user)
+            default.notifications[:0] = ctx.notifications
+            default.bot_messages = ctx.bot_messages
+            return default
+    return timeout_fallback(ticket, config, spec, creator_is_user, hook_error)
+
+
+def timeout_fallback(ticket: Ticket, config, spec, creator_is_user: bool, hook_error: str | None = None) -> Step:
+    """The default timeout, with why the type's own handler did not decide it (it raised, or overran
+    handler_timeout) in the step's detail."""
+    default = _default_timeout(ticket, config.ticket_type(spec.metaservice, spec.ticket_type), creator_is_user)
+    if hook_error is not None:
+        default.plan.detail = {**(default.plan.detail or {}), "ticket_timeout_error": hook_error}
+    return default
+
+
+def _default_timeout(ticket: Ticket, ticket_type, creator_is_user: bool) -> Step:
     result = timeout_plan(ticket, ticket_type)
     notes = [(ticket.creator, timeout_text(ticket, ticket_type, result), "timeout")] if creator_is_user else []
     return Step(ticket, result, notifications=notes)
