@@ -2,6 +2,7 @@
 
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,7 +19,7 @@ from common.tickets.outcomes import Context, Outcome, plan
 from common.tickets.proceed import Step
 from common.tickets.read import get_assigned_user, get_events, get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
-from tests.conftest import wait_until
+from tests.conftest import stays_true, wait_until
 
 OWNER_A, OWNER_B = "bot-a@test:1", "bot-b@test:2"
 
@@ -221,11 +222,28 @@ def test_manual_moves_follow_the_graph(conn, types):
     assert send_ticket(conn, types, ticket_id).state == 2
 
 
-def test_manual_move_of_a_ticket_in_a_bots_hands_is_refused(conn, types, spec):
+def test_manual_move_of_a_ticket_in_a_bots_hands_is_refused_once_the_wait_for_it_runs_out(conn, types, spec):
     ticket_id = create_ticket(conn, types, "testms", "pipe")
     get_current_ticket_list(conn, spec, OWNER_A, 1)
-    with pytest.raises(BotfleetError, match="being processed by bot-a"):
-        send_ticket(conn, types, ticket_id)
+    with pytest.raises(BotfleetError, match=r"being processed by bot-a@test:1 \(waited 0.3s\)"):
+        send_ticket(conn, types, ticket_id, wait_s=0.3)
+    assert get_ticket(conn, ticket_id).state == 1
+
+
+def test_manual_move_waits_for_the_bot_to_hand_the_ticket_back(conn, types, spec, db_url):
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    get_current_ticket_list(conn, spec, OWNER_A, 1)
+    move = ThreadPoolExecutor(1).submit(send_ticket_on_own_connection, db_url, types, ticket_id)
+    wait_until(lambda: move.running(), 5, "the move to start")
+    stays_true(lambda: not move.done(), 0.5, "the move waits while the ticket is leased")
+    conn.execute(sql.RELEASE_LEASES, {"owner": OWNER_A, "held": [ticket_id], "metaservice": "testms",
+                                      "ticket_type": "pipe", "state": 1})
+    assert move.result(timeout=10).state == 2
+
+
+def send_ticket_on_own_connection(db_url, types, ticket_id):
+    with connect(db_url) as other:
+        return send_ticket(other, types, ticket_id)
 
 
 def test_assignment_is_recorded(conn, types):

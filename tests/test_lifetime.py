@@ -208,9 +208,9 @@ def test_a_types_own_timeout_handler_decides_once_and_one_that_fails_gets_the_de
     processes.start(FIRST, folder, db_url)
     processes.start(FIRST, folder, db_url)
     wait_until(registered(conn, 2), 30, "both replicas to register")
-    ids = dict(zip(("own", "default", "raise", "nonsense"), create_tickets(
-        conn, cfg, "testms", "desk",
-        [{"on_timeout": mode} for mode in ("own", "default", "raise", "nonsense")], creator="zoe")))
+    modes = ("own", "default", "raise", "nonsense")
+    ids = dict(zip(modes, create_tickets(conn, cfg, "testms", "desk", [{"on_timeout": mode} for mode in modes],
+                                         creator="zoe"), strict=True))
     clock.shift(conn, 61 * MINUTE_S)
 
     def timed_out():
