@@ -3,7 +3,8 @@
 Each run takes the pending mail that is due (SKIP LOCKED, so replicas share it): mail outside the user's
 delivery window waits for it to open; the rest goes out over SMTP (smtplib). A failed try is tried
 again with a doubling backoff; after `max_tries` the notification is undeliverable (never dropped: the
-inbox keeps it) and one error ticket goes to the operators' group. Then the sweeper removes
+inbox keeps it) and the operators' group hears of it through one error ticket, which counts every
+further problem until an operator resolves it. Then the sweeper removes
 notifications done with mail and older than `keep_delivered`.
 """
 
@@ -66,8 +67,17 @@ class MailDuty:
                                           f"undeliverable after {result['email_attempts']} tries: {error}")
 
     def _error_ticket(self, conn, row, reason):
+        """The operators' error ticket for a mail problem: a new one, or the one still open counts it."""
+        conn.execute(sql.LOCK_MAIL_PROBLEMS)
+        folded = conn.execute(sql.FOLD_MAIL_PROBLEM, {
+            "reason": reason, "notification_id": row["id"], "metaservice": ERROR_METASERVICE,
+            "ticket_type": ERROR_TYPE}).fetchone()
+        if folded is not None:
+            log.info("mail problem counted into the open error ticket %s: %s", folded["id"], reason)
+            return
         create_ticket(conn, self.config, ERROR_METASERVICE, ERROR_TYPE, {
-            "notification_id": row["id"], "user": row["user_name"], "ticket_id": row["ticket_id"], "reason": reason},
+            "mail_problem": True, "problems": 1, "notification_id": row["id"], "user": row["user_name"],
+            "ticket_id": row["ticket_id"], "reason": reason},
             creator=self.actor, group_role=self.settings.operators_group)
 
     def _send(self, row) -> str | None:

@@ -14,6 +14,7 @@ from common.notifications.outbox import inbox, send_user_notification
 from common.people import directory
 from common.store import clock
 from common.store.sync import sync_config
+from common.tickets.manual import close_ticket
 from tests.conftest import free_port, registered, stays_true, wait_until, write_config
 from watchdog.collector import scrape_text
 
@@ -113,6 +114,35 @@ def test_refused_mail_is_tried_again_then_undeliverable_with_one_error_ticket_an
     # The inbox keeps it, with what happened to the mail.
     [item] = inbox(conn, "ann")
     assert (item["id"], item["email_state"], item["email_attempts"]) == (refused, "undeliverable", 3)
+
+
+def test_mail_problems_while_the_server_refuses_go_to_one_open_error_ticket_not_one_each(
+        tmp_path, db_url, conn, processes, smtp):
+    """The operators have addresses too: the error ticket's own acceptance mail fails as well, and must not
+    raise another error ticket, which would raise another, as long as the server refuses."""
+    mailbox, port = smtp(refuse=True)
+    cfg = mail_fleet(tmp_path, db_url, conn, processes, port)
+    directory.add_user(conn, "oscar", email="oscar@example.org")
+    first = send_user_notification(conn, None, "ann", "one")
+    wait_until(lambda: state_of(conn, first)["email_state"] == "undeliverable", 30, "the first mail to be given up")
+    later = [send_user_notification(conn, None, "ann", text) for text in ("two", "three")]
+
+    def error_tickets():
+        return conn.execute("SELECT id, payload, closed_at FROM tickets WHERE ticket_type = 'error' ORDER BY id"
+                            ).fetchall()
+    # ann's three, and oscar's acceptance mail for the error ticket itself.
+    wait_until(lambda: [t["payload"]["problems"] for t in error_tickets()] == [4], 30,
+               lambda: f"one error ticket counting four problems: {[t['payload'] for t in error_tickets()]}")
+    stays_true(lambda: len(error_tickets()) == 1 and error_tickets()[0]["payload"]["problems"] == 4, 3,
+               lambda: f"no more error tickets: {[t['payload'] for t in error_tickets()]}")
+    [ticket] = error_tickets()
+    assert ticket["payload"]["notification_id"] == first and ticket["payload"]["last_reason"].startswith("notification ")
+    assert all(state_of(conn, n)["email_state"] == "undeliverable" for n in later)
+    # Once an operator resolves it, the next problem opens a new one.
+    close_ticket(conn, cfg, ticket["id"], "mail server fixed, we thought")
+    again = send_user_notification(conn, None, "ann", "four")
+    wait_until(lambda: len(error_tickets()) == 2, 30, "a new error ticket for the next problem")
+    assert error_tickets()[1]["payload"]["notification_id"] == again
 
 
 def test_mail_pending_past_stuck_after_is_reported_to_the_operators_once_and_shown_in_status_and_metrics(

@@ -925,6 +925,23 @@ WHERE id IN (SELECT id FROM notifications WHERE email_state IN ('sent', 'none')
              AND created_at < (SELECT botfleet_now()) - %(keep_s)s * interval '1 second' LIMIT 1000)
 """
 
+# Mail problems (undeliverable, stuck) go to one open error ticket at a time, not one each: while the
+# mail server is down, the error ticket's own notifications to the operators fail too, and one ticket
+# each would feed itself. The lock keeps two replicas from opening two; a later problem is counted into
+# the open ticket's payload. Once an operator resolves it, the next problem opens a new one.
+LOCK_MAIL_PROBLEMS = "SELECT pg_advisory_xact_lock(hashtext('botfleet mail problems'))"
+
+FOLD_MAIL_PROBLEM = """
+UPDATE tickets SET payload = payload || jsonb_build_object(
+    'problems', coalesce((payload->>'problems')::int, 1) + 1, 'last_reason', %(reason)s::text,
+    'last_notification_id', %(notification_id)s::bigint, 'last_at', (SELECT botfleet_now()))
+WHERE id = (SELECT id FROM tickets
+            WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND closed_at IS NULL
+              AND payload ? 'mail_problem'
+            ORDER BY id LIMIT 1)
+RETURNING id
+"""
+
 NEXT_MAIL_DUE = """
 SELECT extract(epoch FROM min(email_due_at) - (SELECT botfleet_now()))::float8 AS due_in_s
 FROM notifications WHERE email_state = 'pending'
