@@ -95,9 +95,13 @@ class BotProcesses:
         self.procs = []
 
     def start(self, name, config_dir, db_url, extra_env=None) -> subprocess.Popen:
-        log_path = self.log_dir / f"{name}-{len(self.procs)}.log"
+        return self.spawn(name, ["bot", "run", name], config_dir, db_url, extra_env)
+
+    def spawn(self, label, args, config_dir, db_url, extra_env=None) -> subprocess.Popen:
+        """`botfleet --config DIR ARGS...` (the API, say), logged to a file named by `label`."""
+        log_path = self.log_dir / f"{label}-{len(self.procs)}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([*BOTFLEET, "--config", str(config_dir), "bot", "run", name], cwd=ROOT,
+            proc = subprocess.Popen([*BOTFLEET, "--config", str(config_dir), *args], cwd=ROOT,
                                     env=child_env(db_url, extra_env), stdout=log, stderr=subprocess.STDOUT)
         proc.log_path = log_path
         self.procs.append(proc)

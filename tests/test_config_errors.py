@@ -77,6 +77,9 @@ BAD_CASES = {
     "host watchdog address that is not host:port": (
         {"fleet_extra": "hosts:\n  a:\n    bots: ['*']\n    watchdog_listen: 9108\n"},
         r"fleet.yaml:\d+: hosts.a.watchdog_listen: must be host:port, got 9108"),
+    "API address that is not host:port": (
+        {"fleet_extra": "api:\n  listen: localhost\n"},
+        r"fleet.yaml:\d+: api.listen: must be host:port, got 'localhost'"),
     "on_timeout state that is not a next state": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "on_timeout: {1: 5}\n"}},
         r"pipe.yaml:\d+: on_timeout\[1\]: state 5 is not a next state of state 1 \(next states: 2\)"),

@@ -13,7 +13,7 @@ import sys
 
 import psycopg
 
-from common.cli import people, tickets, types
+from common.cli import people, tickets, tokens, types
 from common.cli.shared import connection, load_config, print_json
 from common.config.handlers import check_handlers, import_handler
 from common.errors import EX_TEMPFAIL, BotfleetError
@@ -108,6 +108,18 @@ def cmd_watchdog_run(args):
     runner = Watchdog(cfg, resolve_url(cfg), supervisor_socket(cfg))
     runner.install_signal_handlers()
     return runner.run()
+
+
+def cmd_api_run(args):
+    from api.run import serve
+    from common.store.revision import check_schema
+
+    cfg = load_config(args)
+    _log_to_stderr(args, "api")
+    url = resolve_url(cfg)
+    with connection(cfg) as conn:  # refuse to serve a schema this code does not know, before listening
+        check_schema(conn)
+    serve(cfg, url, log_level=args.log_level)
 
 
 def cmd_watchdog_forget(args):
@@ -234,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p = command(group, "forget", cmd_watchdog_forget, "stop expecting a watchdog on a host taken out of the fleet")
     p.add_argument("host")
+    group = sub.add_parser("api", help="the HTTP API").add_subparsers(dest="sub", required=True)
+    p = command(group, "run", cmd_api_run, "serve the HTTP API on api.listen (supervisord does this)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     command(sub, "check", cmd_check, "exit 0 if the watchdog is alive and every enabled bot is healthy "
                                      "(for Zabbix and people); prints one line")
     group = sub.add_parser("zabbix", help="Zabbix helpers").add_subparsers(dest="sub", required=True)
@@ -288,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     people.add_parsers(sub, command)
     types.add_parsers(sub, command)
+    tokens.add_parsers(sub, command)
     return parser
 
 

@@ -128,7 +128,7 @@ def _fleet(doc) -> dict:
         "heartbeat_interval_s": _duration(doc, ("heartbeat_interval",), merged["heartbeat_interval"]),
         "watchdog": _watchdog(doc, merged["watchdog"] or {},
                               _duration(doc, ("heartbeat_interval",), merged["heartbeat_interval"])),
-        "api_listen": str({**FLEET_DEFAULTS["api"], **(merged["api"] or {})}["listen"]),
+        "api_listen": _listen(doc, ("api", "listen"), {**FLEET_DEFAULTS["api"], **(merged["api"] or {})}["listen"]),
         "metaservices": {name: (settings or {}) for name, settings in metaservices.items()},
         "max_payload_bytes": _positive_int(doc, "max_payload_bytes", merged["max_payload_bytes"]),
     }

@@ -13,9 +13,12 @@ def libpq_url(url: str) -> str:
     return url
 
 
+CONNECT_TIMEOUT_S = 5
+
+
 def connect(url: str, *, autocommit=False, application_name=None, rows=dict_row) -> psycopg.Connection:
     kwargs = {"application_name": application_name[:63]} if application_name else {}
-    return psycopg.connect(libpq_url(url), autocommit=autocommit, row_factory=rows, connect_timeout=5, **kwargs)
+    return psycopg.connect(libpq_url(url), autocommit=autocommit, row_factory=rows, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
 
 
 def close_quietly(conn):

@@ -315,3 +315,24 @@ bot_messages = Table(
     Column("error", Text),
 )
 Index("ix_bot_messages_to_bot", bot_messages.c.to_bot, bot_messages.c.id, postgresql_where=text("handled_at IS NULL"))
+
+# The HTTP API's bearer tokens: only a SHA-256 of each (they are random and long, so a slow hash buys
+# nothing), with the scopes it grants. A revoked token stays listed.
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("name", Text, primary_key=True),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("revoked_at", TZ),
+)
+
+# POST /tickets with an Idempotency-Key: the ticket the first request made, per token, so a retry gets
+# it back instead of a second ticket.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("token_name", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("ticket_id", BigInteger, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+)

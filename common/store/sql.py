@@ -479,6 +479,7 @@ WHERE (%(metaservice)s::text IS NULL OR metaservice = %(metaservice)s)
   AND (%(ticket_type)s::text IS NULL OR ticket_type = %(ticket_type)s)
   AND (%(state)s::int IS NULL OR state = %(state)s)
   AND (%(open_only)s IS FALSE OR closed_at IS NULL)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
 ORDER BY id DESC
 LIMIT %(limit)s
 """
@@ -964,4 +965,30 @@ MAIL_QUEUE = """
 SELECT count(*) AS pending, count(*) FILTER (WHERE email_attempts > 0) AS retrying,
        extract(epoch FROM min(created_at))::float8 AS oldest
 FROM notifications WHERE email_state = 'pending'
+"""
+
+# -- API tokens ----------------------------------------------------------------------------------------
+
+ADD_TOKEN = """
+INSERT INTO api_tokens (name, token_hash, scopes) VALUES (%(name)s, %(token_hash)s, %(scopes)s)
+ON CONFLICT (name) DO NOTHING RETURNING name
+"""
+
+LIST_TOKENS = "SELECT name, scopes, created_at, revoked_at FROM api_tokens ORDER BY name"
+
+REVOKE_TOKEN = """
+UPDATE api_tokens SET revoked_at = coalesce(revoked_at, (SELECT botfleet_now())) WHERE name = %(name)s RETURNING name
+"""
+
+# The name and scopes of a live token, by its hash.
+TOKEN_SCOPES = "SELECT name, scopes FROM api_tokens WHERE token_hash = %(token_hash)s AND revoked_at IS NULL"
+
+# POST /tickets with an Idempotency-Key: requests with the same token and key are taken one at a time,
+# and all but the first find the ticket it made.
+LOCK_IDEMPOTENCY_KEY = "SELECT pg_advisory_xact_lock(hashtext(%(token)s), hashtext(%(key)s))"
+
+FIND_IDEMPOTENCY_KEY = "SELECT ticket_id FROM idempotency_keys WHERE token_name = %(token)s AND key = %(key)s"
+
+ADD_IDEMPOTENCY_KEY = """
+INSERT INTO idempotency_keys (token_name, key, ticket_id) VALUES (%(token)s, %(key)s, %(ticket_id)s)
 """

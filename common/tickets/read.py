@@ -20,8 +20,10 @@ def get_assigned_user(conn, ticket_id):
     return get_ticket(conn, ticket_id).assigned_user
 
 
-def list_tickets(conn, *, metaservice=None, ticket_type=None, state=None, open_only=False, limit=100) -> list[Ticket]:
-    """Tickets, newest first, filtered by whichever of the arguments are given."""
+def list_tickets(conn, *, metaservice=None, ticket_type=None, state=None, open_only=False, limit=100,
+                 before_id=None) -> list[Ticket]:
+    """Tickets, newest first, filtered by whichever of the arguments are given; `before_id` pages on by keyset
+    (the ids below the last one seen), which tickets created meanwhile cannot shift."""
     rows = conn.execute(sql.LIST_TICKETS, {"metaservice": metaservice, "ticket_type": ticket_type, "state": state,
-                                           "open_only": open_only, "limit": limit}).fetchall()
+                                           "open_only": open_only, "limit": limit, "before_id": before_id}).fetchall()
     return [Ticket.from_row(row) for row in rows]

@@ -1,0 +1,35 @@
+"""The API's application: routes, errors, the body limit, a pool of database connections."""
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors, tickets
+from api.auth import TokenCache
+from api.limits import BodyLimit
+from common import __version__
+from common.store.pool import connection_pool
+
+# The JSON around a payload (metaservice, type, creator, ...) on top of the fleet's payload limit.
+ENVELOPE_BYTES = 16 * 1024
+POOL_MIN, POOL_MAX = 2, 16
+
+
+def create_app(config, url: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app):
+        app.state.pool = connection_pool(url, min_size=POOL_MIN, max_size=POOL_MAX, application_name="botfleet-api")
+        app.state.tokens = TokenCache(app.state.pool)
+        try:
+            yield
+        finally:
+            app.state.pool.close()
+
+    app = FastAPI(title="botfleet", version=__version__, lifespan=lifespan,
+                  description="Tickets of the fleet over HTTP. Every route needs a bearer token "
+                              "(`botfleet token create`) with the scope it names.")
+    app.state.config = config
+    errors.install(app)
+    app.include_router(tickets.router)
+    app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
+    return app

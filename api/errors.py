@@ -1,0 +1,68 @@
+"""Every error the API answers is {"error": {"code", "message", "field"}} with a real HTTP status."""
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from common.errors import AssigneeRefused, BotfleetError, TicketNotFound, TransitionNotAllowed
+from common.tickets.payload import PayloadError
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, headers=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field, self.headers = status, code, message, field, headers
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, headers=None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status,
+                        headers=headers)
+
+
+# The fleet's own refusals, as HTTP: what does not exist, and what the ticket's state or graph forbids.
+_FLEET_ERRORS = (
+    (TicketNotFound, 404, "not_found", None),
+    (TransitionNotAllowed, 409, "transition_not_allowed", "state"),
+    (AssigneeRefused, 409, "assignee_refused", "user"),
+    (PayloadError, 422, "invalid_payload", "payload"),
+    (BotfleetError, 409, "conflict", None),
+)
+
+
+def _field(location) -> str | None:
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        return error_response(400, "malformed_json", f"the body is not valid JSON: {first.get('msg')}")
+    field = _field(first.get("loc", ()))
+    where = f"{field}: " if field else ""
+    return error_response(422, "invalid", f"{where}{first.get('msg')}", field)
+
+
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
+                          headers=getattr(exc, "headers", None))
+
+
+async def _api(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+
+async def _fleet(request: Request, exc: BotfleetError) -> JSONResponse:
+    for kind, status, code, field in _FLEET_ERRORS:
+        if isinstance(exc, kind):
+            return error_response(status, code, str(exc), field)
+    raise exc  # not reached: BotfleetError is the last row
+
+
+def install(app) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(ApiError, _api)
+    app.add_exception_handler(BotfleetError, _fleet)

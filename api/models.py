@@ -1,0 +1,82 @@
+"""The shapes the API reads and writes (pydantic v2); the OpenAPI description is made from them."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _name(description=None):
+    """A name: not empty, without surrounding spaces."""
+    return Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$", description=description)
+
+
+class TicketIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"metaservice": "helpdesk", "type": "request", "payload": {"summary": "the printer jams"},
+         "creator": "ann"}]})
+
+    metaservice: str = _name()
+    type: str = _name("the ticket type, within the metaservice")
+    payload: dict[str, Any] = Field(default_factory=dict, description="any JSON object; at most max_payload_bytes")
+    group: str | None = Field(default=None, min_length=1, max_length=200,
+                              description="the group asked to accept it, instead of the type's group_role")
+    creator: str | None = Field(default=None, min_length=1, max_length=200,
+                                description="whom the ticket is for: the user told when it times out")
+
+
+class Ticket(BaseModel):
+    id: int
+    metaservice: str
+    type: str
+    state: int
+    state_name: str | None
+    payload: dict[str, Any]
+    creator: str | None
+    group: str | None
+    assigned_user: str | None
+    parent_id: int | None
+    waiting_for: int | None
+    step: int
+    created_at: datetime
+    state_entered_at: datetime
+    deadline_at: datetime | None
+    closed_at: datetime | None
+
+
+class Event(BaseModel):
+    id: int
+    step: int
+    kind: str
+    from_state: int | None
+    to_state: int | None
+    at: datetime
+    actor: str | None
+    detail: dict[str, Any] | None
+
+
+class TicketPage(BaseModel):
+    items: list[Ticket]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last one")
+
+
+class AcceptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user": "ann"}]})
+
+    user: str = _name("a member of the ticket's group")
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "withdrawn by the requester"}]})
+
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

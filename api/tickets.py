@@ -1,0 +1,104 @@
+"""/tickets: create, read, list, accept and close tickets; every write goes through the same ticket
+operations as the CLI's and the bots', so the graph, the groups and the lifetime rules are the same."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
+from api.auth import require
+from api.errors import ApiError
+from api.models import AcceptIn, CloseIn, ErrorBody, Event, Ticket, TicketIn, TicketPage
+from common.store import sql
+from common.tickets.create import create_ticket
+from common.tickets.manual import accept_ticket, close_ticket
+from common.tickets.read import get_events, get_ticket, list_tickets
+
+router = APIRouter(tags=["tickets"])
+
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422)}
+
+
+def ticket_out(config, ticket) -> Ticket:
+    return Ticket(id=ticket.id, metaservice=ticket.metaservice, type=ticket.ticket_type, state=ticket.state,
+                  state_name=config.state_name(ticket.metaservice, ticket.ticket_type, ticket.state),
+                  payload=ticket.payload, creator=ticket.creator, group=ticket.group_role,
+                  assigned_user=ticket.assigned_user, parent_id=ticket.parent_id, waiting_for=ticket.waiting_for,
+                  step=ticket.step, created_at=ticket.created_at, state_entered_at=ticket.state_entered_at,
+                  deadline_at=ticket.deadline_at, closed_at=ticket.closed_at)
+
+
+@router.post("/tickets", status_code=201, response_model=Ticket, responses=_ERRORS)
+def create(body: TicketIn, request: Request, response: Response,
+           token: Annotated[str, Depends(require("submit"))],
+           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Ticket:
+    """Create a ticket in its type's initial state. With an Idempotency-Key, a retry of the same request gets
+    the ticket the first one made, not a second ticket."""
+    config = request.app.state.config
+    if (body.metaservice, body.type) not in config.types:
+        raise ApiError(422, "unknown_type", f"there is no ticket type {body.metaservice}/{body.type}", "type")
+    with request.app.state.pool.connection() as conn, conn.transaction():
+        if idempotency_key is not None:
+            keyed = {"token": token, "key": idempotency_key}
+            conn.execute(sql.LOCK_IDEMPOTENCY_KEY, keyed)
+            found = conn.execute(sql.FIND_IDEMPOTENCY_KEY, keyed).fetchone()
+            if found is not None:
+                ticket = get_ticket(conn, found["ticket_id"])
+                response.headers["Location"] = f"/tickets/{ticket.id}"
+                response.headers["Idempotent-Replayed"] = "true"
+                return ticket_out(config, ticket)
+        ticket_id = create_ticket(conn, config, body.metaservice, body.type, body.payload,
+                                  creator=body.creator or f"api:{token}", group_role=body.group)
+        if idempotency_key is not None:
+            conn.execute(sql.ADD_IDEMPOTENCY_KEY, {**keyed, "ticket_id": ticket_id})
+        ticket = get_ticket(conn, ticket_id)
+    response.headers["Location"] = f"/tickets/{ticket_id}"
+    return ticket_out(config, ticket)
+
+
+@router.get("/tickets/{ticket_id}", response_model=Ticket, responses=_ERRORS)
+def read(ticket_id: int, request: Request, _: Annotated[str, Depends(require("read"))]) -> Ticket:
+    with request.app.state.pool.connection() as conn:
+        return ticket_out(request.app.state.config, get_ticket(conn, ticket_id))
+
+
+@router.get("/tickets/{ticket_id}/events", response_model=list[Event], responses=_ERRORS)
+def history(ticket_id: int, request: Request, _: Annotated[str, Depends(require("read"))]) -> list[Event]:
+    """The ticket's history, oldest first."""
+    with request.app.state.pool.connection() as conn:
+        get_ticket(conn, ticket_id)  # 404 for a ticket that does not exist, not an empty history
+        return [Event(**{name: row[name] for name in Event.model_fields}) for row in get_events(conn, ticket_id)]
+
+
+@router.get("/tickets", response_model=TicketPage, responses=_ERRORS)
+def listing(request: Request, _: Annotated[str, Depends(require("read"))],
+            metaservice: Annotated[str | None, Query(min_length=1)] = None,
+            type: Annotated[str | None, Query(min_length=1)] = None,
+            state: int | None = None,
+            open: Annotated[bool, Query(description="only tickets not closed")] = False,
+            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+            cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$",
+                                                description="next_cursor of the page before")] = None) -> TicketPage:
+    """Tickets, newest first, a page at a time. Pages follow ids, so tickets created meanwhile do not shift them."""
+    with request.app.state.pool.connection() as conn:
+        tickets = list_tickets(conn, metaservice=metaservice, ticket_type=type, state=state, open_only=open,
+                               limit=limit + 1, before_id=int(cursor) if cursor else None)
+    page = tickets[:limit]
+    return TicketPage(items=[ticket_out(request.app.state.config, t) for t in page],
+                      next_cursor=str(page[-1].id) if len(tickets) > limit else None)
+
+
+@router.post("/tickets/{ticket_id}/accept", response_model=Ticket, responses=_ERRORS)
+def accept(ticket_id: int, body: AcceptIn, request: Request,
+           token: Annotated[str, Depends(require("update"))]) -> Ticket:
+    """A member of the ticket's group accepts it and becomes its assignee."""
+    with request.app.state.pool.connection() as conn:
+        ticket = accept_ticket(conn, request.app.state.config, ticket_id, body.user, actor=f"api:{token}")
+    return ticket_out(request.app.state.config, ticket)
+
+
+@router.post("/tickets/{ticket_id}/close", response_model=Ticket, responses=_ERRORS)
+def close(ticket_id: int, body: CloseIn, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
+    """Close an open ticket where it stands, with a reason."""
+    with request.app.state.pool.connection() as conn:
+        ticket = close_ticket(conn, request.app.state.config, ticket_id, body.reason, actor=f"api:{token}")
+    return ticket_out(request.app.state.config, ticket)

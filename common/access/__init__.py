@@ -1,0 +1,1 @@
+"""Who may do what through the HTTP API: bearer tokens and their scopes."""

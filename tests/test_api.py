@@ -1,0 +1,175 @@
+"""The HTTP API, served by the real `botfleet api run` process on a real database: tickets created, read,
+listed, accepted and closed over HTTP, tokens and scopes, and every refusal a JSON error that names
+what was wrong."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from common.access.tokens import create_token, revoke_token
+from common.config.load import load
+from common.people import directory
+from common.store.sync import sync_config
+from tests.conftest import free_port, wait_until, write_config
+from tests.test_people import botfleet
+
+pytestmark = pytest.mark.processes
+
+
+class Api:
+    def __init__(self, base_url, tokens):
+        self.base_url, self.tokens = base_url, tokens
+
+    def client(self, token="all"):
+        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
+
+
+@pytest.fixture
+def api(tmp_path, db_url, conn, processes):
+    port = free_port()
+    folder = write_config(tmp_path / "config", fleet_extra=f"api:\n  listen: 127.0.0.1:{port}\n")
+    sync_config(conn, load(folder))
+    directory.add_user(conn, "bob")
+    directory.add_user(conn, "eve")
+    directory.add_group(conn, "testers", ["bob"])
+    tokens = {"all": create_token(conn, "ci", "read,submit,update,admin"),
+              "reader": create_token(conn, "dashboard", "read")}
+    server = processes.spawn("api", ["api", "run"], folder, db_url)
+    base_url = f"http://127.0.0.1:{port}"
+
+    def answers():
+        assert server.poll() is None, server.log_path.read_text()
+        try:
+            return httpx.get(base_url + "/openapi.json", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+    wait_until(answers, 30, "the API to answer")
+    return Api(base_url, tokens)
+
+
+def error_of(response, status):
+    assert response.status_code == status, response.text
+    return response.json()["error"]
+
+
+def new_ticket(client, **fields):
+    response = client.post("/tickets", json={"metaservice": "testms", "type": "pipe", **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_ticket_created_over_http_is_read_back_with_its_history(api):
+    with api.client() as client:
+        response = client.post("/tickets", json={"metaservice": "testms", "type": "pipe", "payload": {"n": 1},
+                                                 "creator": "bob"})
+        assert response.status_code == 201, response.text
+        ticket = response.json()
+        assert response.headers["Location"] == f"/tickets/{ticket['id']}"
+        assert (ticket["state"], ticket["state_name"], ticket["payload"], ticket["creator"], ticket["group"]) == (
+            1, "first", {"n": 1}, "bob", "testers")
+        assert client.get(response.headers["Location"]).json() == ticket
+        created, asked = client.get(f"/tickets/{ticket['id']}/events").json()
+        assert (created["kind"], created["to_state"], created["actor"]) == ("created", 1, "bob")
+        assert (asked["kind"], asked["detail"]) == ("reminder", {"kind": "acceptance", "to": ["bob"]})
+
+
+def test_tokens_and_scopes(api, conn):
+    with api.client(None) as anonymous:
+        response = anonymous.get("/tickets")
+        assert error_of(response, 401)["code"] == "unauthorized" and response.headers["WWW-Authenticate"] == "Bearer"
+        anonymous.headers["Authorization"] = "Bearer bf_not-a-token"
+        assert "unknown or revoked" in error_of(anonymous.get("/tickets"), 401)["message"]
+    with api.client("reader") as reader:
+        assert reader.get("/tickets").status_code == 200
+        refused = error_of(reader.post("/tickets", json={"metaservice": "testms", "type": "pipe"}), 403)
+        assert refused["message"] == "token 'dashboard' does not have the scope 'submit' (it has: read)"
+        revoke_token(conn, "dashboard")
+        wait_until(lambda: reader.get("/tickets").status_code == 401, 15, "the revoked token to be refused")
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize(("body", "status", "code", "field"), [
+    (b'{"metaservice": "testms", "type": ', 400, "malformed_json", None),
+    (json.dumps({"metaservice": "testms", "type": 7}), 422, "invalid", "type"),
+    (json.dumps({"metaservice": "testms", "type": "nope"}), 422, "unknown_type", "type"),
+    (json.dumps({"metaservice": "testms", "type": "pipe", "payload": [1]}), 422, "invalid", "payload"),
+    (json.dumps({"metaservice": "testms", "type": "pipe", "colour": "red"}), 422, "invalid", "colour"),
+    (json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "\u0000"}}), 422, "invalid_payload",
+     "payload"),
+    (json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "x" * 2_000_000}}), 413, "too_large", None),
+])
+def test_a_bad_create_is_refused_with_what_was_wrong_and_writes_nothing(api, conn, body, status, code, field):
+    with api.client() as client:
+        error = error_of(client.post("/tickets", content=body, headers={"Content-Type": "application/json"}), status)
+    assert (error["code"], error["field"]) == (code, field), error
+    if field:
+        assert field in error["message"]
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+
+
+def test_a_retried_create_with_the_same_idempotency_key_gets_the_first_ticket(api, conn):
+    with api.client() as client:
+        def post(key):
+            return client.post("/tickets", json={"metaservice": "testms", "type": "pipe"},
+                               headers={"Idempotency-Key": key})
+        with ThreadPoolExecutor(8) as pool:  # the same key at once, as a client retrying on a timeout would
+            firsts = list(pool.map(post, ["k-1"] * 8))
+        assert {r.status_code for r in firsts} == {201}
+        assert len({r.json()["id"] for r in firsts}) == 1
+        assert post("k-2").json()["id"] != firsts[0].json()["id"]
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 2
+
+
+def test_pages_follow_ids_so_tickets_created_meanwhile_do_not_shift_them(api):
+    with api.client() as client:
+        made = [new_ticket(client)["id"] for _ in range(5)]
+        seen, cursor = [], None
+        while True:
+            page = client.get("/tickets", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            seen += [t["id"] for t in page["items"]]
+            new_ticket(client)  # lands above every page already read
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == sorted(made, reverse=True)
+        assert error_of(client.get("/tickets", params={"cursor": "x"}), 422)["field"] == "cursor"
+        assert error_of(client.get("/tickets", params={"limit": 0}), 422)["field"] == "limit"
+
+
+def test_accept_and_close_follow_the_groups_and_the_tickets_state(api):
+    with api.client() as client:
+        ticket = new_ticket(client)
+        refused = error_of(client.post(f"/tickets/{ticket['id']}/accept", json={"user": "eve"}), 409)
+        assert refused["code"] == "assignee_refused" and "eve" in refused["message"]
+        assert client.get(f"/tickets/{ticket['id']}").json()["assigned_user"] is None
+        assert client.post(f"/tickets/{ticket['id']}/accept", json={"user": "bob"}).json()["assigned_user"] == "bob"
+        closed = client.post(f"/tickets/{ticket['id']}/close", json={"reason": "withdrawn"}).json()
+        assert closed["closed_at"] is not None
+        again = error_of(client.post(f"/tickets/{ticket['id']}/close", json={"reason": "twice"}), 409)
+        assert "is closed" in again["message"]
+        assert error_of(client.post("/tickets/999999/close", json={"reason": "x"}), 404)["code"] == "not_found"
+        assert error_of(client.get("/tickets/999999"), 404)["message"] == "ticket 999999 does not exist"
+        assert error_of(client.get("/tickets/999999/events"), 404)["code"] == "not_found"
+        assert error_of(client.get("/nowhere"), 404)["code"] == "not_found"
+
+
+def test_cli_tokens_are_shown_once_kept_as_a_hash_listed_and_revoked(db_url, conn):
+    made = botfleet(db_url, "token", "create", "--name", "deploy", "--scopes", "submit,read")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("bf_") and len(token) > 40
+    stored = conn.execute("SELECT token_hash, scopes FROM api_tokens WHERE name = 'deploy'").fetchone()
+    assert stored["token_hash"] != token and token not in stored["token_hash"] and stored["scopes"] == ["read", "submit"]
+    listed = botfleet(db_url, "token", "list").stdout
+    assert "deploy" in listed and "read,submit" in listed and token not in listed and "live" in listed
+    bad = botfleet(db_url, "token", "create", "--name", "x", "--scopes", "read,root")
+    assert bad.returncode == 1 and "unknown scope 'root'; scopes are: read, submit, update, admin" in bad.stderr
+    bad = botfleet(db_url, "token", "create", "--name", "deploy", "--scopes", "read")
+    assert bad.returncode == 1 and "a token named 'deploy' exists already" in bad.stderr
+    assert botfleet(db_url, "token", "revoke", "deploy").returncode == 0
+    assert "revoked" in botfleet(db_url, "token", "list").stdout
+    bad = botfleet(db_url, "token", "revoke", "nobody")
+    assert bad.returncode == 1 and "there is no token named 'nobody'" in bad.stderr
