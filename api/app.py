@@ -4,7 +4,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, tickets
+from api import errors, tickets, types
 from api.auth import TokenCache
 from api.limits import BodyLimit
 from common import __version__
@@ -31,5 +31,6 @@ def create_app(config, url: str) -> FastAPI:
     app.state.config = config
     errors.install(app)
     app.include_router(tickets.router)
+    app.include_router(types.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
     return app

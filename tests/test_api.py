@@ -173,3 +173,22 @@ def test_cli_tokens_are_shown_once_kept_as_a_hash_listed_and_revoked(db_url, con
     assert "revoked" in botfleet(db_url, "token", "list").stdout
     bad = botfleet(db_url, "token", "revoke", "nobody")
     assert bad.returncode == 1 and "there is no token named 'nobody'" in bad.stderr
+
+
+def test_types_show_states_and_settings_and_admins_override_lifetime_and_frequency(api):
+    with api.client() as admin, api.client("reader") as reader:
+        kinds = {(t["metaservice"], t["name"]): t for t in reader.get("/types").json()}
+        pipe = kinds[("testms", "pipe")]
+        assert [s["name"] for s in pipe["states"]] == ["first", "second", "third", "done", "dropped"]
+        assert pipe["transitions"] == [[1, 2], [2, 3], [3, 4, 5]] and pipe["group_role"] == "testers"
+        assert (pipe["lifetime_s"], pipe["yaml_lifetime_s"]) == (3600, 3600)
+        assert error_of(reader.get("/types/testms/nope"), 404)["message"] == "there is no ticket type testms/nope"
+        assert error_of(reader.patch("/types/testms/pipe", json={"lifetime": "2h"}), 403)["code"] == "forbidden"
+        changed = admin.patch("/types/testms/pipe", json={"lifetime": "2h"}).json()
+        assert (changed["lifetime_s"], changed["yaml_lifetime_s"], changed["notification_frequency_s"]) == (
+            7200, 3600, 600)
+        bad = error_of(admin.patch("/types/testms/pipe", json={"notification_frequency": "soon"}), 422)
+        assert bad["field"] == "notification_frequency" and "soon" in bad["message"]
+        assert error_of(admin.patch("/types/testms/pipe", json={"lifetime": -5}), 422)["field"] == "lifetime"
+        assert reader.get("/types/testms/pipe").json()["lifetime_s"] == 7200  # the refusals changed nothing
+        assert admin.patch("/types/testms/pipe", json={"lifetime": None}).json()["lifetime_s"] == 3600
