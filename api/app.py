@@ -1,5 +1,6 @@
 """The API's application: routes, errors, the body limit, a pool of database connections."""
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -7,6 +8,7 @@ from fastapi import FastAPI
 from api import errors, tickets, types
 from api.auth import TokenCache
 from api.limits import BodyLimit
+from api.presence import CountRequests, Presence
 from common import __version__
 from common.store.pool import connection_pool
 
@@ -15,14 +17,25 @@ ENVELOPE_BYTES = 16 * 1024
 POOL_MIN, POOL_MAX = 2, 16
 
 
-def create_app(config, url: str) -> FastAPI:
+def create_app(config, url: str, spec=None) -> FastAPI:
+    """The application; with `spec` (the built-in bot botfleet-api-1-serve), it registers and heartbeats as
+    that bot, so the watchdog covers it."""
+    presence = Presence(config, spec) if spec is not None else None
+
     @asynccontextmanager
     async def lifespan(app):
         app.state.pool = connection_pool(url, min_size=POOL_MIN, max_size=POOL_MAX, application_name="botfleet-api")
         app.state.tokens = TokenCache(app.state.pool)
+        beating = None
+        if presence is not None:
+            await asyncio.to_thread(presence.register, app.state.pool)
+            beating = asyncio.create_task(presence.beat_forever())
         try:
             yield
         finally:
+            if beating is not None:
+                beating.cancel()
+                await asyncio.to_thread(presence.deregister)
             app.state.pool.close()
 
     app = FastAPI(title="botfleet", version=__version__, lifespan=lifespan,
@@ -33,4 +46,6 @@ def create_app(config, url: str) -> FastAPI:
     app.include_router(tickets.router)
     app.include_router(types.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
+    if presence is not None:
+        app.add_middleware(CountRequests, presence=presence)
     return app

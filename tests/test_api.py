@@ -3,12 +3,15 @@ listed, accepted and closed over HTTP, tokens and scopes, and every refusal a JS
 what was wrong."""
 
 import json
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from common.access.tokens import create_token, revoke_token
+from common.config.builtin import API_BOT
 from common.config.load import load
 from common.people import directory
 from common.store.sync import sync_config
@@ -192,3 +195,38 @@ def test_types_show_states_and_settings_and_admins_override_lifetime_and_frequen
         assert error_of(admin.patch("/types/testms/pipe", json={"lifetime": -5}), 422)["field"] == "lifetime"
         assert reader.get("/types/testms/pipe").json()["lifetime_s"] == 7200  # the refusals changed nothing
         assert admin.patch("/types/testms/pipe", json={"lifetime": None}).json()["lifetime_s"] == 3600
+
+
+def test_the_api_runs_as_a_program_of_the_fleet_and_a_killed_or_hung_one_is_restarted(supervised, conn):
+    port = free_port()
+    fleet = supervised(fleet_extra=f"api:\n  listen: 127.0.0.1:{port}\n").start()
+    token = create_token(conn, "probe", "read")
+
+    def answers():
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/tickets", headers={"Authorization": f"Bearer {token}"},
+                             timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def api_pid():
+        info = fleet.info("botfleet", API_BOT)
+        return info["pid"] if info["statename"] == "RUNNING" else None
+    wait_until(lambda: answers() and fleet.check()[0] == 0, 30, "the API to answer and check to be OK")
+    registered_as = conn.execute("SELECT count(*) AS n FROM bot_processes WHERE bot_name = %s AND stopped_at IS NULL",
+                                 (API_BOT,)).fetchone()["n"]
+    assert registered_as == 1
+    killed = api_pid()
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: api_pid() not in (None, killed) and answers(), 30, "the killed API to be back")
+    frozen = api_pid()
+    os.kill(frozen, signal.SIGSTOP)  # alive to supervisord, silent to the fleet
+    wait_until(lambda: [r for r in fleet_restarts(conn) if r.startswith("hung:") and f"(pid {frozen})" in r], 30,
+               "the watchdog to restart the hung API")
+    wait_until(lambda: api_pid() not in (None, frozen) and answers() and fleet.check()[0] == 0, 30,
+               "the API to answer again and check to be OK")
+
+
+def fleet_restarts(conn):
+    return [r["reason"] for r in conn.execute(
+        "SELECT reason FROM watchdog_events WHERE bot = %s AND action = 'restart' ORDER BY id", (API_BOT,))]

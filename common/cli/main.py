@@ -15,6 +15,7 @@ import psycopg
 
 from common.cli import people, tickets, tokens, types
 from common.cli.shared import connection, load_config, print_json
+from common.config.builtin import API_BOT
 from common.config.handlers import check_handlers, import_handler
 from common.errors import EX_TEMPFAIL, BotfleetError
 from common.store import sql
@@ -62,6 +63,8 @@ def cmd_bot_run(args):
 
     cfg = load_config(args)
     spec = cfg.bot(args.name)
+    if spec.duty == "api":  # the built-in bot that is the HTTP API
+        return _serve_api(args, cfg, spec)
     # A bad handler is a config error: exit 78 before any connection.
     handler = import_handler(spec) if spec.handler else None
     _log_to_stderr(args, spec.name)
@@ -111,15 +114,19 @@ def cmd_watchdog_run(args):
 
 
 def cmd_api_run(args):
+    cfg = load_config(args)
+    return _serve_api(args, cfg, cfg.bots.get(API_BOT))
+
+
+def _serve_api(args, cfg, spec):
     from api.run import serve
     from common.store.revision import check_schema
 
-    cfg = load_config(args)
     _log_to_stderr(args, "api")
     url = resolve_url(cfg)
     with connection(cfg) as conn:  # refuse to serve a schema this code does not know, before listening
         check_schema(conn)
-    serve(cfg, url, log_level=args.log_level)
+    serve(cfg, url, spec=spec, log_level=args.log_level)
 
 
 def cmd_watchdog_forget(args):

@@ -30,4 +30,16 @@ MAIL_TICKET_TYPE = TicketType(
 )
 MAIL_BOT = "botfleet-mail-1-deliver"
 
-BUILTIN_TYPES = {ERROR_TICKET_TYPE.key: ERROR_TICKET_TYPE, MAIL_TICKET_TYPE.key: MAIL_TICKET_TYPE}
+# Likewise for the HTTP API's process (botfleet-api-1-serve): named, supervised, heartbeating and watched
+# like every bot, so a dead or hung API is restarted like a dead or hung bot.
+API_TYPE = "api"
+API_TICKET_TYPE = TicketType(
+    metaservice=ERROR_METASERVICE, name=API_TYPE,
+    states={1: State(1, "serve", "Serves the HTTP API"), 2: State(2, "done", "", final=True)},
+    transitions={1: (2,)}, initial=1,
+    lifetime_s=86400, notification_frequency_s=86400, retention_s=86400,
+    description="The HTTP API's process (no tickets of its own)",
+)
+API_BOT = "botfleet-api-1-serve"
+
+BUILTIN_TYPES = {kind.key: kind for kind in (ERROR_TICKET_TYPE, MAIL_TICKET_TYPE, API_TICKET_TYPE)}

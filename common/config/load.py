@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from common.config import yamlfile
-from common.config.builtin import BUILTIN_TYPES, MAIL_BOT, MAIL_TICKET_TYPE
+from common.config.builtin import API_BOT, API_TICKET_TYPE, BUILTIN_TYPES, MAIL_BOT, MAIL_TICKET_TYPE
 from common.config.durations import parse_duration_s
 from common.config.models import BotSpec, FleetConfig, HostSpec, MailSettings, State, TicketType, WatchdogSettings
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
@@ -74,7 +74,11 @@ def load(root: Path | str | None = None) -> FleetConfig:
     bots = _load_bots(root, types, bot_defaults, fleet_doc, fleet["heartbeat_interval_s"])
     mail = _mail(fleet_doc, fleet_doc.data.get("mail"))
     if mail is not None:
-        bots[MAIL_BOT] = _mail_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"])
+        bots[MAIL_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], MAIL_BOT,
+                                      MAIL_TICKET_TYPE, "mail")
+    if fleet_doc.data.get("api") is not None:  # an api: section runs the API as a program of the fleet
+        bots[API_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], API_BOT,
+                                     API_TICKET_TYPE, "api")
     hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
     people = _people(fleet_doc, fleet_doc.data.get("people"))
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
@@ -233,20 +237,20 @@ def _mail(doc, section) -> MailSettings | None:
     )
 
 
-def _mail_bot(doc, bot_defaults, heartbeat_interval_s) -> BotSpec:
-    """The built-in bot that mails notifications: bot_defaults apply to it as to every bot."""
-    state = MAIL_TICKET_TYPE.states[1]
+def _builtin_bot(doc, bot_defaults, heartbeat_interval_s, name, ticket_type, duty) -> BotSpec:
+    """A built-in bot (the mail bot, the API): bot_defaults apply to it as to every bot."""
+    state = ticket_type.states[1]
     merged = {**BOT_DEFAULTS, **bot_defaults}
 
     def duration(key):
         return _duration(doc, ("bot_defaults", key), merged[key])
     return BotSpec(
-        name=MAIL_BOT, metaservice=MAIL_TICKET_TYPE.metaservice, ticket_type=MAIL_TICKET_TYPE.name,
+        name=name, metaservice=ticket_type.metaservice, ticket_type=ticket_type.name,
         state=state.code, state_name=state.name, final=False, handler=None, threads=1,
         sweep_interval_s=duration("sweep_interval"),
         lease_s=LEASE_HEARTBEATS * heartbeat_interval_s if merged["lease"] is None else duration("lease"),
         batch_size=1, retries=0, retry_backoff_s=duration("retry_backoff"), replicas=1,
-        stop_timeout_s=duration("stop_timeout"), handler_timeout_s=duration("handler_timeout"), duty="mail",
+        stop_timeout_s=duration("stop_timeout"), handler_timeout_s=duration("handler_timeout"), duty=duty,
     )
 
 

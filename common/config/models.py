@@ -65,7 +65,7 @@ class BotSpec:
     stop_timeout_s: float
     handler_timeout_s: float = 300.0  # a handler run longer than this is that step's failure
     stuck_after_s: float | None = None  # a ticket here longer (and not parked) raises one error ticket
-    duty: str | None = None  # a built-in bot's work instead of a handler: "mail"
+    duty: str | None = None  # a built-in bot's work instead of a handler: "mail", or "api" (the HTTP API)
     path: Path | None = None
 
 
