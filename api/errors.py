@@ -37,6 +37,12 @@ def _field(location) -> str | None:
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if first.get("loc", ())[:1] == ("body",) and media_type != "application/json" and not media_type.endswith("+json"):
+        # curl -d and HTML forms send other types, whose bodies are never read as JSON: say so.
+        return error_response(415, "unsupported_media_type",
+                              f"the body must be JSON, sent with Content-Type: application/json "
+                              f"(got {media_type or 'no Content-Type'})")
     if first.get("type") == "json_invalid":
         return error_response(400, "malformed_json", f"the body is not valid JSON: {first.get('msg')}")
     field = _field(first.get("loc", ()))

@@ -15,7 +15,7 @@ from common.tickets.read import get_events, get_ticket, list_tickets
 
 router = APIRouter(tags=["tickets"])
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422)}
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
 
 
 def ticket_out(config, ticket) -> Ticket:

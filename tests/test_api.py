@@ -113,6 +113,15 @@ def test_a_bad_create_is_refused_with_what_was_wrong_and_writes_nothing(api, con
     assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
 
 
+def test_a_body_sent_as_anything_but_json_is_refused_with_the_content_type_to_use(api, conn):
+    with api.client() as client:
+        error = error_of(client.post("/tickets", content=b'{"metaservice": "testms", "type": "pipe"}',
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
+    assert error["message"] == ("the body must be JSON, sent with Content-Type: application/json "
+                                "(got application/x-www-form-urlencoded)")
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+
+
 def test_a_retried_create_with_the_same_idempotency_key_gets_the_first_ticket(api, conn):
     with api.client() as client:
         def post(key):
