@@ -60,6 +60,15 @@ class TicketPage(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last one")
 
 
+class TicketPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"payload": {"progress": 40, "note": None}}, {"state": 2}]})
+
+    payload: dict[str, Any] | None = Field(default=None, description="a JSON Merge Patch of the payload: keys set, "
+                                                                      "nested objects merged, null removes a key")
+    state: int | None = Field(default=None, description="the next state, along the type's graph")
+
+
 class AcceptIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user": "ann"}]})
 

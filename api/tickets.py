@@ -7,10 +7,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api.auth import require
 from api.errors import ApiError
-from api.models import AcceptIn, CloseIn, ErrorBody, Event, Ticket, TicketIn, TicketPage
+from api.models import AcceptIn, CloseIn, ErrorBody, Event, Ticket, TicketIn, TicketPage, TicketPatch
 from common.store import sql
 from common.tickets.create import create_ticket
-from common.tickets.manual import accept_ticket, close_ticket
+from common.tickets.manual import accept_ticket, close_ticket, patch_ticket
 from common.tickets.read import get_events, get_ticket, list_tickets
 
 router = APIRouter(tags=["tickets"])
@@ -101,4 +101,17 @@ def close(ticket_id: int, body: CloseIn, request: Request, token: Annotated[str,
     """Close an open ticket where it stands, with a reason."""
     with request.app.state.pool.connection() as conn:
         ticket = close_ticket(conn, request.app.state.config, ticket_id, body.reason, actor=f"api:{token}")
+    return ticket_out(request.app.state.config, ticket)
+
+
+@router.patch("/tickets/{ticket_id}", response_model=Ticket, responses=_ERRORS)
+def update(ticket_id: int, body: TicketPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
+    """Change only the fields sent, with one event: the payload by JSON Merge Patch, the state along the
+    type's graph (a move the graph forbids is 409 and changes nothing). Concurrent patches of one ticket
+    are applied one after the other: none is lost."""
+    if body.payload is None and body.state is None:
+        raise ApiError(422, "invalid", "send payload, state, or both", "payload")
+    with request.app.state.pool.connection() as conn:
+        ticket = patch_ticket(conn, request.app.state.config, ticket_id, payload=body.payload, state=body.state,
+                              actor=f"api:{token}")
     return ticket_out(request.app.state.config, ticket)

@@ -239,3 +239,37 @@ def test_the_api_runs_as_a_program_of_the_fleet_and_a_killed_or_hung_one_is_rest
 def fleet_restarts(conn):
     return [r["reason"] for r in conn.execute(
         "SELECT reason FROM watchdog_events WHERE bot = %s AND action = 'restart' ORDER BY id", (API_BOT,))]
+
+
+def test_patch_changes_only_what_is_sent_with_one_event_and_follows_the_graph(api):
+    with api.client() as client:
+        ticket = new_ticket(client, payload={"keep": True})
+        url = f"/tickets/{ticket['id']}"
+        assert client.patch(url, json={"payload": {"a": 1, "b": {"c": 2}}}).json()["payload"] == {
+            "keep": True, "a": 1, "b": {"c": 2}}
+        patched = client.patch(url, json={"payload": {"a": None, "b": {"d": 3}}}).json()
+        assert patched["payload"] == {"keep": True, "b": {"c": 2, "d": 3}} and patched["state"] == 1
+        refused = error_of(client.patch(url, json={"state": 3, "payload": {"lost": 1}}), 409)
+        assert refused["code"] == "transition_not_allowed" and "from state 1 to state 3" in refused["message"]
+        assert client.get(url).json() == patched  # nothing of the refused patch
+        moved = client.patch(url, json={"state": 2, "payload": {"e": 5}}).json()
+        assert (moved["state"], moved["payload"]["e"]) == (2, 5)
+        kinds = [(e["kind"], e["detail"]) for e in client.get(url + "/events").json() if e["kind"] != "reminder"]
+        assert kinds == [("created", None), ("patched", {"payload": {"a": 1, "b": {"c": 2}}}),
+                         ("patched", {"payload": {"a": None, "b": {"d": 3}}}), ("transitioned", {"payload": {"e": 5}})]
+        assert error_of(client.patch(url, json={}), 422)["message"] == "send payload, state, or both"
+        assert error_of(client.patch("/tickets/999999", json={"state": 2}), 404)["code"] == "not_found"
+        client.post(url + "/close", json={"reason": "done"})
+        assert "is closed" in error_of(client.patch(url, json={"payload": {"x": 1}}), 409)["message"]
+
+
+def test_twenty_concurrent_patches_of_different_fields_all_take_effect(api):
+    with api.client() as client:
+        ticket = new_ticket(client)
+        url = f"/tickets/{ticket['id']}"
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda n: client.patch(url, json={"payload": {f"field_{n}": n}}), range(20)))
+        assert [a.status_code for a in answers] == [200] * 20
+        assert client.get(url).json()["payload"] == {f"field_{n}": n for n in range(20)}
+        patches = [e for e in client.get(url + "/events").json() if e["kind"] == "patched"]
+        assert len(patches) == 20 and [e["step"] for e in patches] == list(range(1, 21))

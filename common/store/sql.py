@@ -267,10 +267,10 @@ WITH durable AS (
     RETURNING id, closed_at IS NOT NULL AS closed
 ), wake AS (
     -- Wake the bot of every state a ticket entered, final states included: theirs keep closed tickets;
-    -- and the bot of a ticket someone assigned or accepted by hand, which is due again at once.
+    -- and the bot of a ticket someone assigned, accepted or patched by hand, which is due again at once.
     SELECT pg_notify(c, '') FROM (
         SELECT DISTINCT {CHANNEL_SQL.format(t='u')} AS c FROM u
-        WHERE kind IN ('transitioned', 'timeout', 'assigned', 'accepted')
+        WHERE kind IN ('transitioned', 'timeout', 'assigned', 'accepted', 'patched')
     ) ch
 )
 SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind, due_in_s,

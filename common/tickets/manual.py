@@ -5,7 +5,7 @@ import time
 from common.errors import BotfleetError, TicketNotFound, TransitionNotAllowed
 from common.store import sql
 from common.tickets.outcomes import Outcome, Plan, Ticket, plan
-from common.tickets.payload import storable_text
+from common.tickets.payload import encode_payload, storable_text
 from common.tickets.proceed import Step
 from common.tickets.read import get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
@@ -87,4 +87,45 @@ def close_ticket(conn, config, ticket_id, reason: str, *, actor="manual", wait_s
                          attempts=ticket.attempts)
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan)], None, actor)
     _on_unleased(conn, ticket_id, close, wait_s=wait_s)
+    return get_ticket(conn, ticket_id)
+
+
+def merge_patch(target: dict, patch: dict) -> dict:
+    """JSON Merge Patch (RFC 7396) of a payload: keys set, nested objects merged, null removing a key."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state: int | None = None,
+                 actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
+    """Change only what is given: the payload by merge patch, the state along the graph; one event. The
+    ticket's row is locked for the change, so concurrent patches of one ticket are applied one after the
+    other, each to what the one before left: none is lost."""
+    if payload is None and state is None:
+        raise BotfleetError("a patch needs a payload or a state")
+
+    def change(ticket):
+        kind = config.ticket_type(ticket.metaservice, ticket.ticket_type)
+        detail = {"payload": payload} if payload is not None else {}
+        if state is not None and state != ticket.state:
+            if not kind.allows(ticket.state, state):
+                raise TransitionNotAllowed(f"{kind.metaservice}/{kind.name}", ticket.state, state)
+            step_plan = plan(ticket, kind, Outcome("send", to_state=state), retries=0, retry_backoff_s=0)
+            if step_plan.kind != "transitioned":
+                raise BotfleetError(f"ticket {ticket_id}: {step_plan.detail['reason']}")
+            step_plan.detail = {**(step_plan.detail or {}), **detail} or None
+        else:  # the state's bot looks at it again (due now), unless it waits for another ticket
+            step_plan = Plan(to_state=ticket.state, kind="patched", detail=detail or {"state": state},
+                             attempts=ticket.attempts, waiting_for=ticket.waiting_for)
+        text = (encode_payload(merge_patch(ticket.payload, payload), config.max_payload_bytes)
+                if payload is not None else None)
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, payload=text)], None, actor)
+    _on_unleased(conn, ticket_id, change, wait_s=wait_s)
     return get_ticket(conn, ticket_id)
