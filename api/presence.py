@@ -4,12 +4,9 @@ deregistered at shutdown. Requests answered count as processed, 5xx answers as f
 
 import asyncio
 import logging
-import os
-import secrets
 
-from common import __version__
-from common.config.names import hostname
 from common.store import sql
+from common.store.processes import process_owner, register_process
 from common.store.sync import sync_config
 
 log = logging.getLogger("botfleet.api")
@@ -18,7 +15,7 @@ log = logging.getLogger("botfleet.api")
 class Presence:
     def __init__(self, config, spec):
         self.config, self.spec, self.pool = config, spec, None
-        self.owner = f"{spec.name}@{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.owner = process_owner(spec.name)
         self.processed = self.failed = 0
 
     def register(self, pool) -> None:
@@ -26,10 +23,7 @@ class Presence:
         with pool.connection() as conn:
             sync_config(conn, self.config, bot_names={self.spec.name})
             with conn.transaction():
-                conn.execute(sql.PRUNE_PROCESSES, {"bot": self.spec.name})
-                conn.execute(sql.REGISTER_PROCESS, {
-                    "owner": self.owner, "bot": self.spec.name, "host": hostname(), "pid": os.getpid(),
-                    "version": __version__, "process_name": os.environ.get("SUPERVISOR_PROCESS_NAME")})
+                register_process(conn, self.spec.name, self.owner)
         log.info("API registered as %s", self.owner)
 
     def beat(self) -> None:
@@ -37,7 +31,7 @@ class Presence:
             conn.execute(sql.HEARTBEAT, {
                 "owner": self.owner, "lease_s": self.spec.lease_s, "held": [], "processed": self.processed,
                 "failed": self.failed, "bot": self.spec.name,
-                "dead_after_s": self.config.heartbeat_interval_s * self.config.watchdog.hung_after_missed_heartbeats})
+                "dead_after_s": self.config.hung_after_s})
 
     async def beat_forever(self) -> None:
         while True:

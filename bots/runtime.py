@@ -10,7 +10,6 @@ up while the loop is busy are written together in one transaction.
 import logging
 import os
 import queue
-import secrets
 import signal
 import sys
 import threading
@@ -24,13 +23,12 @@ import psycopg
 from bots.listener import Listener
 from bots.mail import MailDuty
 from bots.messages import parse_notification
-from common import __version__
 from common.config.handlers import import_handler
-from common.config.names import hostname
-from common.notifications.outbox import unknown_users
+from common.people.directory import unknown_users
 from common.store import sql
 from common.store.botstats import BotStats
 from common.store.connect import close_quietly, connect
+from common.store.processes import process_owner, register_process
 from common.store.reconnect import Backoff
 from common.store.revision import check_schema
 from common.store.sync import sync_config
@@ -87,7 +85,7 @@ class BotRuntime:
         self.handler_module = sys.modules.get(self.handler.__module__) if self.handler is not None else None
         # The type's own timeout handler, if the module has one (else the built-in ticket_timeout).
         self.timeout_hook = getattr(self.handler_module, "ticket_timeout", None)
-        self.owner = f"{spec.name}@{hostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.owner = process_owner(spec.name)
         self.channel = sql.channel(spec.metaservice, spec.ticket_type, spec.state)
         self.capacity = max(spec.batch_size, spec.threads)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -102,9 +100,9 @@ class BotRuntime:
         # giving up and trying again later is better than being killed for silence.
         self.session_timeouts = {
             "lock_timeout_ms": max(1, int(heartbeat_ms / 2)),
-            "statement_timeout_ms": max(1, int(heartbeat_ms * config.watchdog.hung_after_missed_heartbeats))}
+            "statement_timeout_ms": max(1, int(config.hung_after_s * 1000))}
         # A peer silent for as long as the watchdog takes to call a bot hung is dead: its tickets are freed.
-        self.dead_after_s = config.heartbeat_interval_s * config.watchdog.hung_after_missed_heartbeats
+        self.dead_after_s = config.hung_after_s
         self.connected_at_mono = 0.0
         self.deferred: list = []  # steps whose ticket row someone else had locked: written at the next heartbeat
         self.running: dict = {}  # ticket id -> Started, for the handlers running now
@@ -128,12 +126,7 @@ class BotRuntime:
         check_schema(self.conn)
         sync_config(self.conn, self.config, bot_names={self.spec.name})
         with self.conn.transaction():
-            self.conn.execute(sql.PRUNE_PROCESSES, {"bot": self.spec.name})
-            predecessors = self.conn.execute(sql.REGISTER_PROCESS, {
-                "owner": self.owner, "bot": self.spec.name, "host": hostname(), "pid": os.getpid(),
-                "version": __version__, "process_name": os.environ.get("SUPERVISOR_PROCESS_NAME"),
-            }).fetchone()["predecessors"]
-            self._free_leases_of(predecessors)
+            self._free_leases_of(register_process(self.conn, self.spec.name, self.owner))
         log.info("bot %s registered as %s", self.spec.name, self.owner)
         self.pool = ThreadPoolExecutor(self.spec.threads, thread_name_prefix=self.spec.name)
         self.listener.start()

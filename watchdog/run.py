@@ -50,7 +50,7 @@ class Watchdog:
         self.is_leader = False
         self.conn = None
         self.limits = Limits(
-            hung_after_s=config.heartbeat_interval_s * self.settings.hung_after_missed_heartbeats,
+            hung_after_s=config.hung_after_s,
             start_grace_s=self.settings.start_grace_s,
             fatal_backoff_s=self.settings.fatal_retry_backoff_s,
             fatal_backoff_max_s=self.settings.fatal_retry_backoff_max_s,

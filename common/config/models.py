@@ -137,6 +137,11 @@ class FleetConfig:
     people: dict = field(default_factory=dict)  # {"users": {name: {email, window: (start, end), tz}}, "groups": ...}
     mail: MailSettings | None = None  # None: notifications are not mailed (the inbox has them all)
 
+    @property
+    def hung_after_s(self) -> float:
+        """Silence after which a process counts as hung or dead: its missed heartbeats, in seconds."""
+        return self.heartbeat_interval_s * self.watchdog.hung_after_missed_heartbeats
+
     def _find_type(self, metaservice, name) -> TicketType | None:
         return self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))
 

@@ -15,13 +15,6 @@ def send_user_notification(conn, ticket_id, user, text, *, kind="message") -> in
     return row["id"]
 
 
-def unknown_users(conn, users) -> list[str]:
-    users = sorted(set(users))
-    if not users:
-        return []
-    return [r["name"] for r in conn.execute(sql.UNKNOWN_USERS, {"users": users}).fetchall()]
-
-
 def inbox(conn, user, *, include_read=False, limit=100) -> list[dict]:
     return conn.execute(sql.INBOX, {"user": user, "all": include_read, "limit": limit}).fetchall()
 

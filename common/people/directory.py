@@ -35,10 +35,18 @@ def list_users(conn) -> list[dict]:
     return conn.execute(sql.LIST_USERS).fetchall()
 
 
+def unknown_users(conn, users) -> list[str]:
+    """Of `users`, the names that are not users, sorted."""
+    users = sorted(set(users))
+    if not users:
+        return []
+    return [r["name"] for r in conn.execute(sql.UNKNOWN_USERS, {"users": users}).fetchall()]
+
+
 def add_group(conn, name, members=()):
     """Create a group if it does not exist, and add members (each must be a user)."""
     _name(name, "group")
-    unknown = [r["name"] for r in conn.execute(sql.UNKNOWN_USERS, {"users": list(members)}).fetchall()]
+    unknown = unknown_users(conn, members)
     if unknown:
         raise BotfleetError(f"no user named {', '.join(unknown)}: add them with `botfleet user add` first")
     with conn.transaction():

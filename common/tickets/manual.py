@@ -40,16 +40,28 @@ def _on_unleased(conn, ticket_id, act, *, wait_s=LEASE_WAIT_S):
         pause_s = min(2 * pause_s, 0.5)
 
 
+def _move_plan(config, ticket, to) -> Plan:
+    """The plan of a move by hand to the normal next state (or `to`); refused if the graph forbids it."""
+    kind = config.ticket_type(ticket.metaservice, ticket.ticket_type)
+    if to is not None and not kind.allows(ticket.state, to):
+        raise TransitionNotAllowed(f"{kind.metaservice}/{kind.name}", ticket.state, to)
+    step_plan = plan(ticket, kind, Outcome("send", to_state=to), retries=0, retry_backoff_s=0)
+    if step_plan.kind != "transitioned":
+        raise BotfleetError(f"ticket {ticket.id}: {step_plan.detail['reason']}")
+    return step_plan
+
+
+def _stay_plan(ticket, kind, detail=None) -> Plan:
+    """The plan of a change by hand that keeps the state: the state's bot looks at the ticket again (due
+    now), unless it waits for another ticket."""
+    return Plan(to_state=ticket.state, kind=kind, detail=detail, attempts=ticket.attempts,
+                waiting_for=ticket.waiting_for)
+
+
 def send_ticket(conn, config, ticket_id, to=None, *, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
     """Move an unleased ticket to its normal next state (or `to`) by hand; refused if the graph forbids it."""
     def move(ticket):
-        kind = config.ticket_type(ticket.metaservice, ticket.ticket_type)
-        if to is not None and not kind.allows(ticket.state, to):
-            raise TransitionNotAllowed(f"{kind.metaservice}/{kind.name}", ticket.state, to)
-        step_plan = plan(ticket, kind, Outcome("send", to_state=to), retries=0, retry_backoff_s=0)
-        if step_plan.kind != "transitioned":
-            raise BotfleetError(f"ticket {ticket_id}: {step_plan.detail['reason']}")
-        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan)], None, actor)
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, _move_plan(config, ticket, to))], None, actor)
     _on_unleased(conn, ticket_id, move, wait_s=wait_s)
     return get_ticket(conn, ticket_id)
 
@@ -63,9 +75,8 @@ def set_assigned_user(conn, config, ticket_id, user, *, actor="manual", kind="as
     def assign(ticket):
         if kind == "accepted" and ticket.assigned_user not in (None, user):
             raise BotfleetError(f"ticket {ticket_id} was already accepted by {ticket.assigned_user}")
-        # The state's bot looks at the ticket again (due now) unless it waits for another ticket.
-        step_plan = Plan(to_state=ticket.state, kind=kind, attempts=ticket.attempts, waiting_for=ticket.waiting_for)
-        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, assignee=(user, kind))], None, actor)
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, _stay_plan(ticket, kind), assignee=(user, kind))],
+                                     None, actor)
     _on_unleased(conn, ticket_id, assign, wait_s=wait_s)
     return get_ticket(conn, ticket_id)
 
@@ -112,18 +123,12 @@ def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state:
         raise BotfleetError("a patch needs a payload or a state")
 
     def change(ticket):
-        kind = config.ticket_type(ticket.metaservice, ticket.ticket_type)
         detail = {"payload": payload} if payload is not None else {}
         if state is not None and state != ticket.state:
-            if not kind.allows(ticket.state, state):
-                raise TransitionNotAllowed(f"{kind.metaservice}/{kind.name}", ticket.state, state)
-            step_plan = plan(ticket, kind, Outcome("send", to_state=state), retries=0, retry_backoff_s=0)
-            if step_plan.kind != "transitioned":
-                raise BotfleetError(f"ticket {ticket_id}: {step_plan.detail['reason']}")
+            step_plan = _move_plan(config, ticket, state)
             step_plan.detail = {**(step_plan.detail or {}), **detail} or None
-        else:  # the state's bot looks at it again (due now), unless it waits for another ticket
-            step_plan = Plan(to_state=ticket.state, kind="patched", detail=detail or {"state": state},
-                             attempts=ticket.attempts, waiting_for=ticket.waiting_for)
+        else:
+            step_plan = _stay_plan(ticket, "patched", detail or {"state": state})
         text = (encode_payload(merge_patch(ticket.payload, payload), config.max_payload_bytes)
                 if payload is not None else None)
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, payload=text)], None, actor)

@@ -45,16 +45,22 @@ def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
              if ticket.read_at and ticket.state_entered_at else None)
     ctx = Context(ticket, ticket_type, spec.name)
     try:
-        outcome = outcome_of(handler(ticket, ctx), ctx)
-        payload = check_writable(config, ticket.payload if ctx.payload_changed() else None, ctx.children)
-        result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s,
-                      children=ctx.children)
+        step = _planned_step(ticket, ticket_type, config, spec, ctx, handler(ticket, ctx))
     except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
         log.warning("handler of bot %s failed on ticket %s: %r", spec.name, ticket.id, exc)
         return failed_step(ticket, ticket_type, spec, f"{type(exc).__name__}: {exc}", hop_s, time.monotonic() - started)
+    step.hop_s, step.handler_s = hop_s, time.monotonic() - started
+    return step
+
+
+def _planned_step(ticket: Ticket, ticket_type, config, spec, ctx: Context, returned) -> Step:
+    """The step of what a handler returned, with what it did through ctx; raises for what cannot be written."""
+    outcome = outcome_of(returned, ctx)
+    payload = check_writable(config, ticket.payload if ctx.payload_changed() else None, ctx.children)
+    result = plan(ticket, ticket_type, outcome, retries=spec.retries, retry_backoff_s=spec.retry_backoff_s,
+                  children=ctx.children)
     return Step(ticket, result, payload=payload, assignee=ctx.assignee, notifications=ctx.notifications,
-                bot_messages=ctx.bot_messages, hop_s=hop_s,
-                handler_s=time.monotonic() - started)
+                bot_messages=ctx.bot_messages)
 
 
 def check_writable(config, payload, children) -> str | None:
@@ -85,37 +91,30 @@ def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None)
     ticket; and the creator, if a user, gets one out-of-service message. A hook that raises or asks for what
     cannot be done gets the default, with its error in the step's detail: a timeout is never lost or retried."""
     ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
-    hook_error = None
-    if hook is not None:
-        ctx = Context(ticket, ticket_type, spec.name)
-        try:
-            returned = hook(ticket, ctx)
-            if returned is not None:
-                outcome = outcome_of(returned, ctx)
-                payload = check_writable(config, ticket.payload if ctx.payload_changed() else None, ctx.children)
-                result = plan(ticket, ticket_type, outcome, retries=spec.retries,
-                              retry_backoff_s=spec.retry_backoff_s, children=ctx.children)
-                result.times_out = True
-                return Step(ticket, result, payload=payload, assignee=ctx.assignee, notifications=ctx.notifications,
-                            bot_messages=ctx.bot_messages)
-        except Exception as exc:
-            log.warning("ticket_timeout of bot %s failed on ticket %s: %r; the default timeout applies",
-                        spec.name, ticket.id, exc)
-            hook_error = storable_text(f"{type(exc).__name__}: {exc}")
-        if hook_error is None:  # it kept the default: what it sent goes with it
-            default = _default_timeout(ticket, ticket_type, creator_is_user)
-            default.notifications[:0] = ctx.notifications
-            default.bot_messages = ctx.bot_messages
-            return default
-    return timeout_fallback(ticket, config, spec, creator_is_user, hook_error)
+    if hook is None:
+        return _default_timeout(ticket, ticket_type, creator_is_user)
+    ctx = Context(ticket, ticket_type, spec.name)
+    try:
+        returned = hook(ticket, ctx)
+        if returned is None:  # the default, and what the hook sent goes with it
+            step = _default_timeout(ticket, ticket_type, creator_is_user)
+            step.notifications[:0] = ctx.notifications
+            step.bot_messages = ctx.bot_messages
+            return step
+        step = _planned_step(ticket, ticket_type, config, spec, ctx, returned)
+    except Exception as exc:
+        log.warning("ticket_timeout of bot %s failed on ticket %s: %r; the default timeout applies",
+                    spec.name, ticket.id, exc)
+        return timeout_fallback(ticket, config, spec, creator_is_user, storable_text(f"{type(exc).__name__}: {exc}"))
+    step.plan.times_out = True
+    return step
 
 
-def timeout_fallback(ticket: Ticket, config, spec, creator_is_user: bool, hook_error: str | None = None) -> Step:
+def timeout_fallback(ticket: Ticket, config, spec, creator_is_user: bool, hook_error: str) -> Step:
     """The default timeout, with why the type's own handler did not decide it (it raised, or overran
     handler_timeout) in the step's detail."""
     default = _default_timeout(ticket, config.ticket_type(spec.metaservice, spec.ticket_type), creator_is_user)
-    if hook_error is not None:
-        default.plan.detail = {**(default.plan.detail or {}), "ticket_timeout_error": hook_error}
+    default.plan.detail = {**(default.plan.detail or {}), "ticket_timeout_error": hook_error}
     return default
 
 

@@ -7,8 +7,8 @@ from psycopg.types.json import Jsonb
 
 from common.errors import AssigneeRefused, BotfleetError
 from common.notifications.bot_messages import check_message, send_bot_notification
-from common.notifications.outbox import send_user_notification, unknown_users
-from common.people.directory import refused_assignees
+from common.notifications.outbox import send_user_notification
+from common.people.directory import refused_assignees, unknown_users
 from common.store import sql
 from common.tickets.create import create_ticket
 from common.tickets.outcomes import PendingTicket

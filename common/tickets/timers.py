@@ -19,6 +19,7 @@ def send_due_rounds(conn, spec, ticket_type, actor) -> int:
         if row["due"] < ROUNDS_PER_STATEMENT:
             return rounds
 
+
 PURGE_BATCH = 1000
 
 
