@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, tickets, types
+from api import errors, lock, tickets, types
 from api.auth import TokenCache
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
@@ -45,6 +45,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     errors.install(app)
     app.include_router(tickets.router)
     app.include_router(types.router)
+    app.include_router(lock.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
     if presence is not None:
         app.add_middleware(CountRequests, presence=presence)

@@ -5,6 +5,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from common.access.fleet_lock import FleetLocked
 from common.errors import AssigneeRefused, BotfleetError, TicketNotFound, TransitionNotAllowed
 from common.tickets.payload import PayloadError
 
@@ -61,6 +62,9 @@ async def _api(request: Request, exc: ApiError) -> JSONResponse:
 
 
 async def _fleet(request: Request, exc: BotfleetError) -> JSONResponse:
+    if isinstance(exc, FleetLocked):  # the seed's locked REST interface: say what it is and why
+        return JSONResponse({"error": {"code": "fleet_locked", "message": str(exc), "field": None,
+                                       "state": exc.lock.state, "reason": exc.lock.reason}}, status_code=503)
     for kind, status, code, field in _FLEET_ERRORS:
         if isinstance(exc, kind):
             return error_response(status, code, str(exc), field)

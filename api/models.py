@@ -85,6 +85,8 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     field: str | None
+    state: str | None = Field(default=None, description="503 fleet_locked only: the lock's state")
+    reason: str | None = Field(default=None, description="503 fleet_locked only: why the fleet is locked")
 
 
 class ErrorBody(BaseModel):

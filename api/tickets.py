@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from api.auth import require
 from api.errors import ApiError
 from api.models import AcceptIn, CloseIn, ErrorBody, Event, Ticket, TicketIn, TicketPage, TicketPatch
+from common.access.fleet_lock import refuse_if_locked
 from common.store import sql
 from common.tickets.create import create_ticket
 from common.tickets.manual import accept_ticket, close_ticket, patch_ticket
@@ -16,6 +17,7 @@ from common.tickets.read import get_events, get_ticket, list_tickets
 router = APIRouter(tags=["tickets"])
 
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
+_CREATE_ERRORS = {**_ERRORS, 503: {"model": ErrorBody, "description": "the fleet is locked: nothing was written"}}
 
 
 def ticket_out(config, ticket) -> Ticket:
@@ -27,7 +29,7 @@ def ticket_out(config, ticket) -> Ticket:
                   deadline_at=ticket.deadline_at, closed_at=ticket.closed_at)
 
 
-@router.post("/tickets", status_code=201, response_model=Ticket, responses=_ERRORS)
+@router.post("/tickets", status_code=201, response_model=Ticket, responses=_CREATE_ERRORS)
 def create(body: TicketIn, request: Request, response: Response,
            token: Annotated[str, Depends(require("submit"))],
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Ticket:
@@ -46,6 +48,7 @@ def create(body: TicketIn, request: Request, response: Response,
                 response.headers["Location"] = f"/tickets/{ticket.id}"
                 response.headers["Idempotent-Replayed"] = "true"
                 return ticket_out(config, ticket)
+        refuse_if_locked(conn)  # a replay above writes nothing and is answered while locked too
         ticket_id = create_ticket(conn, config, body.metaservice, body.type, body.payload,
                                   creator=body.creator or f"api:{token}", group_role=body.group)
         if idempotency_key is not None:

@@ -1,4 +1,5 @@
-"""The bot's listener: LISTEN on its state's channel, on a connection of its own, and wake the control loop.
+"""The bot's listener: LISTEN on its state's channel (and the fleet lock's), on a connection of its own, and
+wake the control loop.
 
 psycopg serialises a connection's queries with its notification waits, so LISTEN cannot share the
 control loop's connection. The listener reconnects with backoff; after a reconnect it wakes the loop
@@ -20,8 +21,8 @@ NOTIFY_WAIT_S = 1.0  # how long one wait for notifications lasts before the stop
 
 
 class Listener:
-    def __init__(self, url, channel, application_name, wake, stopping: threading.Event, on_failure):
-        self.url, self.channel, self.application_name = url, channel, application_name
+    def __init__(self, url, channels, application_name, wake, stopping: threading.Event, on_failure):
+        self.url, self.channels, self.application_name = url, tuple(channels), application_name
         self.wake = wake
         self.stopping = stopping
         self.on_failure = on_failure  # called with the exception if the listener dies of anything but a lost connection
@@ -47,7 +48,8 @@ class Listener:
         while not self.stopping.is_set():
             try:
                 with connect(self.url, autocommit=True, application_name=self.application_name) as conn:
-                    conn.execute(sql.listen(self.channel))
+                    for channel in self.channels:
+                        conn.execute(sql.listen(channel))
                     if self.listening.is_set():
                         self.wake("message")  # notifications were lost while disconnected: look at everything
                     self.listening.set()

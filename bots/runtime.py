@@ -38,6 +38,7 @@ from common.tickets.claim import (
     free_tickets_of,
     get_current_ticket_list,
     next_due_in_s,
+    take_exclusive,
     wake_stranded_waits,
 )
 from common.tickets.proceed import failed_step, proceed_ticket, timeout_fallback, timeout_step, unknown_state_step
@@ -47,6 +48,7 @@ from common.tickets.timers import purge_closed, report_stuck, send_due_rounds
 log = logging.getLogger("botfleet.bot")
 
 LISTEN_START_TIMEOUT_S = 10  # the first sweep waits this long at most for LISTEN to be in place
+EXCLUSIVE_DRAIN_POLL_S = 0.25  # how often a bot holding the fleet for its exclusive ticket looks for the work in hand to end
 MESSAGES_PER_BATCH = 100  # messages from other bots taken per transaction
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 EX_SOFTWARE = getattr(os, "EX_SOFTWARE", 70)
@@ -92,8 +94,8 @@ class BotRuntime:
         self.stopping = threading.Event()
         self._wake_pending = threading.Event()
         self._messages_pending = threading.Event()
-        self.listener = Listener(url, self.channel, f"{spec.name}:listen", self._wake, self.stopping,
-                                 on_failure=lambda exc: self.fail(f"the listener thread died: {exc!r}"))
+        self.listener = Listener(url, (self.channel, sql.LOCK_CHANNEL), f"{spec.name}:listen", self._wake,
+                                 self.stopping, on_failure=lambda exc: self.fail(f"the listener thread died: {exc!r}"))
         self.failure = None  # why the bot stops on its own, if it does: it then exits EX_SOFTWARE
         heartbeat_ms = config.heartbeat_interval_s * 1000
         # Half a heartbeat for a lock, the watchdog's hung threshold for any statement: past that,
@@ -342,12 +344,18 @@ class BotRuntime:
         free = self.capacity - len(self.held) - len(self.timed_out)
         if free <= 0:
             return  # claim again once handlers hand tickets back
-        tickets = get_current_ticket_list(self.conn, self.spec, self.owner, free)
+        exclusive = self.ticket_type.exclusive
+        holds_fleet = exclusive and take_exclusive(self.conn, self.spec, self.ticket_type, self.spec.name)
+        tickets = get_current_ticket_list(self.conn, self.spec, self.owner, free, self.ticket_type)
         for ticket in tickets:
             self.held.add(ticket.id)
             self.pool.submit(self._proceed, ticket)
         # A full batch means more may be waiting.
         self.want_claim = len(tickets) == free
+        if holds_fleet and not tickets:
+            # The fleet is closed for this state's ticket: it starts once the work in hand has finished,
+            # which no notification announces.
+            self._due_at_in(EXCLUSIVE_DRAIN_POLL_S)
 
     def _proceed(self, ticket, run=None, overrun=None):
         # Read by the control loop for handler_timeout; a dict item is set and popped atomically, which

@@ -30,10 +30,12 @@ class Api:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
 
 
-@pytest.fixture
-def api(tmp_path, db_url, conn, processes):
+def serve_api(tmp_path, db_url, conn, processes, **config_kwargs) -> Api:
+    """The real `botfleet api run` on a free port, for a config written by write_config(**config_kwargs),
+    with the users bob and eve (bob in testers) and two tokens: "all" scopes and a "reader"."""
     port = free_port()
-    folder = write_config(tmp_path / "config", fleet_extra=f"api:\n  listen: 127.0.0.1:{port}\n")
+    config_kwargs["fleet_extra"] = config_kwargs.get("fleet_extra", "") + f"api:\n  listen: 127.0.0.1:{port}\n"
+    folder = write_config(tmp_path / "config", **config_kwargs)
     sync_config(conn, load(folder))
     directory.add_user(conn, "bob")
     directory.add_user(conn, "eve")
@@ -50,7 +52,14 @@ def api(tmp_path, db_url, conn, processes):
         except httpx.TransportError:
             return False
     wait_until(answers, 30, "the API to answer")
-    return Api(base_url, tokens)
+    api = Api(base_url, tokens)
+    api.config_dir = folder
+    return api
+
+
+@pytest.fixture
+def api(tmp_path, db_url, conn, processes):
+    return serve_api(tmp_path, db_url, conn, processes)
 
 
 def error_of(response, status):

@@ -294,14 +294,15 @@ def test_claim_plan_uses_the_index_even_when_cached_on_an_empty_table(db_url, ty
     with connect(db_url, autocommit=True) as conn:
         conn.execute(sql.BOT_SESSION_SETUP)
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute("PREPARE claim(text, text, int, int, text, float8) AS " + sql.CLAIM.replace(
+        conn.execute("PREPARE claim(text, text, int, int, text, float8, bool) AS " + sql.CLAIM.replace(
             "%(metaservice)s", "$1").replace("%(ticket_type)s", "$2").replace("%(state)s", "$3").replace(
-            "%(limit)s", "$4").replace("%(owner)s", "$5").replace("%(lease_s)s", "$6"))
+            "%(limit)s", "$4").replace("%(owner)s", "$5").replace("%(lease_s)s", "$6").replace(
+            "%(runs_when_locked)s", "$7"))
         conn.execute("INSERT INTO tickets (metaservice, ticket_type, state, closed_at) "
                      "SELECT 'testms', 'pipe', 4, now() FROM generate_series(1, 20000)")
         conn.execute("ANALYZE tickets")
         plan_text = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-            "EXPLAIN EXECUTE claim('testms', 'pipe', 1, 10, 'x', 30)").fetchall())
+            "EXPLAIN EXECUTE claim('testms', 'pipe', 1, 10, 'x', 30, false)").fetchall())
     assert "Seq Scan on tickets" not in plan_text, plan_text
     assert "ix_tickets_claim" in plan_text
 

@@ -18,7 +18,7 @@ def test_a_listener_that_dies_reports_why(db_url):
 
     def wake(payload=""):
         raise RuntimeError("boom")
-    listener = Listener(db_url, CHANNEL, "test:listen", wake, stopping, on_failure=failures.append)
+    listener = Listener(db_url, (CHANNEL,), "test:listen", wake, stopping, on_failure=failures.append)
     thread = listener.start()
     wait_until(listener.listening.is_set, 10, "the listener to LISTEN")
     with connect(db_url, autocommit=True) as conn:

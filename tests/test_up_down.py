@@ -45,7 +45,14 @@ def test_down_then_up_ten_times_in_a_row(project):
         with connect(f"postgresql://postgres@/postgres?host={paths.pgdata}", autocommit=True) as conn:
             undrained = conn.execute("SELECT bot_name, pid FROM bot_processes WHERE started_at < %s "
                                      "AND stopped_at IS DISTINCT FROM heartbeat_at", (round_started,)).fetchall()
-        assert undrained == [], (round_, undrained)
+            assert undrained == [], (round_, undrained)
+            # A fresh start starts the fleet open, whatever lock it went down with (set in round 0).
+            assert conn.execute("SELECT state FROM fleet_lock").fetchone()["state"] == "open"
+        if round_ == 1:
+            assert "fleet lock was ops_only (maintenance; by cli:" in up.stdout, up.stdout
+        if round_ == 0:
+            locked = botfleet(project_dir, env, "lock", "--reason", "maintenance")
+            assert locked.returncode == 0 and "ops_only (maintenance" in locked.stdout, locked.stdout + locked.stderr
         round_started = datetime.now(UTC)
         down = botfleet(project_dir, env, "down")
         assert down.returncode == 0, (round_, down.stdout + down.stderr)

@@ -13,7 +13,7 @@ import sys
 
 import psycopg
 
-from common.cli import people, tickets, tokens, types
+from common.cli import lock, people, tickets, tokens, types
 from common.cli.shared import connection, load_config, print_json
 from common.config.builtin import API_BOT
 from common.config.handlers import check_handlers, import_handler
@@ -311,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_parsers(sub, command)
     types.add_parsers(sub, command)
     tokens.add_parsers(sub, command)
+    lock.add_parsers(sub, command)
     return parser
 
 

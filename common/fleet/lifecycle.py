@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 
+from common.access.fleet_lock import read_lock, reset_lock
 from common.config.handlers import check_handlers
 from common.config.names import process_names
 from common.errors import BotfleetError
 from common.fleet import render, supervisor
 from common.fleet.wait import wait_until
 from common.store import migrate, server
-from common.store.connect import redacted
+from common.store.connect import connect, redacted
 
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
@@ -83,6 +84,11 @@ def up(config, *, daemon=False) -> int:
     url = server.resolve_url(config)
     migrate.upgrade(url, config)
     print(f"database: {redacted(url)}")
+    with connect(url, autocommit=True) as conn:
+        was = read_lock(conn)
+        if not was.is_open:  # the seed's server boots open: a fresh start is a fresh start of the lock too
+            reset_lock(conn, "botfleet up")
+            print(f"fleet lock was {was.describe()}: opened by this start")
     if not daemon:
         _prepare(config, fleet_paths)
         print(f"starting supervisord with {len(expected_processes(config))} process(es); Ctrl-C stops the fleet")

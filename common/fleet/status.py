@@ -1,5 +1,6 @@
 """`botfleet status`: each bot's liveness and counts, and how many tickets wait in each state."""
 
+from common.access.fleet_lock import read_lock
 from common.config.names import process_names
 from common.fleet import supervisor
 from common.store import sql
@@ -30,7 +31,7 @@ def collect(conn, config) -> dict:
         tickets.append({**row, "state_name": config.state_name(row["metaservice"], row["ticket_type"], row["state"])})
     watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
     mail = conn.execute(sql.MAIL_QUEUE).fetchone()
-    return {"bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events,
+    return {"lock": read_lock(conn).__dict__, "bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events,
             "mail": {"pending": mail["pending"], "retrying": mail["retrying"]}}
 
 
@@ -52,7 +53,11 @@ def _worst(process_states):
 
 
 def format_text(report) -> str:
-    lines = [f"{'BOT':<44} {'SUPERVISORD':<11} {'HEALTH':<9} {'LAST HEARTBEAT':<26} {'PROCESSED':>9} {'FAILED':>6}"]
+    lock = report.get("lock")
+    lines = [] if lock is None or lock["state"] == "open" else [
+        f"FLEET {lock['state'].upper()}: {lock['reason'] or 'no reason given'} (by {lock['set_by'] or '?'}"
+        + (f"; then {lock['returns_to']}" if lock["returns_to"] else "") + ")", ""]
+    lines += [f"{'BOT':<44} {'SUPERVISORD':<11} {'HEALTH':<9} {'LAST HEARTBEAT':<26} {'PROCESSED':>9} {'FAILED':>6}"]
     for bot in report["bots"]:
         heartbeat = bot["last_heartbeat_at"].isoformat(timespec="seconds") if bot["last_heartbeat_at"] else "-"
         state = bot["state"] or ("-" if report["supervisord"] else "(no supervisord)")

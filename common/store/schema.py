@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     Table,
     Text,
     Time,
@@ -60,6 +61,8 @@ tickets = Table(
     Column("closed_at", TZ),
     Column("timed_out_at", TZ),  # when its lifetime's timeout was handled (once)
     Column("stuck_reported_at", TZ),  # when its stay in this state was reported stuck (once per stay)
+    Column("start_after", TZ),  # created with a later start: sleeping until then
+    Column("callback_url", Text),  # its state changes are POSTed here (besides its type's callback_url)
 )
 Index("ix_tickets_claim", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.due_at,
       postgresql_where=text("closed_at IS NULL"))
@@ -236,6 +239,21 @@ botfleet_clock = Table(
     Column("id", Boolean, primary_key=True, server_default=true()),
     Column("offset_s", Float, nullable=False, server_default=text("0")),
     CheckConstraint("id", name="botfleet_clock_one_row"),
+)
+
+# The fleet's lock: open, ops_only (set by an admin) or closed (by the fleet, while the exclusive ticket
+# holder_ticket runs; `before` is what it returns to). A trigger of migration 0020 releases it.
+fleet_lock = Table(
+    "fleet_lock", metadata,
+    Column("id", SmallInteger, primary_key=True, server_default=text("1")),
+    Column("state", Text, nullable=False, server_default=text("'open'")),
+    Column("reason", Text),
+    Column("set_by", Text),
+    Column("set_at", TZ),
+    Column("holder_ticket", BigInteger),
+    Column("before", JSONB),
+    CheckConstraint("id = 1", name="ck_fleet_lock_one_row"),
+    CheckConstraint("state IN ('open', 'ops_only', 'closed')", name="ck_fleet_lock_state"),
 )
 
 # People: a ticket's group_role names a group, whose members are asked to accept it; only a member may

@@ -177,7 +177,18 @@ SELECT * FROM claimed
 """
 
 
-CLAIM = _claim("state = %(state)s")
+# Only while the fleet is open, or locked for operations for a type that runs_when_locked.
+CLAIM = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_now())
+      AND ((SELECT state FROM fleet_lock) = 'open'
+           OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))""")
+# A ticket of an exclusive type is claimed only as the holder of the closed fleet, once no other ticket
+# is leased: the work in hand finished first. Nothing else is claimed meanwhile (CLAIM's gate).
+CLAIM_EXCLUSIVE = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_now())
+      AND id = (SELECT holder_ticket FROM fleet_lock)
+      AND NOT EXISTS (SELECT 1 FROM tickets o
+                      WHERE o.closed_at IS NULL AND o.lease_owner IS NOT NULL
+                        AND o.lease_expires_at > (SELECT botfleet_now())
+                        AND o.id <> (SELECT holder_ticket FROM fleet_lock))""")
 # Tickets of a type in a state the configuration running now does not have (the seed: "the code
 # running and the database doesn't match, e.g. because of the update"): the type's initial-state bot
 # takes them, to raise their error ticket.
@@ -991,4 +1002,63 @@ FIND_IDEMPOTENCY_KEY = "SELECT ticket_id FROM idempotency_keys WHERE token_name 
 
 ADD_IDEMPOTENCY_KEY = """
 INSERT INTO idempotency_keys (token_name, key, ticket_id) VALUES (%(token)s, %(key)s, %(ticket_id)s)
+"""
+
+# -- the fleet's lock ------------------------------------------------------------------------------------
+
+LOCK_CHANNEL = "bf.lock"  # every bot listens here too: a lock that opens lets them claim again
+
+_LOCK_COLUMNS = "state, reason, set_by, set_at, holder_ticket, before->>'state' AS returns_to"
+
+READ_FLEET_LOCK = f"SELECT {_LOCK_COLUMNS} FROM fleet_lock"
+
+# POST /tickets takes this share lock, so a lock set meanwhile waits for the create to commit, and a
+# create that starts after it sees the lock: nothing is written once `lock` has answered.
+READ_FLEET_LOCK_SHARED = f"SELECT {_LOCK_COLUMNS} FROM fleet_lock FOR SHARE"
+
+# An admin's lock or unlock. While an exclusive ticket holds the fleet closed, it changes what the
+# fleet returns to instead, so the run is not interrupted and its end lands in the state asked for.
+SET_FLEET_LOCK = f"""
+WITH changed AS (
+    UPDATE fleet_lock f SET
+        state = CASE WHEN f.state = 'closed' THEN f.state ELSE %(state)s END,
+        reason = CASE WHEN f.state = 'closed' THEN f.reason ELSE %(reason)s END,
+        set_by = CASE WHEN f.state = 'closed' THEN f.set_by ELSE %(by)s END,
+        set_at = CASE WHEN f.state = 'closed' THEN f.set_at ELSE botfleet_now() END,
+        before = CASE WHEN f.state = 'closed' THEN jsonb_build_object(
+            'state', %(state)s, 'reason', %(reason)s::text, 'set_by', %(by)s::text, 'set_at', botfleet_now()) END
+    RETURNING {_LOCK_COLUMNS}
+)
+SELECT changed.*, (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', changed.state)) n) AS notified
+FROM changed
+"""
+
+# `botfleet up`: a fresh start of the fleet starts it open, whatever it was when it went down.
+RESET_FLEET_LOCK = f"""
+UPDATE fleet_lock SET state = 'open', reason = NULL, set_by = %(by)s, set_at = botfleet_now(),
+                      holder_ticket = NULL, before = NULL
+RETURNING {_LOCK_COLUMNS}
+"""
+
+# A due ticket of an exclusive type closes the fleet and holds it: nothing new is claimed from now on,
+# and it is claimed itself once no other ticket is leased (the work in hand has finished).
+TAKE_EXCLUSIVE = f"""
+WITH candidate AS (
+    SELECT id FROM tickets
+    WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+      AND closed_at IS NULL AND due_at <= (SELECT botfleet_now())
+    ORDER BY due_at LIMIT 1
+), taken AS (
+    UPDATE fleet_lock f SET
+        state = 'closed', reason = 'exclusive ticket ' || c.id || ' runs alone', set_by = %(by)s,
+        set_at = botfleet_now(), holder_ticket = c.id,
+        before = jsonb_build_object('state', f.state, 'reason', f.reason, 'set_by', f.set_by, 'set_at', f.set_at)
+    FROM candidate c
+    WHERE f.state = 'open' OR (%(runs_when_locked)s AND f.state = 'ops_only')
+    RETURNING f.holder_ticket
+)
+SELECT (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', 'closed') FROM taken) n) AS taken,
+       EXISTS (SELECT 1 FROM fleet_lock f JOIN tickets t ON t.id = f.holder_ticket
+               WHERE t.metaservice = %(metaservice)s AND t.ticket_type = %(ticket_type)s
+                 AND t.state = %(state)s AND t.closed_at IS NULL) AS holds_here
 """

@@ -5,15 +5,27 @@ from common.tickets.outcomes import Ticket
 from common.tickets.record import wake_closed_waits
 
 
-def get_current_ticket_list(conn, spec, owner, limit) -> list[Ticket]:
-    """Lease up to `limit` due tickets of the bot's state to `owner` (one bot process)."""
-    rows = conn.execute(sql.CLAIM, {
-        "metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state,
-        "limit": limit, "owner": owner, "lease_s": spec.lease_s,
+def get_current_ticket_list(conn, spec, owner, limit, kind=None) -> list[Ticket]:
+    """Lease up to `limit` due tickets of the bot's state to `owner` (one bot process), as the fleet's lock
+    allows: none while it is locked, unless the type (`kind`) runs_when_locked; a type's that is exclusive
+    only as the holder of the closed fleet, once the work in hand has finished."""
+    exclusive = kind is not None and kind.exclusive
+    rows = conn.execute(sql.CLAIM_EXCLUSIVE if exclusive else sql.CLAIM, {
+        **_state_params(spec), "limit": limit, "owner": owner, "lease_s": spec.lease_s,
+        "runs_when_locked": kind is not None and kind.runs_when_locked,
     }).fetchall()
     if not conn.autocommit:
         conn.commit()
     return [Ticket.from_row(row) for row in rows]
+
+
+def take_exclusive(conn, spec, kind, actor) -> bool:
+    """Close the fleet for a due ticket of this exclusive type's state, if the lock is free for it; whether
+    the fleet is (now or already) held by a ticket of this state, which its bot then claims once the work
+    in hand has finished."""
+    row = conn.execute(sql.TAKE_EXCLUSIVE, {**_state_params(spec), "by": actor,
+                                            "runs_when_locked": kind.runs_when_locked}).fetchone()
+    return row["holds_here"]
 
 
 def claim_tickets_in_unknown_states(conn, spec, ticket_type, owner, limit) -> list[Ticket]:
