@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, lock, tickets, types
+from api import errors, jobs, lock, tickets, types
 from api.auth import TokenCache
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
@@ -46,6 +46,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     app.include_router(tickets.router)
     app.include_router(types.router)
     app.include_router(lock.router)
+    app.include_router(jobs.router)
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
     if presence is not None:
         app.add_middleware(CountRequests, presence=presence)

@@ -1,9 +1,12 @@
 """The shapes the API reads and writes (pydantic v2); the OpenAPI description is made from them."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# http(s)://host[:port]/path: a receiver the delivery process can POST to.
+CallbackUrl = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s/?#]+(/\S*)?$")]
 
 
 def _name(description=None):
@@ -23,6 +26,8 @@ class TicketIn(BaseModel):
                               description="the group asked to accept it, instead of the type's group_role")
     creator: str | None = Field(default=None, min_length=1, max_length=200,
                                 description="whom the ticket is for: the user told when it times out")
+    start_after: AwareDatetime | None = Field(default=None, description="it sleeps until then (with a time zone)")
+    callback_url: CallbackUrl | None = Field(default=None, description="each state change is POSTed here")
 
 
 class Ticket(BaseModel):
@@ -42,6 +47,8 @@ class Ticket(BaseModel):
     state_entered_at: datetime
     deadline_at: datetime | None
     closed_at: datetime | None
+    start_after: datetime | None = None
+    callback_url: str | None = None
 
 
 class Event(BaseModel):

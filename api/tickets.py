@@ -26,18 +26,30 @@ def ticket_out(config, ticket) -> Ticket:
                   payload=ticket.payload, creator=ticket.creator, group=ticket.group_role,
                   assigned_user=ticket.assigned_user, parent_id=ticket.parent_id, waiting_for=ticket.waiting_for,
                   step=ticket.step, created_at=ticket.created_at, state_entered_at=ticket.state_entered_at,
-                  deadline_at=ticket.deadline_at, closed_at=ticket.closed_at)
+                  deadline_at=ticket.deadline_at, closed_at=ticket.closed_at, start_after=ticket.start_after,
+                  callback_url=ticket.callback_url)
 
 
 @router.post("/tickets", status_code=201, response_model=Ticket, responses=_CREATE_ERRORS)
 def create(body: TicketIn, request: Request, response: Response,
            token: Annotated[str, Depends(require("submit"))],
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Ticket:
-    """Create a ticket in its type's initial state. With an Idempotency-Key, a retry of the same request gets
-    the ticket the first one made, not a second ticket."""
+    """Create a ticket in its type's initial state (sleeping until start_after, if later). With an
+    Idempotency-Key, a retry of the same request gets the ticket the first one made, not a second ticket."""
     config = request.app.state.config
     if (body.metaservice, body.type) not in config.types:
         raise ApiError(422, "unknown_type", f"there is no ticket type {body.metaservice}/{body.type}", "type")
+    ticket = create_once(request, response, token, idempotency_key, body.metaservice, body.type, body.payload,
+                         creator=body.creator, group_role=body.group, start_after=body.start_after,
+                         callback_url=body.callback_url)
+    return ticket_out(config, ticket)
+
+
+def create_once(request, response, token, idempotency_key, metaservice, ticket_type, payload, *, location="/tickets",
+                **fields):
+    """create_ticket for a request: refused while the fleet is locked, and made once per Idempotency-Key
+    (a replay gets the first ticket, also while locked: it writes nothing). Sets Location."""
+    config = request.app.state.config
     with request.app.state.pool.connection() as conn, conn.transaction():
         if idempotency_key is not None:
             keyed = {"token": token, "key": idempotency_key}
@@ -45,17 +57,17 @@ def create(body: TicketIn, request: Request, response: Response,
             found = conn.execute(sql.FIND_IDEMPOTENCY_KEY, keyed).fetchone()
             if found is not None:
                 ticket = get_ticket(conn, found["ticket_id"])
-                response.headers["Location"] = f"/tickets/{ticket.id}"
+                response.headers["Location"] = f"{location}/{ticket.id}"
                 response.headers["Idempotent-Replayed"] = "true"
-                return ticket_out(config, ticket)
-        refuse_if_locked(conn)  # a replay above writes nothing and is answered while locked too
-        ticket_id = create_ticket(conn, config, body.metaservice, body.type, body.payload,
-                                  creator=body.creator or f"api:{token}", group_role=body.group)
+                return ticket
+        refuse_if_locked(conn)
+        fields["creator"] = fields.get("creator") or f"api:{token}"
+        ticket_id = create_ticket(conn, config, metaservice, ticket_type, payload, **fields)
         if idempotency_key is not None:
             conn.execute(sql.ADD_IDEMPOTENCY_KEY, {**keyed, "ticket_id": ticket_id})
         ticket = get_ticket(conn, ticket_id)
-    response.headers["Location"] = f"/tickets/{ticket_id}"
-    return ticket_out(config, ticket)
+    response.headers["Location"] = f"{location}/{ticket_id}"
+    return ticket
 
 
 @router.get("/tickets/{ticket_id}", response_model=Ticket, responses=_ERRORS)

@@ -22,6 +22,8 @@ class StateOut(BaseModel):
     name: str
     description: str
     final: bool
+    outcome: str | None = Field(description="a job type's final state: succeeded or failed")
+    retention_s: float = Field(description="how long a ticket closed here is kept")
 
 
 class TypeOut(BaseModel):
@@ -41,6 +43,7 @@ class TypeOut(BaseModel):
     on_retention: str
     exclusive: bool
     runs_when_locked: bool
+    job: bool = Field(description="its tickets are jobs, listed by /operations")
 
 
 class TypeSettingsIn(BaseModel):
@@ -64,14 +67,16 @@ class TypeSettingsIn(BaseModel):
 def _type_out(kind, settings) -> TypeOut:
     return TypeOut(
         metaservice=kind.metaservice, name=kind.name, description=kind.description, initial=kind.initial,
-        states=[StateOut(code=s.code, name=s.name, description=s.description, final=s.final)
+        states=[StateOut(code=s.code, name=s.name, description=s.description, final=s.final, outcome=s.outcome,
+                         retention_s=kind.retention_for(s.code))
                 for s in sorted(kind.states.values(), key=lambda s: s.code)],
         transitions=[[current, *following] for current, following in sorted(kind.transitions.items())],
         group_role=kind.group_role, lifetime_s=settings["effective_lifetime_s"],
         notification_frequency_s=settings["effective_notification_frequency_s"],
         yaml_lifetime_s=settings["lifetime_s"], yaml_notification_frequency_s=settings["notification_frequency_s"],
         retention_s=kind.retention_s, on_timeout={str(k): v for k, v in kind.on_timeout.items()},
-        on_retention=kind.on_retention, exclusive=kind.exclusive, runs_when_locked=kind.runs_when_locked)
+        on_retention=kind.on_retention, exclusive=kind.exclusive, runs_when_locked=kind.runs_when_locked,
+        job=kind.job)
 
 
 def _kind(config, metaservice, name):

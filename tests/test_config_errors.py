@@ -92,6 +92,23 @@ BAD_CASES = {
     "mail security that is not none, starttls or tls": (
         {"fleet_extra": "mail:\n  host: smtp.example.org\n  security: ssl\n"},
         r"fleet.yaml:\d+: mail.security: must be none, starttls or tls, got 'ssl'"),
+    "outcome on a state that is not final": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("{code: 3, name: third}", "{code: 3, name: third, "
+                                                        "outcome: succeeded}") + "job: true\n"}},
+        r"pipe.yaml:\d+: states\[2\].outcome: must be one of succeeded, failed, on a final state; got 'succeeded'"),
+    "job type without a failed outcome": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("name: done, final: true", "name: done, final: true, "
+                                                        "outcome: succeeded") + "job: true\n"}},
+        r"pipe.yaml:\d+: job: a job type needs a final state with outcome: succeeded and one with outcome: failed"),
+    "jobs: naming a type that is not a job type": (
+        {"fleet_extra": "jobs:\n  type: testms/pipe\n"},
+        r"fleet.yaml:\d+: jobs.type: testms/pipe is not a job type: add job: true to"),
+    "jobs: with a status outside the vocabulary": (
+        {"types": {"testms/pipe": PIPELINE_TYPE.replace("name: done, final: true", "name: done, final: true, "
+                                                        "outcome: succeeded").replace(
+            "name: dropped, final: true", "name: dropped, final: true, outcome: failed") + "job: true\n"},
+         "fleet_extra": "jobs:\n  type: testms/pipe\n  statuses: {finished: 4}\n"},
+        r"fleet.yaml:\d+: jobs.statuses.finished: unknown job status \(known: pending, in_progress, completed, failed\)"),
     "invalid YAML": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
         r"pipe.yaml:\d+: invalid YAML"),

@@ -18,7 +18,18 @@ from pathlib import Path
 from common.config import yamlfile
 from common.config.builtin import API_BOT, API_TICKET_TYPE, BUILTIN_TYPES, MAIL_BOT, MAIL_TICKET_TYPE
 from common.config.durations import parse_duration_s
-from common.config.models import BotSpec, FleetConfig, HostSpec, MailSettings, State, TicketType, WatchdogSettings
+from common.config.models import (
+    JOB_STATUSES,
+    OUTCOMES,
+    BotSpec,
+    FleetConfig,
+    HostSpec,
+    JobsSettings,
+    MailSettings,
+    State,
+    TicketType,
+    WatchdogSettings,
+)
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
 from common.config.people import EMAIL, PERSON_NAME, parse_window
 from common.errors import ConfigError
@@ -46,9 +57,9 @@ BOT_DEFAULTS = {
 }
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
-    "retention", "group_role", "exclusive", "runs_when_locked", "on_timeout", "on_retention",
+    "retention", "group_role", "exclusive", "runs_when_locked", "on_timeout", "on_retention", "job",
 }
-STATE_KEYS = {"code", "name", "description", "final"}
+STATE_KEYS = {"code", "name", "description", "final", "outcome", "retention"}
 BOT_KEYS = {"handler"} | set(BOT_DEFAULTS)
 LEASE_HEARTBEATS = 5  # the default lease, in heartbeat intervals
 MIN_LEASE_HEARTBEATS = 3  # shorter, and one slow heartbeat would hand a live bot's tickets to another
@@ -81,8 +92,9 @@ def load(root: Path | str | None = None) -> FleetConfig:
                                      API_TICKET_TYPE, "api")
     hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
     people = _people(fleet_doc, fleet_doc.data.get("people"))
+    jobs = _jobs(fleet_doc, fleet_doc.data.get("jobs"), types)
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
-                       people=people, mail=mail, **fleet)
+                       people=people, mail=mail, jobs=jobs, **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------
@@ -114,7 +126,7 @@ def _unknown_keys(doc, keys, mapping, allowed):
 
 def _fleet(doc) -> dict:
     data = _mapping(doc, (), doc.data)
-    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail"}
+    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail", "jobs"}
     _unknown_keys(doc, (), data, allowed)
     merged = {**FLEET_DEFAULTS, **data}
     metaservices = merged.get("metaservices")
@@ -210,6 +222,40 @@ def _hosts(doc, section, bots) -> dict:
 MAIL_DEFAULTS = {"host": "localhost", "port": 25, "security": "none", "username": None, "password_env": None,
                  "from": "botfleet@localhost", "max_tries": 5, "retry_backoff": "1m", "operators_group": "operators",
                  "keep_delivered": "30d", "stuck_after": "1h"}
+
+
+def _jobs(doc, section, types) -> JobsSettings | None:
+    """`jobs: {type: ms/type, statuses: {pending: 1, ...}}`: the job type of POST /job. Statuses not given
+    are found from the type: pending its initial state, in_progress that state's normal next, completed
+    and failed its final states with those outcomes."""
+    if section is None:
+        return None
+    section = _mapping(doc, ("jobs",), section)
+    _unknown_keys(doc, ("jobs",), section, {"type", "statuses"})
+    key = section.get("type")
+    if not isinstance(key, str) or key.count("/") != 1:
+        raise doc.error(("jobs", "type"), f"must name a ticket type as metaservice/type, got {key!r}")
+    kind = types.get(tuple(key.split("/")))
+    if kind is None:
+        raise doc.error(("jobs", "type"), f"there is no ticket type {key}")
+    if not kind.job:
+        raise doc.error(("jobs", "type"), f"{key} is not a job type: add job: true to {kind.path}")
+    by_outcome = {state.outcome: state.code for state in kind.states.values() if state.outcome}
+    normal_next = kind.next_states(kind.initial)[0]
+    statuses = {"pending": kind.initial, "completed": by_outcome["succeeded"], "failed": by_outcome["failed"]}
+    if not kind.states[normal_next].final:
+        statuses["in_progress"] = normal_next
+    given = _mapping(doc, ("jobs", "statuses"), section.get("statuses"))
+    for status, code in given.items():
+        if status not in JOB_STATUSES:
+            raise doc.error(("jobs", "statuses", status), f"unknown job status (known: {', '.join(JOB_STATUSES)})")
+        if code not in kind.states:
+            raise doc.error(("jobs", "statuses", status), f"{key} has no state {code!r}")
+        statuses[status] = code
+    missing = [status for status in JOB_STATUSES if status not in statuses]
+    if missing:
+        raise doc.error(("jobs", "statuses"), f"says no state for {', '.join(missing)}")
+    return JobsSettings(kind.metaservice, kind.name, {status: statuses[status] for status in JOB_STATUSES})
 
 
 def _mail(doc, section) -> MailSettings | None:
@@ -342,7 +388,12 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
         final = raw.get("final", False)
         if not isinstance(final, bool):
             raise doc.error(keys + ("final",), f"must be true or false, got {final!r}")
-        states[code] = State(code, raw["name"], str(raw.get("description", "")), final)
+        outcome = raw.get("outcome")
+        if outcome is not None and (outcome not in OUTCOMES or not final):
+            raise doc.error(keys + ("outcome",), f"must be one of {', '.join(OUTCOMES)}, on a final state; "
+                                                 f"got {outcome!r}")
+        retention_s = _duration(doc, keys + ("retention",), raw["retention"]) if "retention" in raw else None
+        states[code] = State(code, raw["name"], str(raw.get("description", "")), final, outcome, retention_s)
 
     transitions = {}
     if not isinstance(data["transitions"], list):
@@ -371,11 +422,17 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
         raise doc.error(("initial",), f"initial state {initial!r} must be a non-final state of this type")
 
     flags = {}
-    for flag in ("exclusive", "runs_when_locked"):
+    for flag in ("exclusive", "runs_when_locked", "job"):
         value = data.get(flag, False)
         if not isinstance(value, bool):
             raise doc.error((flag,), f"must be true or false, got {value!r}")
         flags[flag] = value
+    outcomes = {state.outcome for state in states.values()}
+    if flags["job"] and not set(OUTCOMES) <= outcomes:
+        raise doc.error(("job",), "a job type needs a final state with outcome: succeeded and one with "
+                                  "outcome: failed, so /operations can tell how each job ended")
+    if not flags["job"] and outcomes - {None}:
+        raise doc.error(("job",), "states with an outcome belong to a job type: add job: true")
     on_timeout = _on_timeout(doc, data.get("on_timeout"), states, transitions)
     on_retention = data.get("on_retention", "delete")
     if on_retention not in ("delete", "archive"):

@@ -14,6 +14,14 @@ class State:
     name: str
     description: str = ""
     final: bool = False
+    outcome: str | None = None  # a job type's final state: succeeded or failed
+    retention_s: float | None = None  # this state's own retention, instead of its type's
+
+
+SUCCEEDED, FAILED = "succeeded", "failed"
+OUTCOMES = (SUCCEEDED, FAILED)
+# Seed 000: succeeded operations go after 24 hours, failed ones (and their logs) after 2 weeks.
+JOB_RETENTION_S = {SUCCEEDED: 24 * 3600.0, FAILED: 14 * 86400.0}
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class TicketType:
     path: Path | None = None
     on_timeout: dict = field(default_factory=dict)  # state -> the next state a timed-out ticket takes
     on_retention: str = "delete"  # after retention, closed tickets are deleted, or archived with their events
+    job: bool = False  # its tickets are jobs: listed by /operations, kept by their outcome's retention
 
     @property
     def key(self):
@@ -44,6 +53,20 @@ class TicketType:
 
     def allows(self, from_code, to_code) -> bool:
         return to_code in self.transitions.get(from_code, ())
+
+    def retention_for(self, code) -> float:
+        """How long a ticket closed in this state is kept: the state's own retention, else a job's outcome's
+        (24 hours succeeded, 2 weeks failed), else the type's."""
+        state = self.states.get(code)
+        if state is not None and state.retention_s is not None:
+            return state.retention_s
+        if self.job and state is not None and state.outcome is not None:
+            return JOB_RETENTION_S[state.outcome]
+        return self.retention_s
+
+    def outcome_of(self, code) -> str | None:
+        state = self.states.get(code)
+        return state.outcome if state is not None else None
 
 
 @dataclass(frozen=True)
@@ -121,6 +144,22 @@ class MailSettings:
     stuck_after_s: float = 3600.0  # mail pending longer is reported to the operators, once
 
 
+JOB_STATUSES = ("pending", "in_progress", "completed", "failed")  # seed 004's words, for /job
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    """`jobs:` of fleet.yaml: the job type behind POST /job and PATCH /job/{id}, and its statuses' states."""
+
+    metaservice: str
+    ticket_type: str
+    statuses: dict  # job status -> state code
+
+    def status_of(self, code) -> str | None:
+        """The job status of a state (the first status mapped to it), None for a state without one."""
+        return next((status for status, state in self.statuses.items() if state == code), None)
+
+
 @dataclass(frozen=True)
 class FleetConfig:
     root: Path
@@ -136,6 +175,7 @@ class FleetConfig:
     hosts: dict = field(default_factory=dict)  # host name -> HostSpec; empty: every bot on every host
     people: dict = field(default_factory=dict)  # {"users": {name: {email, window: (start, end), tz}}, "groups": ...}
     mail: MailSettings | None = None  # None: notifications are not mailed (the inbox has them all)
+    jobs: JobsSettings | None = None  # None: no /job routes
 
     @property
     def hung_after_s(self) -> float:

@@ -111,16 +111,19 @@ def _type_setting(name: str) -> str:
 # where a bare call would run for every row it touches (a thousand rows, a thousand calls).
 CREATE_TICKETS = f"""
 WITH clock AS (
-    SELECT botfleet_now() AS at
+    -- A ticket with a later start_after sleeps until then: its lifetime and reminders count from it.
+    SELECT botfleet_now() AS at, greatest(botfleet_now(), %(start_after)s::timestamptz) AS starts
 ), new AS (
     INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
-                         created_at, state_entered_at, deadline_at, next_reminder_at)
+                         created_at, state_entered_at, deadline_at, next_reminder_at, due_at, start_after,
+                         callback_url)
     SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
-           clock.at, clock.at, clock.at + {_type_setting("lifetime")} * interval '1 second',
+           clock.at, clock.at, clock.starts + {_type_setting("lifetime")} * interval '1 second',
            -- The first acceptance round goes out with the ticket (below); its bot sends the next ones.
            -- A ticket without a group has nobody to ask and nobody to remind.
            CASE WHEN %(group_role)s::text IS NOT NULL
-                THEN clock.at + {_type_setting("notification_frequency")} * interval '1 second' END
+                THEN clock.starts + {_type_setting("notification_frequency")} * interval '1 second' END,
+           clock.starts, %(start_after)s, %(callback_url)s
     FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n), clock
     ORDER BY n
     RETURNING id, step, state, metaservice, ticket_type, group_role, assigned_user, created_at
@@ -470,7 +473,10 @@ ON CONFLICT (metaservice, ticket_type, code) DO UPDATE SET name = excluded.name,
     alternates = excluded.alternates
 """
 
-GET_TICKET = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = %(id)s"
+# What a reader (the API, the CLI) sees of a ticket: a bot's columns, and when it starts and whom it calls back.
+_READ_COLUMNS = TICKET_COLUMNS + ", start_after, callback_url"
+
+GET_TICKET = f"SELECT {_READ_COLUMNS} FROM tickets WHERE id = %(id)s"
 
 # A manual move locks the ticket and needs to know whether a live bot holds it.
 LOCK_TICKET = f"""
@@ -485,7 +491,7 @@ FROM ticket_events WHERE ticket_id = %(id)s ORDER BY id
 """
 
 LIST_TICKETS = f"""
-SELECT {TICKET_COLUMNS} FROM tickets
+SELECT {_READ_COLUMNS} FROM tickets
 WHERE (%(metaservice)s::text IS NULL OR metaservice = %(metaservice)s)
   AND (%(ticket_type)s::text IS NULL OR ticket_type = %(ticket_type)s)
   AND (%(state)s::int IS NULL OR state = %(state)s)
@@ -1061,4 +1067,55 @@ SELECT (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', 'closed') FROM 
        EXISTS (SELECT 1 FROM fleet_lock f JOIN tickets t ON t.id = f.holder_ticket
                WHERE t.metaservice = %(metaservice)s AND t.ticket_type = %(ticket_type)s
                  AND t.state = %(state)s AND t.closed_at IS NULL) AS holds_here
+"""
+
+# -- jobs and operations (seed 000's OPERATIONS) ------------------------------------------------------
+
+# The jobs: tickets of the job types (arrays of metaservice and type, in pairs), with what /operations
+# derives their status from, and the time of their latest event. Newest first by the sort asked for.
+_JOB_TYPES = """(t.metaservice, t.ticket_type) IN (
+    SELECT * FROM unnest(%(metaservices)s::text[], %(ticket_types)s::text[]))"""
+
+_OPERATION_COLUMNS = """t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at,
+       t.start_after, t.step, coalesce(t.start_after > (SELECT botfleet_now()), false) AS sleeping,
+       coalesce(t.lease_expires_at > (SELECT botfleet_now()), false) AS leased,
+       coalesce((SELECT max(e.at) FROM ticket_events e WHERE e.ticket_id = t.id), t.created_at) AS last_action"""
+
+LIST_OPERATIONS = f"""
+SELECT {_OPERATION_COLUMNS}
+FROM tickets t
+WHERE {_JOB_TYPES}
+ORDER BY CASE WHEN %(sort)s = 'created' THEN t.created_at END DESC,
+         CASE WHEN %(sort)s = 'last_action' THEN
+             coalesce((SELECT max(e.at) FROM ticket_events e WHERE e.ticket_id = t.id), t.created_at) END DESC,
+         t.id DESC
+LIMIT %(limit)s
+"""
+
+GET_OPERATION = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = %(id)s AND {_JOB_TYPES}"
+
+# DELETE /operations: the jobs of an object that is gone, but not one that runs (open, leased or past its
+# first step): it finishes and goes by retention. With their events, in one statement.
+DELETE_OBJECT_JOBS = f"""
+WITH doomed AS (
+    SELECT t.id FROM tickets t
+    WHERE {_JOB_TYPES}
+      AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
+      AND (t.closed_at IS NOT NULL
+           OR (t.step = 0 AND coalesce(t.lease_expires_at <= (SELECT botfleet_now()), true)
+               AND t.waiting_for IS NULL))
+    FOR UPDATE OF t
+), events_gone AS (
+    DELETE FROM ticket_events e USING doomed d WHERE e.ticket_id = d.id
+), gone AS (
+    DELETE FROM tickets t USING doomed d WHERE t.id = d.id RETURNING t.id
+)
+SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS deleted FROM gone
+"""
+
+RUNNING_OBJECT_JOBS = f"""
+SELECT t.id FROM tickets t
+WHERE {_JOB_TYPES} AND t.closed_at IS NULL
+  AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
+ORDER BY t.id
 """

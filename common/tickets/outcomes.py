@@ -37,6 +37,8 @@ class Ticket:
     attempts: int = 0
     step: int = 0
     closed_at: datetime | None = None
+    start_after: datetime | None = None  # read by the API and the CLI; bots claim only due tickets anyway
+    callback_url: str | None = None
     # The one clock's time when the ticket was read (claimed), and this process's monotonic clock then:
     # together they tell the database's time later without asking it, or the host's clock.
     read_at: datetime | None = None

@@ -31,7 +31,7 @@ def purge_closed(conn, spec, ticket_type, *, max_batches=10) -> tuple[int, bool]
     for _ in range(max_batches):
         row = conn.execute(sql.PURGE_CLOSED, {
             "metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state,
-            "retention_s": ticket_type.retention_s, "archive": ticket_type.on_retention == "archive",
+            "retention_s": ticket_type.retention_for(spec.state), "archive": ticket_type.on_retention == "archive",
             "limit": PURGE_BATCH}).fetchone()
         purged += row["purged"]
         if row["purged"] < PURGE_BATCH:

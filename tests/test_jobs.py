@@ -1,0 +1,146 @@
+"""Jobs over HTTP with the real API process: POST /job and PATCH /job/{id} in seed 004's status words,
+/operations with statuses derived from the job's state and its log, the jobs of a deleted object removed
+but not a running one, and seed 000's retention (24 hours succeeded, 2 weeks failed) by the one clock
+with the real final-state bots."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from common.store import clock
+from tests.conftest import wait_until
+from tests.test_api import error_of, serve_api
+
+pytestmark = pytest.mark.processes
+
+JOB_TYPE = """\
+lifetime: 1h
+notification_frequency: 10m
+retention: 30d
+job: true
+states:
+  - {code: 1, name: pending}
+  - {code: 2, name: working}
+  - {code: 3, name: done, final: true, outcome: succeeded}
+  - {code: 4, name: failed, final: true, outcome: failed}
+transitions: [[1, 2], [2, 3, 4]]
+"""
+TYPES = {"testms/job": JOB_TYPE}
+
+
+@pytest.fixture
+def api(tmp_path, db_url, conn, processes):
+    # No bot of a working state runs: the jobs are driven over HTTP, as by a worker outside the fleet.
+    api = serve_api(tmp_path, db_url, conn, processes, types=TYPES, fleet_extra="jobs:\n  type: testms/job\n")
+    api.db_url = db_url
+    return api
+
+
+def events(conn, ticket_id) -> int:
+    return conn.execute("SELECT count(*) AS n FROM ticket_events WHERE ticket_id = %s", (ticket_id,)).fetchone()["n"]
+
+
+def new_job(client, **fields) -> dict:
+    response = client.post("/job", json={"name": "notify", **fields})
+    assert response.status_code == 201, response.text
+    assert response.headers["Location"] == f"/job/{response.json()['id']}"
+    return response.json()
+
+
+def status_of(client, job_id) -> str:
+    return {o["id"]: o["status"] for o in client.get("/operations").json()}[job_id]
+
+
+def test_jobs_report_their_status_in_the_seeds_words_and_operations_show_them_with_their_log(api, conn):
+    client = api.client()
+    job = new_job(client, object_type="workorder", object_id="WO-1", payload={"to": "ann"})
+    assert (job["status"], job["state_name"], job["payload"]["object_id"]) == ("pending", "pending", "WO-1")
+    later = datetime.now(UTC) + timedelta(hours=1)
+    sleeper = new_job(client, name="nightly", start_after=later.isoformat())
+    assert status_of(client, sleeper["id"]) == "sleeping" and status_of(client, job["id"]) == "notstarted"
+
+    before = events(conn, job["id"])
+    refused = error_of(client.patch(f"/job/{job['id']}", json={"status": "finished"}), 400)
+    assert refused["code"] == "unknown_status" and "'finished'" in refused["message"] and refused["field"] == "status"
+    error_of(client.patch(f"/job/{job['id']}", json={"status": "completed"}), 409)  # pending -> done: not a transition
+    assert events(conn, job["id"]) == before
+
+    assert client.patch(f"/job/{job['id']}", json={"status": "in_progress"}).json()["status"] == "in_progress"
+    assert status_of(client, job["id"]) == "running"
+    # A worker that reports the same status twice changes nothing but its payload.
+    assert client.patch(f"/job/{job['id']}", json={"status": "in_progress", "payload": {"progress": 50}}).json()[
+        "payload"]["progress"] == 50
+    done = client.patch(f"/job/{job['id']}", json={"status": "completed"}).json()
+    assert done["status"] == "completed" and done["closed_at"] is not None
+    assert status_of(client, job["id"]) == "succeeded"
+
+    failing = new_job(client, name="mail")
+    client.patch(f"/job/{failing['id']}", json={"status": "in_progress"})
+    client.patch(f"/job/{failing['id']}", json={"status": "failed", "payload": {"error": "smtp down"}})
+    assert status_of(client, failing["id"]) == "failed"
+
+    by_created = [o["id"] for o in client.get("/operations", params={"sort": "created"}).json()]
+    assert by_created == sorted(by_created, reverse=True)
+    by_action = client.get("/operations", params={"sort": "last_action"}).json()
+    assert by_action[0]["id"] == failing["id"] and by_action[0]["log"] == f"/operations/{failing['id']}/log"
+    assert [o["last_action"] for o in by_action] == sorted((o["last_action"] for o in by_action), reverse=True)
+    error_of(client.get("/operations", params={"sort": "name"}), 422)
+
+    log = client.get(f"/operations/{job['id']}/log").json()
+    assert log[0]["entry"].startswith("created in 1 (pending)")
+    assert any("from 1 (pending) to 2 (working)" in entry["entry"] for entry in log)
+    assert any("from 2 (working) to 3 (done) (by api:ci)" in entry["entry"] for entry in log)
+    assert log[-1]["entry"] == "closed in 3 (done) (by api:ci)"
+    error_of(client.get("/operations/999999/log"), 404)
+    error_of(client.get("/job/999999"), 404)
+
+
+def test_the_jobs_of_a_deleted_object_go_but_a_running_one_stays_and_locks_refuse_only_new_jobs(api, conn):
+    client = api.client()
+    finished, waiting, running = (new_job(client, object_type="workorder", object_id="WO-7") for _ in range(3))
+    other = new_job(client, object_type="workorder", object_id="WO-8")
+    for job in (finished, running):
+        client.patch(f"/job/{job['id']}", json={"status": "in_progress"})
+    client.patch(f"/job/{finished['id']}", json={"status": "completed"})
+
+    error_of(api.client("reader").delete("/operations", params={"object_type": "workorder", "object_id": "WO-7"}), 403)
+    error_of(client.delete("/operations", params={"object_type": "workorder"}), 422)
+    gone = client.delete("/operations", params={"object_type": "workorder", "object_id": "WO-7"}).json()
+    assert gone == {"deleted": sorted([finished["id"], waiting["id"]]), "running": [running["id"]]}
+    assert events(conn, finished["id"]) == 0
+    left = {o["id"] for o in client.get("/operations").json()}
+    assert left == {running["id"], other["id"]}
+
+    # Locked: no new job, but running work still reports, and /operations answers.
+    client.put("/lock", json={"reason": "backup"})
+    refused = error_of(client.post("/job", json={"name": "x"}), 503)
+    assert refused["state"] == "ops_only" and refused["reason"] == "backup"
+    assert client.patch(f"/job/{running['id']}", json={"status": "completed"}).json()["status"] == "completed"
+    assert client.get("/operations").status_code == 200
+
+
+def test_succeeded_jobs_go_after_24_hours_failed_ones_after_two_weeks_and_open_ones_stay(api, conn, processes):
+    for name in ("testms-job-3-done", "testms-job-4-failed"):
+        processes.start(name, api.config_dir, api.db_url)
+    client = api.client()
+    succeeded, failed, running = new_job(client), new_job(client), new_job(client)
+    for job in (succeeded, failed, running):
+        client.patch(f"/job/{job['id']}", json={"status": "in_progress"})
+    client.patch(f"/job/{succeeded['id']}", json={"status": "completed"})
+    client.patch(f"/job/{failed['id']}", json={"status": "failed"})
+
+    def ids():
+        return {row["id"] for row in conn.execute("SELECT id FROM tickets").fetchall()}
+
+    clock.shift(conn, 23 * 3600)
+    wait_until(lambda: conn.execute("SELECT count(*) AS n FROM bot_processes WHERE stopped_at IS NULL "
+                                    "AND heartbeat_at > botfleet_now() - interval '2 seconds'").fetchone()["n"] == 2,
+               30, "both bots to heartbeat by the shifted clock")
+    assert ids() == {succeeded["id"], failed["id"], running["id"]}, "a job went before 24 hours"
+    clock.shift(conn, 2 * 3600)
+    wait_until(lambda: succeeded["id"] not in ids(), 30, "the succeeded job to go after 24 hours")
+    assert events(conn, succeeded["id"]) == 0
+    assert ids() == {failed["id"], running["id"]}
+    clock.shift(conn, 13 * 86400)
+    wait_until(lambda: failed["id"] not in ids(), 30, "the failed job to go after 2 weeks")
+    assert ids() == {running["id"]}, "a running job was deleted"
