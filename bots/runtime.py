@@ -23,6 +23,7 @@ import psycopg
 from bots.listener import Listener
 from bots.mail import MailDuty
 from bots.messages import parse_notification
+from bots.webhooks import WebhookDuty
 from common.config.handlers import import_handler
 from common.people.directory import unknown_users
 from common.store import sql
@@ -82,7 +83,8 @@ class BotRuntime:
         self.url = url
         self.ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
         self.handler = handler if handler is not None or spec.final or spec.duty else import_handler(spec)
-        self.duty = MailDuty(config, spec.name) if spec.duty == "mail" else None  # a built-in bot's own work
+        duties = {"mail": MailDuty, "webhook": WebhookDuty}  # a built-in bot's own work, instead of tickets
+        self.duty = duties[spec.duty](config, spec.name) if spec.duty in duties else None
         # Messages from other bots go to on_<kind> functions of the module the handler lives in.
         self.handler_module = sys.modules.get(self.handler.__module__) if self.handler is not None else None
         # The type's own timeout handler, if the module has one (else the built-in ticket_timeout).

@@ -119,16 +119,19 @@ class FleetCollector:
         yield from (up, host_up, disabled, heartbeat, processes, *counters.values(), hop, handler)
 
     def _mail(self, conn):
-        row = conn.execute(sql.MAIL_QUEUE).fetchone()
-        pending = GaugeMetricFamily("botfleet_mail_pending", "Notifications waiting to be mailed")
-        pending.add_metric([], row["pending"])
-        retrying = GaugeMetricFamily("botfleet_mail_retrying", "Pending mail that failed at least once")
-        retrying.add_metric([], row["retrying"])
-        oldest = GaugeMetricFamily("botfleet_mail_oldest_pending_timestamp_seconds",
-                                   "When the longest-waiting pending mail was written")
-        if row["oldest"] is not None:
-            oldest.add_metric([], row["oldest"])
-        yield from (pending, retrying, oldest)
+        yield from _queue(conn.execute(sql.MAIL_QUEUE).fetchone(), "mail", "Notifications waiting to be mailed",
+                          "mail")
+        row = conn.execute(sql.WEBHOOK_QUEUE).fetchone()
+        yield from _queue(row, "webhook", "State changes waiting to be POSTed to callback URLs", "webhook")
+        failed = GaugeMetricFamily("botfleet_webhook_failed", "Webhooks given up after webhooks.max_tries (or "
+                                                              "refused by the receiver), kept for keep_failed")
+        failed.add_metric([], row["failed"])
+        lock = conn.execute(sql.READ_FLEET_LOCK).fetchone()
+        locked = GaugeMetricFamily("botfleet_fleet_lock", "1 for the state the fleet's lock is in",
+                                   labels=["state"])
+        for state in ("open", "ops_only", "closed"):
+            locked.add_metric([state], 1.0 if lock["state"] == state else 0.0)
+        yield from (failed, locked)
 
     def _tickets(self, conn):
         open_tickets = GaugeMetricFamily("botfleet_tickets_open", "Open tickets waiting in a state",
@@ -153,3 +156,16 @@ def scrape_text(url) -> str:
     """The exposition text a scrape of a watchdog on this database would return."""
     collector = FleetCollector(lambda: connect(url, autocommit=True))
     return generate_latest(registry_for(collector)).decode()
+
+
+def _queue(row, prefix, pending_help, what):
+    """The gauges of a delivery queue: pending, pending after a failed try, the oldest pending's time."""
+    pending = GaugeMetricFamily(f"botfleet_{prefix}_pending", pending_help)
+    pending.add_metric([], row["pending"])
+    retrying = GaugeMetricFamily(f"botfleet_{prefix}_retrying", f"Pending {what} that failed at least once")
+    retrying.add_metric([], row["retrying"])
+    oldest = GaugeMetricFamily(f"botfleet_{prefix}_oldest_pending_timestamp_seconds",
+                               f"When the longest-waiting pending {what} was written")
+    if row["oldest"] is not None:
+        oldest.add_metric([], row["oldest"])
+    yield from (pending, retrying, oldest)

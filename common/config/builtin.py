@@ -42,4 +42,16 @@ API_TICKET_TYPE = TicketType(
 )
 API_BOT = "botfleet-api-1-serve"
 
-BUILTIN_TYPES = {kind.key: kind for kind in (ERROR_TICKET_TYPE, MAIL_TICKET_TYPE, API_TICKET_TYPE)}
+# And for the process that POSTs state changes to callback URLs (botfleet-webhook-1-deliver).
+WEBHOOK_TYPE = "webhook"
+WEBHOOK_TICKET_TYPE = TicketType(
+    metaservice=ERROR_METASERVICE, name=WEBHOOK_TYPE,
+    states={1: State(1, "deliver", "POSTs state changes to callback URLs"), 2: State(2, "done", "", final=True)},
+    transitions={1: (2,)}, initial=1,
+    lifetime_s=86400, notification_frequency_s=86400, retention_s=86400,
+    description="The bot that delivers webhooks (no tickets of its own)",
+)
+WEBHOOK_BOT = "botfleet-webhook-1-deliver"
+
+BUILTIN_TYPES = {kind.key: kind for kind in (ERROR_TICKET_TYPE, MAIL_TICKET_TYPE, API_TICKET_TYPE,
+                                             WEBHOOK_TICKET_TYPE)}

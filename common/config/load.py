@@ -16,7 +16,15 @@ import re
 from pathlib import Path
 
 from common.config import yamlfile
-from common.config.builtin import API_BOT, API_TICKET_TYPE, BUILTIN_TYPES, MAIL_BOT, MAIL_TICKET_TYPE
+from common.config.builtin import (
+    API_BOT,
+    API_TICKET_TYPE,
+    BUILTIN_TYPES,
+    MAIL_BOT,
+    MAIL_TICKET_TYPE,
+    WEBHOOK_BOT,
+    WEBHOOK_TICKET_TYPE,
+)
 from common.config.durations import parse_duration_s
 from common.config.models import (
     JOB_STATUSES,
@@ -29,6 +37,7 @@ from common.config.models import (
     State,
     TicketType,
     WatchdogSettings,
+    WebhookSettings,
 )
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
 from common.config.people import EMAIL, PERSON_NAME, parse_window
@@ -58,6 +67,7 @@ BOT_DEFAULTS = {
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
     "retention", "group_role", "exclusive", "runs_when_locked", "on_timeout", "on_retention", "job",
+    "callback_url", "callback_secret_env",
 }
 STATE_KEYS = {"code", "name", "description", "final", "outcome", "retention"}
 BOT_KEYS = {"handler"} | set(BOT_DEFAULTS)
@@ -90,11 +100,17 @@ def load(root: Path | str | None = None) -> FleetConfig:
     if fleet_doc.data.get("api") is not None:  # an api: section runs the API as a program of the fleet
         bots[API_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], API_BOT,
                                      API_TICKET_TYPE, "api")
+    hung_after_s = fleet["heartbeat_interval_s"] * fleet["watchdog"].hung_after_missed_heartbeats
+    webhooks = _webhooks(fleet_doc, fleet_doc.data.get("webhooks"), hung_after_s)
+    # Callback URLs come from types, or from tickets made over the API: either way somebody delivers them.
+    if API_BOT in bots or "webhooks" in fleet_doc.data or any(t.callback_url for t in types.values()):
+        bots[WEBHOOK_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], WEBHOOK_BOT,
+                                         WEBHOOK_TICKET_TYPE, "webhook")
     hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
     people = _people(fleet_doc, fleet_doc.data.get("people"))
     jobs = _jobs(fleet_doc, fleet_doc.data.get("jobs"), types)
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
-                       people=people, mail=mail, jobs=jobs, **fleet)
+                       people=people, mail=mail, jobs=jobs, webhooks=webhooks, **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------
@@ -126,7 +142,7 @@ def _unknown_keys(doc, keys, mapping, allowed):
 
 def _fleet(doc) -> dict:
     data = _mapping(doc, (), doc.data)
-    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail", "jobs"}
+    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail", "jobs", "webhooks"}
     _unknown_keys(doc, (), data, allowed)
     merged = {**FLEET_DEFAULTS, **data}
     metaservices = merged.get("metaservices")
@@ -217,6 +233,37 @@ def _hosts(doc, section, bots) -> dict:
         if orphans:
             raise doc.error(("hosts",), f"no host runs {', '.join(orphans)}: add it to a host's bots")
     return hosts
+
+
+# A receiver of state changes: what the webhook bot can POST to.
+CALLBACK_URL = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_SECRET_ENV = "BOTFLEET_WEBHOOK_SECRET"
+WEBHOOK_DEFAULTS = {"max_tries": 8, "retry_backoff": "1s", "max_backoff": "5m", "timeout": "2s",
+                    "keep_delivered": "1d", "keep_failed": "14d"}
+
+
+def _webhooks(doc, section, hung_after_s) -> WebhookSettings:
+    """`webhooks:` of fleet.yaml (all optional): how state changes are POSTed to callback URLs."""
+    section = _mapping(doc, ("webhooks",), section)
+    _unknown_keys(doc, ("webhooks",), section, set(WEBHOOK_DEFAULTS))
+    merged = {**WEBHOOK_DEFAULTS, **section}
+    tries = merged["max_tries"]
+    if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
+        raise doc.error(("webhooks", "max_tries"), f"must be a positive integer, got {tries!r}")
+    timeout_s = _duration(doc, ("webhooks", "timeout"), merged["timeout"])
+    if "timeout" not in section:  # the default, within what fast heartbeats allow
+        timeout_s = min(timeout_s, hung_after_s / 2)
+    if timeout_s > hung_after_s / 2:
+        # The bot waits for its receivers between heartbeats: longer, and the watchdog would call it hung.
+        raise doc.error(("webhooks", "timeout"), f"must be at most half the hung threshold "
+                                                 f"({hung_after_s / 2:g}s), got {merged['timeout']!r}")
+    return WebhookSettings(max_tries=tries, retry_backoff_s=_duration(doc, ("webhooks", "retry_backoff"),
+                                                                      merged["retry_backoff"]),
+                           max_backoff_s=_duration(doc, ("webhooks", "max_backoff"), merged["max_backoff"]),
+                           timeout_s=timeout_s,
+                           keep_delivered_s=_duration(doc, ("webhooks", "keep_delivered"), merged["keep_delivered"]),
+                           keep_failed_s=_duration(doc, ("webhooks", "keep_failed"), merged["keep_failed"]))
 
 
 MAIL_DEFAULTS = {"host": "localhost", "port": 25, "security": "none", "username": None, "password_env": None,
@@ -440,13 +487,19 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
     group_role = data.get("group_role")
     if group_role is not None and not isinstance(group_role, str):
         raise doc.error(("group_role",), f"must be a string, got {group_role!r}")
+    callback_url = data.get("callback_url")
+    if callback_url is not None and not (isinstance(callback_url, str) and CALLBACK_URL.match(callback_url)):
+        raise doc.error(("callback_url",), f"must be an http:// or https:// URL, got {callback_url!r}")
+    secret_env = data.get("callback_secret_env", DEFAULT_SECRET_ENV)
+    if not (isinstance(secret_env, str) and ENV_NAME.match(secret_env)):
+        raise doc.error(("callback_secret_env",), f"must name an environment variable, got {secret_env!r}")
     ticket_type = TicketType(
         metaservice=metaservice, name=path.stem, states=states, transitions=transitions, initial=initial,
         lifetime_s=_duration(doc, ("lifetime",), data["lifetime"]),
         notification_frequency_s=_duration(doc, ("notification_frequency",), data["notification_frequency"]),
         retention_s=_duration(doc, ("retention",), data["retention"]),
         group_role=group_role, description=str(data.get("description", "")), path=path, on_timeout=on_timeout,
-        on_retention=on_retention, **flags,
+        on_retention=on_retention, callback_url=callback_url, callback_secret_env=secret_env, **flags,
     )
     for state in states.values():
         name = bot_name(metaservice, path.stem, state)

@@ -42,6 +42,8 @@ class TicketType:
     on_timeout: dict = field(default_factory=dict)  # state -> the next state a timed-out ticket takes
     on_retention: str = "delete"  # after retention, closed tickets are deleted, or archived with their events
     job: bool = False  # its tickets are jobs: listed by /operations, kept by their outcome's retention
+    callback_url: str | None = None  # each state change of its tickets is POSTed here
+    callback_secret_env: str = "BOTFLEET_WEBHOOK_SECRET"  # the variable holding the key its webhooks are signed with
 
     @property
     def key(self):
@@ -144,6 +146,18 @@ class MailSettings:
     stuck_after_s: float = 3600.0  # mail pending longer is reported to the operators, once
 
 
+@dataclass(frozen=True)
+class WebhookSettings:
+    """`webhooks:` of fleet.yaml: how the built-in bot botfleet-webhook-1-deliver POSTs state changes."""
+
+    max_tries: int = 8
+    retry_backoff_s: float = 1.0  # doubled after each failed try, up to max_backoff
+    max_backoff_s: float = 300.0
+    timeout_s: float = 2.0  # per request; at most half the watchdog's hung threshold
+    keep_delivered_s: float = 86400.0
+    keep_failed_s: float = 14 * 86400.0
+
+
 JOB_STATUSES = ("pending", "in_progress", "completed", "failed")  # seed 004's words, for /job
 
 
@@ -176,6 +190,7 @@ class FleetConfig:
     people: dict = field(default_factory=dict)  # {"users": {name: {email, window: (start, end), tz}}, "groups": ...}
     mail: MailSettings | None = None  # None: notifications are not mailed (the inbox has them all)
     jobs: JobsSettings | None = None  # None: no /job routes
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def hung_after_s(self) -> float:

@@ -31,8 +31,10 @@ def collect(conn, config) -> dict:
         tickets.append({**row, "state_name": config.state_name(row["metaservice"], row["ticket_type"], row["state"])})
     watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
     mail = conn.execute(sql.MAIL_QUEUE).fetchone()
+    webhooks = conn.execute(sql.WEBHOOK_QUEUE).fetchone()
     return {"lock": read_lock(conn).__dict__, "bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events,
-            "mail": {"pending": mail["pending"], "retrying": mail["retrying"]}}
+            "mail": {"pending": mail["pending"], "retrying": mail["retrying"]},
+            "webhooks": {"pending": webhooks["pending"], "retrying": webhooks["retrying"], "failed": webhooks["failed"]}}
 
 
 def _health(by_host) -> str | None:
@@ -75,6 +77,10 @@ def format_text(report) -> str:
     mail = report.get("mail") or {}
     if mail.get("pending"):
         lines += ["", f"MAIL  {mail['pending']} pending, {mail['retrying']} of them after a failed try"]
+    hooks = report.get("webhooks") or {}
+    if hooks.get("pending") or hooks.get("failed"):
+        lines += ["", f"WEBHOOKS  {hooks['pending']} pending ({hooks['retrying']} after a failed try), "
+                      f"{hooks['failed']} failed (see var/log/botfleet-webhook-1-deliver.log)"]
     if report["watchdog_events"]:
         lines += ["", "RECENT WATCHDOG ACTIONS"]
         for event in report["watchdog_events"]:

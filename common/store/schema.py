@@ -122,6 +122,7 @@ ticket_types = Table(
     Column("notification_frequency_override_s", Float),
     Column("retention_s", Float, nullable=False),
     Column("group_role", Text),
+    Column("callback_url", Text),  # each state change of its tickets is POSTed here (webhook_outbox)
     Column("exclusive", Boolean, nullable=False),
     Column("runs_when_locked", Boolean, nullable=False),
 )
@@ -255,6 +256,30 @@ fleet_lock = Table(
     CheckConstraint("id = 1", name="ck_fleet_lock_one_row"),
     CheckConstraint("state IN ('open', 'ops_only', 'closed')", name="ck_fleet_lock_state"),
 )
+
+# Webhooks to deliver: one row per state change and receiver, written by a trigger of migration 0021 in
+# the transaction of the change; delivered in order per ticket and receiver, retried, then failed.
+webhook_outbox = Table(
+    "webhook_outbox", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("ticket_id", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("metaservice", Text, nullable=False),
+    Column("ticket_type", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("from_state", Integer),
+    Column("to_state", Integer),
+    Column("at", TZ, nullable=False),
+    Column("state", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_try_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("last_error", Text),
+    Column("done_at", TZ),
+    CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="ck_webhook_outbox_state"),
+)
+Index("ix_webhook_outbox_pending", webhook_outbox.c.ticket_id, webhook_outbox.c.url, webhook_outbox.c.id,
+      postgresql_where=text("state = 'pending'"))
+Index("ix_webhook_outbox_done_at", webhook_outbox.c.done_at, postgresql_where=text("done_at IS NOT NULL"))
 
 # People: a ticket's group_role names a group, whose members are asked to accept it; only a member may
 # be its assignee. A user's delivery window (in their time zone) holds back their email until it opens.

@@ -7,7 +7,7 @@ rows and its NOTIFY still commit together.
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from common.config.builtin import MAIL_TICKET_TYPE
+from common.config.builtin import MAIL_TICKET_TYPE, WEBHOOK_TICKET_TYPE
 
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
@@ -454,14 +454,16 @@ DELETE FROM bot_health WHERE bot_name IN (SELECT name FROM gone)
 
 UPSERT_TICKET_TYPE = """
 INSERT INTO ticket_types (metaservice, name, description, initial_state, lifetime_s,
-                          notification_frequency_s, retention_s, group_role, exclusive, runs_when_locked)
+                          notification_frequency_s, retention_s, group_role, exclusive, runs_when_locked,
+                          callback_url)
 VALUES (%(metaservice)s, %(name)s, %(description)s, %(initial_state)s, %(lifetime_s)s,
-        %(notification_frequency_s)s, %(retention_s)s, %(group_role)s, %(exclusive)s, %(runs_when_locked)s)
+        %(notification_frequency_s)s, %(retention_s)s, %(group_role)s, %(exclusive)s, %(runs_when_locked)s,
+        %(callback_url)s)
 ON CONFLICT (metaservice, name) DO UPDATE SET description = excluded.description,
     initial_state = excluded.initial_state, lifetime_s = excluded.lifetime_s,
     notification_frequency_s = excluded.notification_frequency_s, retention_s = excluded.retention_s,
     group_role = excluded.group_role, exclusive = excluded.exclusive,
-    runs_when_locked = excluded.runs_when_locked
+    runs_when_locked = excluded.runs_when_locked, callback_url = excluded.callback_url
 """
 
 UPSERT_STATUS_CODE = """
@@ -1118,4 +1120,67 @@ SELECT t.id FROM tickets t
 WHERE {_JOB_TYPES} AND t.closed_at IS NULL
   AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
 ORDER BY t.id
+"""
+
+# -- webhooks ----------------------------------------------------------------------------------------------
+
+WEBHOOK_CHANNEL = channel(WEBHOOK_TICKET_TYPE.metaservice, WEBHOOK_TICKET_TYPE.name, WEBHOOK_TICKET_TYPE.initial)
+
+# The next deliveries that are due, each the oldest pending one of its ticket and receiver (so a ticket's
+# changes arrive in order, and replicas never send two of one ticket at once). Taken with a lease: a
+# delivery whose bot dies is due again after it; the try counts.
+TAKE_WEBHOOKS = """
+WITH due AS (
+    SELECT o.id FROM webhook_outbox o
+    WHERE o.state = 'pending' AND o.next_try_at <= (SELECT botfleet_now())
+      AND NOT EXISTS (SELECT 1 FROM webhook_outbox p
+                      WHERE p.state = 'pending' AND p.ticket_id = o.ticket_id AND p.url = o.url AND p.id < o.id)
+    ORDER BY o.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_outbox o
+SET attempts = o.attempts + 1, next_try_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
+FROM due WHERE o.id = due.id
+RETURNING o.id, o.ticket_id, o.event_id, o.metaservice, o.ticket_type, o.url, o.from_state, o.to_state, o.at,
+          o.attempts
+"""
+
+WEBHOOK_DELIVERED = """
+UPDATE webhook_outbox SET state = 'delivered', done_at = (SELECT botfleet_now()), last_error = NULL
+WHERE id = %(id)s
+"""
+
+# A failed try: again after a doubling backoff, or failed for good after max_tries (or at once: `final`).
+WEBHOOK_FAILED_TRY = """
+UPDATE webhook_outbox SET last_error = %(error)s,
+    state = CASE WHEN %(final)s OR attempts >= %(max_tries)s THEN 'failed' ELSE 'pending' END,
+    done_at = CASE WHEN %(final)s OR attempts >= %(max_tries)s THEN (SELECT botfleet_now()) END,
+    next_try_at = (SELECT botfleet_now())
+        + least(%(backoff_s)s * power(2, attempts - 1), %(max_backoff_s)s) * interval '1 second'
+WHERE id = %(id)s
+RETURNING state
+"""
+
+NEXT_WEBHOOK_DUE = """
+SELECT extract(epoch FROM min(next_try_at) - (SELECT botfleet_now()))::float8 AS due_in_s
+FROM webhook_outbox WHERE state = 'pending'
+"""
+
+PRUNE_WEBHOOKS = """
+DELETE FROM webhook_outbox WHERE id IN (
+    SELECT id FROM webhook_outbox
+    WHERE done_at IS NOT NULL
+      AND done_at < (SELECT botfleet_now()) - CASE WHEN state = 'delivered' THEN %(keep_delivered_s)s
+                                                   ELSE %(keep_failed_s)s END * interval '1 second'
+    LIMIT 1000)
+"""
+
+# For `botfleet status` and the metrics.
+WEBHOOK_QUEUE = """
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'pending' AND attempts > 0) AS retrying,
+       count(*) FILTER (WHERE state = 'failed') AS failed,
+       extract(epoch FROM min(at) FILTER (WHERE state = 'pending'))::float8 AS oldest
+FROM webhook_outbox WHERE state <> 'delivered'
 """

@@ -37,6 +37,7 @@ def sync_config(conn, config, bot_names=None):
                 "notification_frequency_s": ticket_type.notification_frequency_s,
                 "retention_s": ticket_type.retention_s, "group_role": ticket_type.group_role,
                 "exclusive": ticket_type.exclusive, "runs_when_locked": ticket_type.runs_when_locked,
+                "callback_url": ticket_type.callback_url,
             })
             for state in ticket_type.states.values():
                 following = ticket_type.next_states(state.code)

@@ -1,0 +1,91 @@
+"""The duty of the built-in bot botfleet-webhook-1-deliver: POST each state change to its callback URLs.
+
+The outbox rows are written by a trigger in the transaction of the change, so none is lost. Each run
+takes the due rows (the oldest pending one per ticket and receiver: a ticket's changes arrive in order),
+POSTs them side by side, each signed with HMAC-SHA256 of the exact body under its type's key, and
+records each answer: 2xx delivered; 408, 429, 5xx or no answer tried again after a doubling backoff,
+failed after `max_tries`; any other 4xx failed at once (the receiver refuses it). A run waits at most
+one request timeout, which the config keeps under half the watchdog's hung threshold.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from common.config.models import TicketType
+from common.store import sql
+
+log = logging.getLogger(__name__)
+
+PARALLEL_POSTS = 8  # deliveries of one run, each to its own ticket, sent side by side
+SIGNATURE_HEADER = "X-Botfleet-Signature"
+RETRY_STATUSES = {408, 429}
+
+
+def body_of(row) -> bytes:
+    """The JSON POSTed for one state change: the bytes that are signed are the bytes sent."""
+    return json.dumps({"ticket_id": row["ticket_id"], "event_id": row["event_id"], "from_state": row["from_state"],
+                       "to_state": row["to_state"], "at": row["at"].isoformat()}, separators=(",", ":")).encode()
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookDuty:
+    def __init__(self, config, actor):
+        self.config = config
+        self.settings = config.webhooks
+        self.actor = actor
+        self.posts = ThreadPoolExecutor(PARALLEL_POSTS, thread_name_prefix="webhook")
+
+    def run(self, conn) -> float | None:
+        """Deliver one batch of what is due, prune; seconds until the next is due (0: more now, None: none)."""
+        lease_s = self.settings.timeout_s * 2 + self.config.hung_after_s
+        rows = conn.execute(sql.TAKE_WEBHOOKS, {"limit": PARALLEL_POSTS, "lease_s": lease_s}).fetchall()
+        for row, (error, final) in zip(rows, self.posts.map(self._post, rows), strict=True):
+            if error is None:
+                conn.execute(sql.WEBHOOK_DELIVERED, {"id": row["id"]})
+                continue
+            state = conn.execute(sql.WEBHOOK_FAILED_TRY, {
+                "id": row["id"], "error": error, "final": final, "max_tries": self.settings.max_tries,
+                "backoff_s": self.settings.retry_backoff_s, "max_backoff_s": self.settings.max_backoff_s,
+            }).fetchone()["state"]
+            log.log(logging.ERROR if state == "failed" else logging.WARNING,
+                    "webhook %s of ticket %s to %s: %s (try %d of %d%s)", row["id"], row["ticket_id"], row["url"],
+                    error, row["attempts"], self.settings.max_tries, ", failed" if state == "failed" else "")
+        conn.execute(sql.PRUNE_WEBHOOKS, {"keep_delivered_s": self.settings.keep_delivered_s,
+                                          "keep_failed_s": self.settings.keep_failed_s})
+        if len(rows) == PARALLEL_POSTS:
+            return 0.0
+        return conn.execute(sql.NEXT_WEBHOOK_DUE).fetchone()["due_in_s"]
+
+    def _secret_env(self, row) -> str:
+        kind = self.config._find_type(row["metaservice"], row["ticket_type"])
+        return kind.callback_secret_env if kind is not None else TicketType.callback_secret_env
+
+    def _post(self, row) -> tuple[str | None, bool]:
+        """(None, _) when delivered; else why, and whether it is final (the receiver refused it)."""
+        env = self._secret_env(row)
+        secret = os.environ.get(env)
+        if not secret:
+            return f"no signing key: set the environment variable {env}", False
+        body = body_of(row)
+        request = urllib.request.Request(row["url"], data=body, method="POST", headers={
+            "Content-Type": "application/json", SIGNATURE_HEADER: signature(secret, body),
+            "X-Botfleet-Event-Id": str(row["event_id"]), "X-Botfleet-Delivery": str(row["id"]),
+            "User-Agent": "botfleet-webhook"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
+                response.read(1024)
+                return None, False
+        except urllib.error.HTTPError as exc:
+            final = 400 <= exc.code < 500 and exc.code not in RETRY_STATUSES
+            return f"answered {exc.code} {exc.reason}", final
+        except (OSError, ValueError) as exc:  # refused, timed out, unreachable, a URL urllib cannot use
+            return f"no answer: {exc}", False

@@ -1,0 +1,107 @@
+"""Webhooks with the real webhook bot and a receiver started by the test: every state change is POSTed
+once, in order per ticket, signed with HMAC-SHA256 under the type's key, also when the receiver was down
+for a while; a receiver that refuses a change marks it failed, and `botfleet status` says so."""
+
+import hashlib
+import hmac
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from common.config.builtin import WEBHOOK_BOT
+from common.config.load import load
+from common.store.sync import sync_config
+from common.tickets.create import create_ticket
+from tests.conftest import BOTFLEET, THREE_STATES, free_port, wait_until, write_config
+from tests.harness import child_env
+
+pytestmark = pytest.mark.processes
+
+SECRET = "s3cret-for-tests"
+
+
+class Receiver:
+    """An HTTP server that records every POST; /refuse answers 404."""
+
+    def __init__(self, port):
+        self.port, self.received, self.server = port, [], None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self):
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.path, dict(self.headers), body))
+                self.send_response(404 if self.path == "/refuse" else 204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    found = Receiver(free_port())
+    yield found
+    found.stop()
+
+
+def test_every_change_is_delivered_once_in_order_and_signed_after_the_receiver_was_down(tmp_path, db_url, conn,
+                                                                                          processes, receiver):
+    hooked = THREE_STATES + f"callback_url: {receiver.url}/hooks\n"
+    folder = write_config(tmp_path / "config", types={"testms/hooked": hooked, "testms/plain": THREE_STATES},
+                          fleet_extra="webhooks:\n  retry_backoff: 100ms\n  max_backoff: 400ms\n  max_tries: 200\n"
+                                      "  timeout: 500ms\n")
+    config = load(folder)
+    sync_config(conn, config)
+    env = {"BOTFLEET_WEBHOOK_SECRET": SECRET}
+    for name in config.bots:
+        processes.start(name, folder, db_url, env)
+
+    tickets = [create_ticket(conn, config, "testms", "hooked", {"n": n}) for n in range(5)]
+    own = create_ticket(conn, config, "testms", "plain", callback_url=f"{receiver.url}/own")
+    refused = create_ticket(conn, config, "testms", "plain", callback_url=f"{receiver.url}/refuse")
+
+    def outbox(condition):
+        return conn.execute(f"SELECT count(*) AS n FROM webhook_outbox WHERE {condition}").fetchone()["n"]
+    # Down: nothing listens, and the bot keeps trying.
+    wait_until(lambda: outbox("attempts >= 3") >= 5, 30, "deliveries to be retried while the receiver is down")
+    receiver.start()
+    # 3 changes per ticket (created in 1, 1 -> 2, 2 -> 3): 5 hooked tickets, one with its own URL, one refused.
+    wait_until(lambda: outbox("state = 'delivered'") == 18 and outbox("state = 'failed'") == 3, 60,
+               "every change to be delivered")
+
+    by_ticket = {}
+    for path, headers, body in receiver.received:
+        change = json.loads(body)
+        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["X-Botfleet-Signature"], expected), (path, body)
+        assert headers["X-Botfleet-Event-Id"] == str(change["event_id"])
+        by_ticket.setdefault((path, change["ticket_id"]), []).append(change)
+    delivered = [change["event_id"] for (path, _), changes in by_ticket.items() if path != "/refuse" for change in changes]
+    assert len(delivered) == len(set(delivered)) == 18, "a change was delivered twice, or not at all"
+    for ticket in [*tickets, own]:
+        path = "/own" if ticket == own else "/hooks"
+        changes = by_ticket[(path, ticket)]
+        assert [(c["from_state"], c["to_state"]) for c in changes] == [(None, 1), (1, 2), (2, 3)], changes
+        assert [c["event_id"] for c in changes] == sorted(c["event_id"] for c in changes)
+    # A receiver that answers 404 refuses the change: failed at the first try, and the next ones go on.
+    assert [len(by_ticket[("/refuse", refused)])] == [3]
+
+    status = subprocess.run([*BOTFLEET, "--config", str(folder), "status", "--json"], env=child_env(db_url),
+                            capture_output=True, text=True)
+    assert json.loads(status.stdout)["webhooks"] == {"pending": 0, "retrying": 0, "failed": 3}, status.stderr
+    assert WEBHOOK_BOT in config.bots
