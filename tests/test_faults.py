@@ -115,6 +115,7 @@ def test_sigkill_a_random_bot_every_second_while_5000_tickets_flow(supervised, c
 
 OUTAGE_S = 10
 OUTAGE_TICKETS = 1000
+@pytest.mark.own_server
 def test_database_down_for_10_seconds_mid_run_loses_and_duplicates_nothing(tmp_path):
     pgdata = tmp_path / "pg"
     server_url = start_embedded(pgdata)

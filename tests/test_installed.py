@@ -58,6 +58,7 @@ def test_installed_package_checks_a_config_from_another_folder(installed, tmp_pa
 
 
 @pytest.mark.processes
+@pytest.mark.own_server
 def test_installed_package_runs_up_and_down_in_an_empty_var_folder(installed, tmp_path):
     target, source = installed
     config = tmp_path / "config"

@@ -15,7 +15,8 @@ from common.store.connect import connect
 from tests.conftest import THREE_STATES, write_config
 from tests.harness import BOTFLEET, ROOT, free_port, wait_until
 
-pytestmark = pytest.mark.processes
+# Each test runs its own embedded server: the same whichever server TEST_DATABASE_URL names.
+pytestmark = [pytest.mark.processes, pytest.mark.own_server]
 
 
 @pytest.fixture
