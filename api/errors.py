@@ -1,5 +1,6 @@
 """Every error the API answers is {"error": {"code", "message", "field"}} with a real HTTP status."""
 
+import psycopg
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -71,7 +72,14 @@ async def _fleet(request: Request, exc: BotfleetError) -> JSONResponse:
     raise exc  # not reached: BotfleetError is the last row
 
 
+async def _data(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+    # A value that fits the description but not the database (a NUL character in a text, a number out
+    # of a column's range): the request's fault, refused as it stands, with what the database said.
+    return error_response(422, "invalid_value", f"a value the database cannot store: {exc.diag.message_primary or exc}")
+
+
 def install(app) -> None:
+    app.add_exception_handler(psycopg.errors.DataError, _data)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(ApiError, _api)

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.auth import require
 from api.errors import ApiError
-from api.models import CallbackUrl, ErrorBody
+from api.models import CREATE_RESPONSES, ERROR_RESPONSES, CallbackUrl, TicketId
 from api.tickets import create_once
 from common.config.models import JOB_STATUSES
 from common.errors import TicketNotFound
@@ -20,8 +20,6 @@ from common.tickets.read import get_events, get_ticket
 
 router = APIRouter(tags=["jobs"])
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
-_CREATE_ERRORS = {**_ERRORS, 503: {"model": ErrorBody, "description": "the fleet is locked: nothing was written"}}
 
 
 class JobIn(BaseModel):
@@ -104,7 +102,7 @@ def _job_ticket(conn, jobs, job_id):
     return ticket
 
 
-@router.post("/job", status_code=201, response_model=Job, responses=_CREATE_ERRORS)
+@router.post("/job", status_code=201, response_model=Job, responses=CREATE_RESPONSES)
 def create_job(body: JobIn, request: Request, response: Response, token: Annotated[str, Depends(require("submit"))],
                idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Job:
     """Create a job of the fleet's job type, pending (sleeping until start_after, if later)."""
@@ -117,15 +115,15 @@ def create_job(body: JobIn, request: Request, response: Response, token: Annotat
     return _job_out(request.app.state.config, ticket)
 
 
-@router.get("/job/{job_id}", response_model=Job, responses=_ERRORS)
-def read_job(job_id: int, request: Request, _: Annotated[str, Depends(require("read"))]) -> Job:
+@router.get("/job/{job_id}", response_model=Job, responses=ERROR_RESPONSES)
+def read_job(job_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> Job:
     jobs = _settings(request)
     with request.app.state.pool.connection() as conn:
         return _job_out(request.app.state.config, _job_ticket(conn, jobs, job_id))
 
 
-@router.patch("/job/{job_id}", response_model=Job, responses=_ERRORS)
-def update_job(job_id: int, body: JobPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> Job:
+@router.patch("/job/{job_id}", response_model=Job, responses=ERROR_RESPONSES)
+def update_job(job_id: TicketId, body: JobPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> Job:
     """Report a job's status (and merge its payload): the status's state, along the type's graph. A status
     outside the vocabulary is 400; one the graph does not allow from where the job stands is 409. Accepted
     while the fleet is locked: work already running can still report."""
@@ -144,7 +142,7 @@ def update_job(job_id: int, body: JobPatch, request: Request, token: Annotated[s
     return _job_out(config, ticket)
 
 
-@router.get("/operations", response_model=list[Operation], responses=_ERRORS)
+@router.get("/operations", response_model=list[Operation], responses=ERROR_RESPONSES)
 def operations(request: Request, _: Annotated[str, Depends(require("read"))],
                sort: Annotated[str, Query(pattern="^(" + "|".join(SORTS) + ")$")] = "last_action",
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Operation]:
@@ -157,8 +155,8 @@ def operations(request: Request, _: Annotated[str, Depends(require("read"))],
                       log=f"/operations/{o.id}/log") for o in found]
 
 
-@router.get("/operations/{job_id}/log", response_model=list[LogEntry], responses=_ERRORS)
-def operation_log(job_id: int, request: Request, _: Annotated[str, Depends(require("read"))]) -> list[LogEntry]:
+@router.get("/operations/{job_id}/log", response_model=list[LogEntry], responses=ERROR_RESPONSES)
+def operation_log(job_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> list[LogEntry]:
     """A job's log, oldest first, from its history."""
     config = request.app.state.config
     with request.app.state.pool.connection() as conn:
@@ -168,7 +166,7 @@ def operation_log(job_id: int, request: Request, _: Annotated[str, Depends(requi
         return [LogEntry(at=event["at"], entry=log_entry(config, ticket, event)) for event in get_events(conn, job_id)]
 
 
-@router.delete("/operations", response_model=Deleted, responses=_ERRORS)
+@router.delete("/operations", response_model=Deleted, responses=ERROR_RESPONSES)
 def delete_operations(request: Request, _: Annotated[str, Depends(require("update"))],
                       object_type: Annotated[str, Query(min_length=1, max_length=200)],
                       object_id: Annotated[str, Query(min_length=1, max_length=200)]) -> Deleted:

@@ -8,12 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import require
-from api.models import ErrorBody
+from api.models import ERROR_RESPONSES
 from common.access.fleet_lock import lock_fleet, read_lock, unlock_fleet
 
 router = APIRouter(tags=["lock"])
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 415, 422)}
 
 
 class LockOut(BaseModel):
@@ -35,13 +34,13 @@ def _out(lock) -> LockOut:
     return LockOut(**lock.__dict__)
 
 
-@router.get("/lock", response_model=LockOut, responses=_ERRORS)
+@router.get("/lock", response_model=LockOut, responses=ERROR_RESPONSES)
 def show(request: Request, _: Annotated[str, Depends(require("read"))]) -> LockOut:
     with request.app.state.pool.connection() as conn:
         return _out(read_lock(conn))
 
 
-@router.put("/lock", response_model=LockOut, responses=_ERRORS)
+@router.put("/lock", response_model=LockOut, responses=ERROR_RESPONSES)
 def lock(body: LockIn, request: Request, token: Annotated[str, Depends(require("admin"))]) -> LockOut:
     """Lock the fleet for operations: new work is refused until DELETE /lock. While an exclusive ticket
     runs, the fleet stays closed and is ops_only after it."""
@@ -49,7 +48,7 @@ def lock(body: LockIn, request: Request, token: Annotated[str, Depends(require("
         return _out(lock_fleet(conn, body.reason, f"api:{token}"))
 
 
-@router.delete("/lock", response_model=LockOut, responses=_ERRORS)
+@router.delete("/lock", response_model=LockOut, responses=ERROR_RESPONSES)
 def unlock(request: Request, token: Annotated[str, Depends(require("admin"))]) -> LockOut:
     """Open the fleet (after the exclusive ticket, if one runs)."""
     with request.app.state.pool.connection() as conn:

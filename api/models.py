@@ -3,7 +3,12 @@
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+MAX_BIGINT, MAX_INT = 2**63 - 1, 2**31 - 1  # what the database's id and state columns hold
+TicketId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="a ticket's id")]
+StateCode = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 # http(s)://host[:port]/path: a receiver the delivery process can POST to.
 CallbackUrl = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s/?#]+(/\S*)?$")]
@@ -73,7 +78,7 @@ class TicketPatch(BaseModel):
 
     payload: dict[str, Any] | None = Field(default=None, description="a JSON Merge Patch of the payload: keys set, "
                                                                       "nested objects merged, null removes a key")
-    state: int | None = Field(default=None, description="the next state, along the type's graph")
+    state: StateCode | None = Field(default=None, description="the next state, along the type's graph")
 
 
 class AcceptIn(BaseModel):
@@ -98,3 +103,11 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+# What any route may answer besides its own: a body that is not JSON (400), no or a bad token (401, 403),
+# a ticket or type that does not exist (404), a conflict with the ticket's state or graph (409), a body
+# too large (413), of another content type (415), or not fitting (422).
+ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
+CREATE_RESPONSES = {**ERROR_RESPONSES,
+                    503: {"model": ErrorBody, "description": "the fleet is locked: nothing was written"}}

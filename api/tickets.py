@@ -7,7 +7,19 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api.auth import require
 from api.errors import ApiError
-from api.models import AcceptIn, CloseIn, ErrorBody, Event, Ticket, TicketIn, TicketPage, TicketPatch
+from api.models import (
+    CREATE_RESPONSES,
+    ERROR_RESPONSES,
+    AcceptIn,
+    CloseIn,
+    Event,
+    StateCode,
+    Ticket,
+    TicketId,
+    TicketIn,
+    TicketPage,
+    TicketPatch,
+)
 from common.access.fleet_lock import refuse_if_locked
 from common.store import sql
 from common.tickets.create import create_ticket
@@ -16,8 +28,6 @@ from common.tickets.read import get_events, get_ticket, list_tickets
 
 router = APIRouter(tags=["tickets"])
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
-_CREATE_ERRORS = {**_ERRORS, 503: {"model": ErrorBody, "description": "the fleet is locked: nothing was written"}}
 
 
 def ticket_out(config, ticket) -> Ticket:
@@ -30,7 +40,7 @@ def ticket_out(config, ticket) -> Ticket:
                   callback_url=ticket.callback_url)
 
 
-@router.post("/tickets", status_code=201, response_model=Ticket, responses=_CREATE_ERRORS)
+@router.post("/tickets", status_code=201, response_model=Ticket, responses=CREATE_RESPONSES)
 def create(body: TicketIn, request: Request, response: Response,
            token: Annotated[str, Depends(require("submit"))],
            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Ticket:
@@ -70,25 +80,25 @@ def create_once(request, response, token, idempotency_key, metaservice, ticket_t
     return ticket
 
 
-@router.get("/tickets/{ticket_id}", response_model=Ticket, responses=_ERRORS)
-def read(ticket_id: int, request: Request, _: Annotated[str, Depends(require("read"))]) -> Ticket:
+@router.get("/tickets/{ticket_id}", response_model=Ticket, responses=ERROR_RESPONSES)
+def read(ticket_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> Ticket:
     with request.app.state.pool.connection() as conn:
         return ticket_out(request.app.state.config, get_ticket(conn, ticket_id))
 
 
-@router.get("/tickets/{ticket_id}/events", response_model=list[Event], responses=_ERRORS)
-def history(ticket_id: int, request: Request, _: Annotated[str, Depends(require("read"))]) -> list[Event]:
+@router.get("/tickets/{ticket_id}/events", response_model=list[Event], responses=ERROR_RESPONSES)
+def history(ticket_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> list[Event]:
     """The ticket's history, oldest first."""
     with request.app.state.pool.connection() as conn:
         get_ticket(conn, ticket_id)  # 404 for a ticket that does not exist, not an empty history
         return [Event(**{name: row[name] for name in Event.model_fields}) for row in get_events(conn, ticket_id)]
 
 
-@router.get("/tickets", response_model=TicketPage, responses=_ERRORS)
+@router.get("/tickets", response_model=TicketPage, responses=ERROR_RESPONSES)
 def listing(request: Request, _: Annotated[str, Depends(require("read"))],
             metaservice: Annotated[str | None, Query(min_length=1)] = None,
             type: Annotated[str | None, Query(min_length=1)] = None,
-            state: int | None = None,
+            state: Annotated[StateCode | None, Query()] = None,
             open: Annotated[bool, Query(description="only tickets not closed")] = False,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
             cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$",
@@ -102,8 +112,8 @@ def listing(request: Request, _: Annotated[str, Depends(require("read"))],
                       next_cursor=str(page[-1].id) if len(tickets) > limit else None)
 
 
-@router.post("/tickets/{ticket_id}/accept", response_model=Ticket, responses=_ERRORS)
-def accept(ticket_id: int, body: AcceptIn, request: Request,
+@router.post("/tickets/{ticket_id}/accept", response_model=Ticket, responses=ERROR_RESPONSES)
+def accept(ticket_id: TicketId, body: AcceptIn, request: Request,
            token: Annotated[str, Depends(require("update"))]) -> Ticket:
     """A member of the ticket's group accepts it and becomes its assignee."""
     with request.app.state.pool.connection() as conn:
@@ -111,16 +121,16 @@ def accept(ticket_id: int, body: AcceptIn, request: Request,
     return ticket_out(request.app.state.config, ticket)
 
 
-@router.post("/tickets/{ticket_id}/close", response_model=Ticket, responses=_ERRORS)
-def close(ticket_id: int, body: CloseIn, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
+@router.post("/tickets/{ticket_id}/close", response_model=Ticket, responses=ERROR_RESPONSES)
+def close(ticket_id: TicketId, body: CloseIn, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
     """Close an open ticket where it stands, with a reason."""
     with request.app.state.pool.connection() as conn:
         ticket = close_ticket(conn, request.app.state.config, ticket_id, body.reason, actor=f"api:{token}")
     return ticket_out(request.app.state.config, ticket)
 
 
-@router.patch("/tickets/{ticket_id}", response_model=Ticket, responses=_ERRORS)
-def update(ticket_id: int, body: TicketPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
+@router.patch("/tickets/{ticket_id}", response_model=Ticket, responses=ERROR_RESPONSES)
+def update(ticket_id: TicketId, body: TicketPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
     """Change only the fields sent, with one event: the payload by JSON Merge Patch, the state along the
     type's graph (a move the graph forbids is 409 and changes nothing). Concurrent patches of one ticket
     are applied one after the other: none is lost."""

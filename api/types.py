@@ -8,13 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import require
 from api.errors import ApiError
-from api.models import ErrorBody
+from api.models import ERROR_RESPONSES
 from common.config.durations import parse_duration_s
 from common.tickets.settings import UNSET, set_type_settings, type_settings
 
 router = APIRouter(tags=["types"])
 
-_ERRORS = {status: {"model": ErrorBody} for status in (401, 403, 404, 422)}
 
 
 class StateOut(BaseModel):
@@ -86,7 +85,7 @@ def _kind(config, metaservice, name):
     return kind
 
 
-@router.get("/types", response_model=list[TypeOut], responses=_ERRORS)
+@router.get("/types", response_model=list[TypeOut], responses=ERROR_RESPONSES)
 def types(request: Request, _: Annotated[str, Depends(require("read"))]) -> list[TypeOut]:
     config = request.app.state.config
     with request.app.state.pool.connection() as conn:
@@ -94,7 +93,7 @@ def types(request: Request, _: Annotated[str, Depends(require("read"))]) -> list
     return [_type_out(kind, rows[key]) for key, kind in sorted(config.types.items()) if key in rows]
 
 
-@router.get("/types/{metaservice}/{name}", response_model=TypeOut, responses=_ERRORS)
+@router.get("/types/{metaservice}/{name}", response_model=TypeOut, responses=ERROR_RESPONSES)
 def one_type(metaservice: str, name: str, request: Request, _: Annotated[str, Depends(require("read"))]) -> TypeOut:
     kind = _kind(request.app.state.config, metaservice, name)
     with request.app.state.pool.connection() as conn:
@@ -102,7 +101,7 @@ def one_type(metaservice: str, name: str, request: Request, _: Annotated[str, De
     return _type_out(kind, row)
 
 
-@router.patch("/types/{metaservice}/{name}", response_model=TypeOut, responses=_ERRORS)
+@router.patch("/types/{metaservice}/{name}", response_model=TypeOut, responses=ERROR_RESPONSES)
 def set_type(metaservice: str, name: str, body: TypeSettingsIn, request: Request,
              _: Annotated[str, Depends(require("admin"))]) -> TypeOut:
     """Override the lifetime and/or notification frequency (fields not sent stay as they are; null goes back

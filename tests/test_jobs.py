@@ -134,7 +134,7 @@ def test_succeeded_jobs_go_after_24_hours_failed_ones_after_two_weeks_and_open_o
 
     clock.shift(conn, 23 * 3600)
     wait_until(lambda: conn.execute("SELECT count(*) AS n FROM bot_processes WHERE stopped_at IS NULL "
-                                    "AND heartbeat_at > botfleet_now() - interval '2 seconds'").fetchone()["n"] == 2,
+                                    "AND heartbeat_at > botfleet_now() - interval '2 seconds'").fetchone()["n"] >= 2,
                30, "both bots to heartbeat by the shifted clock")
     assert ids() == {succeeded["id"], failed["id"], running["id"]}, "a job went before 24 hours"
     clock.shift(conn, 2 * 3600)
