@@ -18,7 +18,9 @@ from common.tickets.create import create_tickets
 from tests.conftest import THREE_STATES, SupervisedFleet, last_event_id, stays_true, wait_until, with_dbname
 from tests.harness import sigkill_one_running
 
-pytestmark = pytest.mark.processes
+# Faults of processes (kills, stops, supervisord): their SQL is the same on every server, so CI runs
+# them against the first server only.
+pytestmark = [pytest.mark.processes, pytest.mark.process_faults]
 
 METASERVICE = "flow"
 # tests.handlers:slow sleeps payload.sleep_s, then advances.

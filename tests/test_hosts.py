@@ -9,7 +9,9 @@ from common.tickets.create import create_ticket
 from common.tickets.read import get_ticket
 from tests.conftest import Fleet, SupervisedFleet, free_port, stays_true, wait_until
 
-pytestmark = pytest.mark.processes
+# Faults of processes (kills, stops, supervisord): their SQL is the same on every server, so CI runs
+# them against the first server only.
+pytestmark = [pytest.mark.processes, pytest.mark.process_faults]
 
 ON_A = {"testms-pipe-1-first", "testms-pipe-3-third", "testms-pipe-4-done", "testms-pipe-5-dropped"}
 ON_B = {"testms-pipe-2-second"}

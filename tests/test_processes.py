@@ -13,7 +13,9 @@ from common.tickets.create import create_ticket, create_tickets
 from common.tickets.read import get_events, get_ticket
 from tests.conftest import THREE_STATES, registered, wait_until, write_config
 
-pytestmark = pytest.mark.processes
+# Faults of processes (kills, stops, supervisord): their SQL is the same on every server, so CI runs
+# them against the first server only.
+pytestmark = [pytest.mark.processes, pytest.mark.process_faults]
 
 def transitions_by_ticket(conn, metaservice):
     rows = conn.execute("""

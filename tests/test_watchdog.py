@@ -13,7 +13,9 @@ from common.tickets.create import create_ticket, create_tickets
 from common.tickets.read import get_events, get_ticket
 from tests.conftest import BOTFLEET, ROOT, last_event_id, stays_true, wait_until
 
-pytestmark = pytest.mark.processes
+# Faults of processes (kills, stops, supervisord): their SQL is the same on every server, so CI runs
+# them against the first server only.
+pytestmark = [pytest.mark.processes, pytest.mark.process_faults]
 
 BOT = "testms-pipe-2-second"
 # Test fleets heartbeat every 500 ms; a bot is hung after 3 missed heartbeats.
