@@ -335,7 +335,8 @@ def measure_reminder_sweep(url, open_, due):
     state: send the `due` acceptance rounds due, claim the `due` timed-out tickets, clear nothing past the
     retention, and find when the next is due. Each run is rolled back, so every run finds the same."""
     spec = SimpleNamespace(metaservice="remind", ticket_type="r", state=1, lease_s=30.0, name="remind-r-1-a")
-    kind = SimpleNamespace(notification_frequency_s=900.0, retention_s=86400.0, on_retention="delete")
+    kind = SimpleNamespace(notification_frequency_s=900.0, retention_s=86400.0, on_retention="delete",
+                           retention_for=lambda state: 86400.0)
     params = {"metaservice": "remind", "ticket_type": "r", "state": 1}
     with bench_connection(url) as admin, connect(url, application_name="bench-remind") as bot:
         say(f"reminder sweep: {open_} open tickets in one state, {due} rounds and {due} timeouts due")
