@@ -53,5 +53,19 @@ WEBHOOK_TICKET_TYPE = TicketType(
 )
 WEBHOOK_BOT = "botfleet-webhook-1-deliver"
 
+# Seed 000's JOBSWEEPER: the fleet's own recurring maintenance job. Each run is a job of this type, so
+# /operations shows when it ran and what it cleared; its bot (botfleet-sweep-1-running) runs them.
+SWEEP_TYPE = "sweep"
+SWEEP_TICKET_TYPE = TicketType(
+    metaservice=ERROR_METASERVICE, name=SWEEP_TYPE,
+    states={1: State(1, "running", "Clearing finished jobs and what purged tickets left behind"),
+            2: State(2, "done", "The run finished; its payload says what it cleared", final=True, outcome="succeeded"),
+            3: State(3, "failed", "The run failed; its payload says why", final=True, outcome="failed")},
+    transitions={1: (2, 3)}, initial=1,
+    lifetime_s=3600, notification_frequency_s=86400, retention_s=86400, job=True,
+    description="JOBSWEEPER: the fleet's recurring maintenance job",
+)
+SWEEP_BOT = "botfleet-sweep-1-running"
+
 BUILTIN_TYPES = {kind.key: kind for kind in (ERROR_TICKET_TYPE, MAIL_TICKET_TYPE, API_TICKET_TYPE,
-                                             WEBHOOK_TICKET_TYPE)}
+                                             WEBHOOK_TICKET_TYPE, SWEEP_TICKET_TYPE)}

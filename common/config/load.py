@@ -22,6 +22,8 @@ from common.config.builtin import (
     BUILTIN_TYPES,
     MAIL_BOT,
     MAIL_TICKET_TYPE,
+    SWEEP_BOT,
+    SWEEP_TICKET_TYPE,
     WEBHOOK_BOT,
     WEBHOOK_TICKET_TYPE,
 )
@@ -106,11 +108,16 @@ def load(root: Path | str | None = None) -> FleetConfig:
     if API_BOT in bots or "webhooks" in fleet_doc.data or any(t.callback_url for t in types.values()):
         bots[WEBHOOK_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], WEBHOOK_BOT,
                                          WEBHOOK_TICKET_TYPE, "webhook")
+    # Jobs come with the API: so does the sweeper that clears them (or a jobsweeper: section on its own).
+    sweep_every_s = _jobsweeper(fleet_doc, fleet_doc.data.get("jobsweeper"))
+    if API_BOT in bots or "jobsweeper" in fleet_doc.data:
+        bots[SWEEP_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], SWEEP_BOT,
+                                       SWEEP_TICKET_TYPE, "sweep")
     hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
     people = _people(fleet_doc, fleet_doc.data.get("people"))
     jobs = _jobs(fleet_doc, fleet_doc.data.get("jobs"), types)
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
-                       people=people, mail=mail, jobs=jobs, webhooks=webhooks, **fleet)
+                       people=people, mail=mail, jobs=jobs, webhooks=webhooks, sweep_every_s=sweep_every_s, **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------
@@ -142,7 +149,8 @@ def _unknown_keys(doc, keys, mapping, allowed):
 
 def _fleet(doc) -> dict:
     data = _mapping(doc, (), doc.data)
-    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail", "jobs", "webhooks"}
+    allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail", "jobs", "webhooks",
+                                     "jobsweeper"}
     _unknown_keys(doc, (), data, allowed)
     merged = {**FLEET_DEFAULTS, **data}
     metaservices = merged.get("metaservices")
@@ -241,6 +249,13 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_SECRET_ENV = "BOTFLEET_WEBHOOK_SECRET"
 WEBHOOK_DEFAULTS = {"max_tries": 8, "retry_backoff": "1s", "max_backoff": "5m", "timeout": "2s",
                     "keep_delivered": "1d", "keep_failed": "14d"}
+
+
+def _jobsweeper(doc, section) -> float:
+    """`jobsweeper: {every: 1h}`: how often the JOBSWEEPER runs."""
+    section = _mapping(doc, ("jobsweeper",), section)
+    _unknown_keys(doc, ("jobsweeper",), section, {"every"})
+    return _duration(doc, ("jobsweeper", "every"), section.get("every", "1h"))
 
 
 def _webhooks(doc, section, hung_after_s) -> WebhookSettings:

@@ -191,6 +191,7 @@ class FleetConfig:
     mail: MailSettings | None = None  # None: notifications are not mailed (the inbox has them all)
     jobs: JobsSettings | None = None  # None: no /job routes
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    sweep_every_s: float = 3600.0  # how often the JOBSWEEPER runs
 
     @property
     def hung_after_s(self) -> float:

@@ -1184,3 +1184,38 @@ SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
        extract(epoch FROM min(at) FILTER (WHERE state = 'pending'))::float8 AS oldest
 FROM webhook_outbox WHERE state <> 'delivered'
 """
+
+# -- the JOBSWEEPER ----------------------------------------------------------------------------------------
+
+# Seconds until the next run is due: `every` after the latest run began (0 for the first).
+SWEEP_DUE_IN = """
+SELECT coalesce(extract(epoch FROM max(created_at) + %(every_s)s * interval '1 second'
+                               - (SELECT botfleet_now())), 0)::float8 AS due_in_s
+FROM tickets WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s
+"""
+
+# What purged or deleted tickets leave behind, a batch per statement: history, webhooks already done
+# with, notifications no longer waiting to be mailed, idempotency keys.
+_ORPHAN_BATCH = 5000
+TIDY_STATEMENTS = {
+    "events": f"""
+DELETE FROM ticket_events WHERE id IN (
+    SELECT e.id FROM ticket_events e WHERE NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = e.ticket_id)
+    LIMIT {_ORPHAN_BATCH})""",
+    "webhooks": f"""
+DELETE FROM webhook_outbox WHERE id IN (
+    SELECT o.id FROM webhook_outbox o
+    WHERE o.state <> 'pending' AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = o.ticket_id)
+    LIMIT {_ORPHAN_BATCH})""",
+    "notifications": f"""
+DELETE FROM notifications WHERE id IN (
+    SELECT n.id FROM notifications n
+    WHERE n.ticket_id IS NOT NULL AND n.email_state <> 'pending'
+      AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = n.ticket_id)
+    LIMIT {_ORPHAN_BATCH})""",
+    # A retry comes within minutes; a day is plenty, and a key whose ticket is gone replays nothing.
+    "idempotency_keys": """
+DELETE FROM idempotency_keys k
+WHERE k.created_at < (SELECT botfleet_now()) - interval '1 day'
+   OR NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = k.ticket_id)""",
+}

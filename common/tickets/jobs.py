@@ -42,7 +42,7 @@ def operation_status(*, closed: bool, outcome: str | None, sleeping: bool, start
 
 
 def _job_types(config) -> dict:
-    keys = sorted(key for key, kind in config.types.items() if kind.job)
+    keys = sorted(key for key, kind in {**config.builtin_types, **config.types}.items() if kind.job)
     return {"metaservices": [m for m, _ in keys], "ticket_types": [t for _, t in keys]}
 
 
