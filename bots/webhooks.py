@@ -18,6 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from common.config.models import TicketType
+from common.errors import BotfleetError
 from common.store import sql
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ class WebhookDuty:
         return conn.execute(sql.NEXT_WEBHOOK_DUE).fetchone()["due_in_s"]
 
     def _secret_env(self, row) -> str:
-        kind = self.config._find_type(row["metaservice"], row["ticket_type"])
-        return kind.callback_secret_env if kind is not None else TicketType.callback_secret_env
+        try:
+            return self.config.ticket_type(row["metaservice"], row["ticket_type"]).callback_secret_env
+        except BotfleetError:  # a type no longer configured: its webhooks are signed with the default key
+            return TicketType.callback_secret_env
 
     def _post(self, row) -> tuple[str | None, bool]:
         """(None, _) when delivered; else why, and whether it is final (the receiver refused it)."""
