@@ -14,12 +14,11 @@ from api.models import CREATE_RESPONSES, ERROR_RESPONSES, CallbackUrl, TicketId
 from api.tickets import create_once
 from common.config.models import JOB_STATUSES
 from common.errors import TicketNotFound
-from common.tickets.jobs import SORTS, delete_object_jobs, get_operation, list_operations, log_entry
+from common.tickets.jobs import SORTS, delete_object_jobs, is_job, list_operations, log_entry
 from common.tickets.manual import patch_ticket
 from common.tickets.read import get_events, get_ticket
 
 router = APIRouter(tags=["jobs"])
-
 
 
 class JobIn(BaseModel):
@@ -160,9 +159,9 @@ def operation_log(job_id: TicketId, request: Request, _: Annotated[str, Depends(
     """A job's log, oldest first, from its history."""
     config = request.app.state.config
     with request.app.state.pool.connection() as conn:
-        if get_operation(conn, config, job_id) is None:
-            raise TicketNotFound(job_id)
         ticket = get_ticket(conn, job_id)
+        if not is_job(config, ticket):
+            raise TicketNotFound(job_id)  # a ticket, but not a job
         return [LogEntry(at=event["at"], entry=log_entry(config, ticket, event)) for event in get_events(conn, job_id)]
 
 

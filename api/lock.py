@@ -14,7 +14,6 @@ from common.access.fleet_lock import lock_fleet, read_lock, unlock_fleet
 router = APIRouter(tags=["lock"])
 
 
-
 class LockOut(BaseModel):
     state: str = Field(description="open, ops_only (an admin's lock) or closed (an exclusive ticket runs alone)")
     reason: str | None

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from common.config.models import CALLBACK_URL_PATTERN
+
 MAX_BIGINT, MAX_INT = 2**63 - 1, 2**31 - 1  # what the database's id and state columns hold
 TicketId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="a ticket's id")]
 StateCode = Annotated[int, Field(ge=0, le=MAX_INT)]
 
-# http(s)://host[:port]/path: a receiver the delivery process can POST to.
-CallbackUrl = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s/?#]+(/\S*)?$")]
+CallbackUrl = Annotated[str, Field(min_length=8, max_length=2000, pattern=CALLBACK_URL_PATTERN)]
 
 
 def _name(description=None):

@@ -29,7 +29,6 @@ from common.tickets.read import get_events, get_ticket, list_tickets
 router = APIRouter(tags=["tickets"])
 
 
-
 def ticket_out(config, ticket) -> Ticket:
     return Ticket(id=ticket.id, metaservice=ticket.metaservice, type=ticket.ticket_type, state=ticket.state,
                   state_name=config.state_name(ticket.metaservice, ticket.ticket_type, ticket.state),

@@ -15,7 +15,6 @@ from common.tickets.settings import UNSET, set_type_settings, type_settings
 router = APIRouter(tags=["types"])
 
 
-
 class StateOut(BaseModel):
     code: int
     name: str

@@ -10,7 +10,7 @@ import httpx
 from bench import pipeline
 from common.access.tokens import create_token
 from common.store.connect import connect
-from tests.harness import BotProcesses, free_port, percentile, wait_until
+from tests.harness import BotProcesses, free_port, percentile, wait_answering
 
 CLIENTS = 16
 START_TIMEOUT_S = 30
@@ -27,15 +27,7 @@ def start_api(root: Path, url: str, metaservice: str) -> tuple[str, str, object]
         token = create_token(conn, f"bench-{port}", "read,submit")
     process = BotProcesses(root).spawn("api", ["api", "run"], root / "config", url)
     base_url = f"http://127.0.0.1:{port}"
-
-    def answers():
-        if process.poll() is not None:
-            raise RuntimeError("the API exited:\n" + process.log_path.read_text(errors="replace")[-2000:])
-        try:
-            return httpx.get(base_url + "/openapi.json", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-    wait_until(answers, START_TIMEOUT_S, "the API to answer")
+    wait_answering(process, base_url, START_TIMEOUT_S)
     return base_url, token, process
 
 

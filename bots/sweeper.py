@@ -59,9 +59,7 @@ class SweepDuty:
 
     def _sweep(self, conn) -> dict:
         cleared = {"jobs": 0}
-        for kind in [*self.config.types.values(), *self.config.builtin_types.values()]:
-            if not kind.job:
-                continue
+        for kind in self.config.job_types():
             for state in kind.states.values():
                 if state.final:
                     spec = SimpleNamespace(metaservice=kind.metaservice, ticket_type=kind.name, state=state.code)

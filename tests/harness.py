@@ -15,6 +15,7 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
+import httpx
 from psycopg.conninfo import make_conninfo
 
 from common.config.load import load
@@ -24,7 +25,7 @@ from common.fleet.wait import POLL_INTERVAL_S, wait_until
 from common.store.connect import libpq_url
 
 __all__ = ["BOTFLEET", "ROOT", "BotProcesses", "Fleet", "free_port", "percentile", "sigkill_one_running",
-           "stays_true", "wait_until", "with_dbname"]
+           "stays_true", "wait_answering", "wait_until", "with_dbname"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTFLEET = [sys.executable, "-m", "common.cli"]
@@ -45,6 +46,18 @@ def stays_true(predicate, duration_s, what="condition", interval_s=POLL_INTERVAL
 def with_dbname(url, dbname) -> str:
     """The same server, another database; any libpq URL or key=value conninfo."""
     return make_conninfo(libpq_url(url), dbname=dbname)
+
+
+def wait_answering(process, base_url, timeout_s=30):
+    """Until an API process answers /openapi.json; its log as the error if it exits first."""
+    def answers():
+        if process.poll() is not None:
+            raise RuntimeError("the API exited:\n" + process.log_path.read_text(errors="replace")[-2000:])
+        try:
+            return httpx.get(base_url + "/openapi.json", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+    wait_until(answers, timeout_s, "the API to answer")
 
 
 def free_port() -> int:

@@ -16,6 +16,7 @@ from common.config.load import load
 from common.people import directory
 from common.store.sync import sync_config
 from tests.conftest import free_port, wait_until, write_config
+from tests.harness import wait_answering
 from tests.test_people import botfleet
 
 pytestmark = pytest.mark.processes
@@ -44,14 +45,7 @@ def serve_api(tmp_path, db_url, conn, processes, **config_kwargs) -> Api:
               "reader": create_token(conn, "dashboard", "read")}
     server = processes.spawn("api", ["api", "run"], folder, db_url)
     base_url = f"http://127.0.0.1:{port}"
-
-    def answers():
-        assert server.poll() is None, server.log_path.read_text()
-        try:
-            return httpx.get(base_url + "/openapi.json", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-    wait_until(answers, 30, "the API to answer")
+    wait_answering(server, base_url)
     api = Api(base_url, tokens)
     api.config_dir = folder
     return api

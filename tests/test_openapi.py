@@ -20,8 +20,8 @@ from common.config.load import load
 from common.people import directory
 from common.store.connect import connect
 from common.store.sync import sync_config
-from tests.conftest import free_port, scratch_database, wait_until, write_config
-from tests.harness import BotProcesses
+from tests.conftest import free_port, scratch_database, write_config
+from tests.harness import BotProcesses, wait_answering
 from tests.test_jobs import JOB_TYPE
 
 pytestmark = pytest.mark.processes
@@ -49,14 +49,7 @@ def live_api(server_url, template_db, tmp_path_factory):
             token = create_token(conn, "schemathesis", "read,submit,update,admin")
         server = processes.spawn("api", ["api", "run"], config_dir, db_url)
         base_url = f"http://127.0.0.1:{port}"
-
-        def answers():
-            assert server.poll() is None, server.log_path.read_text()
-            try:
-                return httpx.get(base_url + "/openapi.json", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-        wait_until(answers, 30, "the API to answer")
+        wait_answering(server, base_url)
         try:
             yield base_url, token, server
         finally:

@@ -59,7 +59,8 @@ class FleetCollector:
         yield from self._watchdog(conn)
         yield from self._bots(conn)
         yield from self._tickets(conn)
-        yield from self._mail(conn)
+        yield from self._deliveries(conn)
+        yield from self._lock(conn)
 
     def _watchdog(self, conn):
         hosts = conn.execute(sql.METRIC_WATCHDOG_HOSTS).fetchall()
@@ -118,7 +119,8 @@ class FleetCollector:
                 family.add_metric(labels, cumulative(counts or {}, bounds), sum_s or 0.0)
         yield from (up, host_up, disabled, heartbeat, processes, *counters.values(), hop, handler)
 
-    def _mail(self, conn):
+    def _deliveries(self, conn):
+        """The mail and webhook queues."""
         yield from _queue(conn.execute(sql.MAIL_QUEUE).fetchone(), "mail", "Notifications waiting to be mailed",
                           "mail")
         row = conn.execute(sql.WEBHOOK_QUEUE).fetchone()
@@ -126,12 +128,15 @@ class FleetCollector:
         failed = GaugeMetricFamily("botfleet_webhook_failed", "Webhooks given up after webhooks.max_tries (or "
                                                               "refused by the receiver), kept for keep_failed")
         failed.add_metric([], row["failed"])
+        yield failed
+
+    def _lock(self, conn):
         lock = conn.execute(sql.READ_FLEET_LOCK).fetchone()
         locked = GaugeMetricFamily("botfleet_fleet_lock", "1 for the state the fleet's lock is in",
                                    labels=["state"])
         for state in ("open", "ops_only", "closed"):
             locked.add_metric([state], 1.0 if lock["state"] == state else 0.0)
-        yield from (failed, locked)
+        yield locked
 
     def _tickets(self, conn):
         open_tickets = GaugeMetricFamily("botfleet_tickets_open", "Open tickets waiting in a state",

@@ -1,5 +1,5 @@
-"""Ticket types botfleet itself defines: the error ticket that people resolve, and the mail type whose one
-bot delivers notifications by email."""
+"""Ticket types botfleet itself defines: the error ticket that people resolve, the types that give its own
+processes (mail, the API, webhooks) a bot name, and the JOBSWEEPER's runs."""
 
 from common.config.models import State, TicketType
 
@@ -17,40 +17,34 @@ ERROR_TICKET_TYPE = TicketType(
     description="A ticket that a bot could not move on; resolve it to let the bot retry",
 )
 
-# No tickets of this type exist: it gives the process that mails notifications a state, and so a bot name
-# by the seed's rule (botfleet-mail-1-deliver), supervised and watched like every bot.
+
+def _process_type(name: str, state_name: str, does: str, description: str) -> TicketType:
+    """A type without tickets of its own: it gives one of botfleet's processes a working state, and so a
+    bot name by the seed's rule (botfleet-<name>-1-<state_name>), supervised and watched like every bot."""
+    return TicketType(
+        metaservice=ERROR_METASERVICE, name=name,
+        states={1: State(1, state_name, does), 2: State(2, "done", "", final=True)},
+        transitions={1: (2,)}, initial=1,
+        lifetime_s=86400, notification_frequency_s=86400, retention_s=86400,
+        description=description,
+    )
+
+
+# The process that mails notifications (botfleet-mail-1-deliver).
 MAIL_TYPE = "mail"
-MAIL_TICKET_TYPE = TicketType(
-    metaservice=ERROR_METASERVICE, name=MAIL_TYPE,
-    states={1: State(1, "deliver", "Mails notifications to users with an address"),
-            2: State(2, "done", "", final=True)},
-    transitions={1: (2,)}, initial=1,
-    lifetime_s=86400, notification_frequency_s=86400, retention_s=86400,
-    description="The bot that mails notifications (no tickets of its own)",
-)
+MAIL_TICKET_TYPE = _process_type(MAIL_TYPE, "deliver", "Mails notifications to users with an address",
+                                 "The bot that mails notifications (no tickets of its own)")
 MAIL_BOT = "botfleet-mail-1-deliver"
 
-# Likewise for the HTTP API's process (botfleet-api-1-serve): named, supervised, heartbeating and watched
-# like every bot, so a dead or hung API is restarted like a dead or hung bot.
+# The HTTP API's process (botfleet-api-1-serve): a dead or hung API is restarted like a dead or hung bot.
 API_TYPE = "api"
-API_TICKET_TYPE = TicketType(
-    metaservice=ERROR_METASERVICE, name=API_TYPE,
-    states={1: State(1, "serve", "Serves the HTTP API"), 2: State(2, "done", "", final=True)},
-    transitions={1: (2,)}, initial=1,
-    lifetime_s=86400, notification_frequency_s=86400, retention_s=86400,
-    description="The HTTP API's process (no tickets of its own)",
-)
+API_TICKET_TYPE = _process_type(API_TYPE, "serve", "Serves the HTTP API", "The HTTP API's process (no tickets of its own)")
 API_BOT = "botfleet-api-1-serve"
 
-# And for the process that POSTs state changes to callback URLs (botfleet-webhook-1-deliver).
+# The process that POSTs state changes to callback URLs (botfleet-webhook-1-deliver).
 WEBHOOK_TYPE = "webhook"
-WEBHOOK_TICKET_TYPE = TicketType(
-    metaservice=ERROR_METASERVICE, name=WEBHOOK_TYPE,
-    states={1: State(1, "deliver", "POSTs state changes to callback URLs"), 2: State(2, "done", "", final=True)},
-    transitions={1: (2,)}, initial=1,
-    lifetime_s=86400, notification_frequency_s=86400, retention_s=86400,
-    description="The bot that delivers webhooks (no tickets of its own)",
-)
+WEBHOOK_TICKET_TYPE = _process_type(WEBHOOK_TYPE, "deliver", "POSTs state changes to callback URLs",
+                                    "The bot that delivers webhooks (no tickets of its own)")
 WEBHOOK_BOT = "botfleet-webhook-1-deliver"
 
 # Seed 000's JOBSWEEPER: the fleet's own recurring maintenance job. Each run is a job of this type, so

@@ -29,6 +29,8 @@ from common.config.builtin import (
 )
 from common.config.durations import parse_duration_s
 from common.config.models import (
+    CALLBACK_URL_PATTERN,
+    DEFAULT_SECRET_ENV,
     JOB_STATUSES,
     OUTCOMES,
     BotSpec,
@@ -243,10 +245,8 @@ def _hosts(doc, section, bots) -> dict:
     return hosts
 
 
-# A receiver of state changes: what the webhook bot can POST to.
-CALLBACK_URL = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
+CALLBACK_URL = re.compile(CALLBACK_URL_PATTERN)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DEFAULT_SECRET_ENV = "BOTFLEET_WEBHOOK_SECRET"
 WEBHOOK_DEFAULTS = {"max_tries": 8, "retry_backoff": "1s", "max_backoff": "5m", "timeout": "2s",
                     "keep_delivered": "1d", "keep_failed": "14d"}
 
@@ -346,7 +346,7 @@ def _mail(doc, section) -> MailSettings | None:
 
 
 def _builtin_bot(doc, bot_defaults, heartbeat_interval_s, name, ticket_type, duty) -> BotSpec:
-    """A built-in bot (the mail bot, the API): bot_defaults apply to it as to every bot."""
+    """A built-in bot (mail, the API, webhooks, the JOBSWEEPER): bot_defaults apply to it as to every bot."""
     state = ticket_type.states[1]
     merged = {**BOT_DEFAULTS, **bot_defaults}
 

@@ -18,6 +18,10 @@ class State:
     retention_s: float | None = None  # this state's own retention, instead of its type's
 
 
+# A receiver of state changes: an http(s) URL the webhook bot can POST to (checked in YAML and by the API).
+CALLBACK_URL_PATTERN = r"^https?://[^\s/?#]+(/\S*)?$"
+DEFAULT_SECRET_ENV = "BOTFLEET_WEBHOOK_SECRET"  # the variable holding the key webhooks are signed with
+
 SUCCEEDED, FAILED = "succeeded", "failed"
 OUTCOMES = (SUCCEEDED, FAILED)
 # Seed 000: succeeded operations go after 24 hours, failed ones (and their logs) after 2 weeks.
@@ -43,7 +47,7 @@ class TicketType:
     on_retention: str = "delete"  # after retention, closed tickets are deleted, or archived with their events
     job: bool = False  # its tickets are jobs: listed by /operations, kept by their outcome's retention
     callback_url: str | None = None  # each state change of its tickets is POSTed here
-    callback_secret_env: str = "BOTFLEET_WEBHOOK_SECRET"  # the variable holding the key its webhooks are signed with
+    callback_secret_env: str = DEFAULT_SECRET_ENV  # the variable holding the key its webhooks are signed with
 
     @property
     def key(self):
@@ -90,7 +94,7 @@ class BotSpec:
     stop_timeout_s: float
     handler_timeout_s: float = 300.0  # a handler run longer than this is that step's failure
     stuck_after_s: float | None = None  # a ticket here longer (and not parked) raises one error ticket
-    duty: str | None = None  # a built-in bot's work instead of a handler: "mail", or "api" (the HTTP API)
+    duty: str | None = None  # a built-in bot's work instead of a handler: mail, api, webhook or sweep
     path: Path | None = None
 
 
@@ -207,6 +211,10 @@ class FleetConfig:
         if found is None:
             raise BotfleetError(f"unknown ticket type {metaservice}/{name}")
         return found
+
+    def job_types(self) -> list[TicketType]:
+        """The types whose tickets are jobs, botfleet's own (the JOBSWEEPER's) included, by key."""
+        return sorted((k for k in {**self.builtin_types, **self.types}.values() if k.job), key=lambda k: k.key)
 
     def state_name(self, metaservice, ticket_type, code) -> str | None:
         """The name of a state, or None for a type or state this config does not know (any more)."""

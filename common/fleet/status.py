@@ -32,9 +32,9 @@ def collect(conn, config) -> dict:
     watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
     mail = conn.execute(sql.MAIL_QUEUE).fetchone()
     webhooks = conn.execute(sql.WEBHOOK_QUEUE).fetchone()
-    return {"lock": read_lock(conn).__dict__, "bots": bots, "tickets": tickets, "supervisord": states is not None, "watchdog_events": watchdog_events,
-            "mail": {"pending": mail["pending"], "retrying": mail["retrying"]},
-            "webhooks": {"pending": webhooks["pending"], "retrying": webhooks["retrying"], "failed": webhooks["failed"]}}
+    return {"lock": read_lock(conn).__dict__, "bots": bots, "tickets": tickets, "supervisord": states is not None,
+            "watchdog_events": watchdog_events, "mail": {"pending": mail["pending"], "retrying": mail["retrying"]},
+            "webhooks": {key: webhooks[key] for key in ("pending", "retrying", "failed")}}
 
 
 def _health(by_host) -> str | None:

@@ -7,7 +7,7 @@ rows and its NOTIFY still commit together.
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from common.config.builtin import MAIL_TICKET_TYPE, WEBHOOK_TICKET_TYPE
+from common.config.builtin import MAIL_TICKET_TYPE
 
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
@@ -1078,23 +1078,16 @@ SELECT (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', 'closed') FROM 
 _JOB_TYPES = """(t.metaservice, t.ticket_type) IN (
     SELECT * FROM unnest(%(metaservices)s::text[], %(ticket_types)s::text[]))"""
 
-_OPERATION_COLUMNS = """t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at,
-       t.start_after, t.step, coalesce(t.start_after > (SELECT botfleet_now()), false) AS sleeping,
+_OPERATION_COLUMNS = """t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
+       coalesce(t.start_after > (SELECT botfleet_now()), false) AS sleeping,
        coalesce(t.lease_expires_at > (SELECT botfleet_now()), false) AS leased,
        coalesce((SELECT max(e.at) FROM ticket_events e WHERE e.ticket_id = t.id), t.created_at) AS last_action"""
 
 LIST_OPERATIONS = f"""
-SELECT {_OPERATION_COLUMNS}
-FROM tickets t
-WHERE {_JOB_TYPES}
-ORDER BY CASE WHEN %(sort)s = 'created' THEN t.created_at END DESC,
-         CASE WHEN %(sort)s = 'last_action' THEN
-             coalesce((SELECT max(e.at) FROM ticket_events e WHERE e.ticket_id = t.id), t.created_at) END DESC,
-         t.id DESC
+SELECT * FROM (SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE {_JOB_TYPES}) o
+ORDER BY CASE WHEN %(sort)s = 'created' THEN o.created_at ELSE o.last_action END DESC, o.id DESC
 LIMIT %(limit)s
 """
-
-GET_OPERATION = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = %(id)s AND {_JOB_TYPES}"
 
 # DELETE /operations: the jobs of an object that is gone, but not one that runs (open, leased or past its
 # first step): it finishes and goes by retention. With their events, in one statement.
@@ -1124,9 +1117,8 @@ ORDER BY t.id
 
 # -- webhooks ----------------------------------------------------------------------------------------------
 
-WEBHOOK_CHANNEL = channel(WEBHOOK_TICKET_TYPE.metaservice, WEBHOOK_TICKET_TYPE.name, WEBHOOK_TICKET_TYPE.initial)
-
-# The next deliveries that are due, each the oldest pending one of its ticket and receiver (so a ticket's
+# The webhook bot's channel (bf.botfleet.webhook.1) is notified by migration 0021's trigger, which fills
+# the outbox. The next deliveries that are due, each the oldest pending one of its ticket and receiver (so a ticket's
 # changes arrive in order, and replicas never send two of one ticket at once). Taken with a lease: a
 # delivery whose bot dies is due again after it; the try counts.
 TAKE_WEBHOOKS = """

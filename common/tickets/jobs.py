@@ -4,11 +4,10 @@ derived, never stored, from where the ticket stands, so it cannot disagree with 
 from dataclasses import dataclass
 from datetime import datetime
 
-from common.config.models import FAILED, SUCCEEDED
+from common.config.models import FAILED
 from common.store import sql
 
 SLEEPING, NOT_STARTED, RUNNING = "sleeping", "notstarted", "running"
-OPERATION_STATUSES = (SLEEPING, NOT_STARTED, RUNNING, SUCCEEDED, FAILED)
 SORTS = ("last_action", "created")
 
 
@@ -20,8 +19,6 @@ class Operation:
     state: int
     payload: dict
     created_at: datetime
-    closed_at: datetime | None
-    start_after: datetime | None
     last_action: datetime
     status: str
     exclusive: bool
@@ -42,8 +39,8 @@ def operation_status(*, closed: bool, outcome: str | None, sleeping: bool, start
 
 
 def _job_types(config) -> dict:
-    keys = sorted(key for key, kind in {**config.builtin_types, **config.types}.items() if kind.job)
-    return {"metaservices": [m for m, _ in keys], "ticket_types": [t for _, t in keys]}
+    kinds = config.job_types()
+    return {"metaservices": [k.metaservice for k in kinds], "ticket_types": [k.name for k in kinds]}
 
 
 def _operation(config, row) -> Operation:
@@ -51,8 +48,7 @@ def _operation(config, row) -> Operation:
     status = operation_status(closed=row["closed_at"] is not None, outcome=kind.outcome_of(row["state"]),
                               sleeping=row["sleeping"], started=row["step"] > 0 or row["leased"])
     return Operation(id=row["id"], metaservice=row["metaservice"], ticket_type=row["ticket_type"], state=row["state"],
-                     payload=row["payload"], created_at=row["created_at"], closed_at=row["closed_at"],
-                     start_after=row["start_after"], last_action=row["last_action"], status=status,
+                     payload=row["payload"], created_at=row["created_at"], last_action=row["last_action"], status=status,
                      exclusive=kind.exclusive)
 
 
@@ -61,9 +57,8 @@ def list_operations(conn, config, *, sort="last_action", limit=100) -> list[Oper
     return [_operation(config, row) for row in rows]
 
 
-def get_operation(conn, config, ticket_id) -> Operation | None:
-    row = conn.execute(sql.GET_OPERATION, {**_job_types(config), "id": ticket_id}).fetchone()
-    return _operation(config, row) if row is not None else None
+def is_job(config, ticket) -> bool:
+    return (ticket.metaservice, ticket.ticket_type) in {kind.key for kind in config.job_types()}
 
 
 def delete_object_jobs(conn, config, object_type: str, object_id: str) -> tuple[list[int], list[int]]:
