@@ -10,11 +10,13 @@ from api.auth import TokenCache
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
 from common import __version__
-from common.store.pool import connection_pool
+from common.store.pool import async_connection_pool, connection_pool
 
 # The JSON around a payload (metaservice, type, creator, ...) on top of the fleet's payload limit.
 ENVELOPE_BYTES = 16 * 1024
-POOL_MIN, POOL_MAX = 2, 16
+# Connections for the routes that run in the thread pool, and for those the event loop runs (api/aio.py).
+POOL_MIN, POOL_MAX = 1, 8
+AIO_POOL_MIN, AIO_POOL_MAX = 2, 16
 
 
 def create_app(config, url: str, spec=None) -> FastAPI:
@@ -25,6 +27,8 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
         app.state.pool = connection_pool(url, min_size=POOL_MIN, max_size=POOL_MAX, application_name="botfleet-api")
+        app.state.aio_pool = await async_connection_pool(url, min_size=AIO_POOL_MIN, max_size=AIO_POOL_MAX,
+                                                         application_name="botfleet-api")
         app.state.tokens = TokenCache(app.state.pool)
         beating = None
         if presence is not None:
@@ -37,8 +41,12 @@ def create_app(config, url: str, spec=None) -> FastAPI:
                 beating.cancel()
                 await asyncio.to_thread(presence.deregister)
             app.state.pool.close()
+            await app.state.aio_pool.close()
 
+    # The fleet's figures are the watchdog's Prometheus metrics; FastAPI's OpenTelemetry hooks, on by default,
+    # would cost every request without anything to report to.
     app = FastAPI(title="botfleet", version=__version__, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
                   description="Tickets of the fleet over HTTP. Every route needs a bearer token "
                               "(`botfleet token create`) with the scope it names.")
     app.state.config = config
@@ -47,6 +55,8 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     app.include_router(types.router)
     app.include_router(lock.router)
     app.include_router(jobs.router)
+    # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
+    # API's error shape, as every refusal does.
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
     if presence is not None:
         app.add_middleware(CountRequests, presence=presence)

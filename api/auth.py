@@ -1,5 +1,6 @@
 """Bearer tokens and scopes: 401 without a live token, 403 without the scope the route needs."""
 
+import asyncio
 import threading
 import time
 
@@ -7,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
-from common.access.tokens import token_hash, token_owner
+from common.access.tokens import token_owner
 
 # How long a token's scopes are trusted without asking the database again: a revocation takes effect
 # within this, and a busy client costs one lookup per period instead of one per request.
@@ -22,30 +23,32 @@ class TokenCache:
         self._known: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
-    def owner(self, token: str):
-        """(name, scopes) of a live token, or None."""
-        key = token_hash(token)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._known.get(key)
-        if cached is not None and cached[1] > now:
+    async def owner(self, token: str):
+        """(name, scopes) of a live token, or None. A token seen lately answers on the event loop; only a
+        lookup in the database goes to a worker thread."""
+        cached = self._known.get(token)  # by the token itself: the process holds it anyway, while it answers
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        return await asyncio.to_thread(self._look_up, token)
+
+    def _look_up(self, token: str):
+        now = time.monotonic()
         with self.pool.connection() as conn:
             owner = token_owner(conn, token)
         with self._lock:
             if len(self._known) > 10_000:  # a flood of made-up tokens must not grow this without end
                 self._known.clear()
-            self._known[key] = (owner, now + self.ttl_s)
+            self._known[token] = (owner, now + self.ttl_s)
         return owner
 
 
 def require(scope: str):
     """A dependency: the name of the request's token, which must be live and grant `scope`."""
-    def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    async def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         if credentials is None:
             raise ApiError(401, "unauthorized", "a bearer token is needed: Authorization: Bearer <token>",
                            headers={"WWW-Authenticate": "Bearer"})
-        owner = request.app.state.tokens.owner(credentials.credentials)
+        owner = await request.app.state.tokens.owner(credentials.credentials)
         if owner is None:
             raise ApiError(401, "unauthorized", "the bearer token is unknown or revoked",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

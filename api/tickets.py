@@ -4,7 +4,9 @@ operations as the CLI's and the bots', so the graph, the groups and the lifetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
+from api.aio import fetch_one
 from api.auth import require
 from api.errors import ApiError
 from api.models import (
@@ -20,69 +22,76 @@ from api.models import (
     TicketPage,
     TicketPatch,
 )
-from common.access.fleet_lock import refuse_if_locked
 from common.store import sql
-from common.tickets.create import create_ticket
+from common.tickets.create import submit_params, submit_ticket, submitted
 from common.tickets.manual import accept_ticket, close_ticket, patch_ticket
-from common.tickets.read import get_events, get_ticket, list_tickets
+from common.tickets.read import found_ticket, get_events, get_ticket, list_tickets
 
 router = APIRouter(tags=["tickets"])
 
 
-def ticket_out(config, ticket) -> Ticket:
-    return Ticket(id=ticket.id, metaservice=ticket.metaservice, type=ticket.ticket_type, state=ticket.state,
-                  state_name=config.state_name(ticket.metaservice, ticket.ticket_type, ticket.state),
-                  payload=ticket.payload, creator=ticket.creator, group=ticket.group_role,
-                  assigned_user=ticket.assigned_user, parent_id=ticket.parent_id, waiting_for=ticket.waiting_for,
-                  step=ticket.step, created_at=ticket.created_at, state_entered_at=ticket.state_entered_at,
-                  deadline_at=ticket.deadline_at, closed_at=ticket.closed_at, start_after=ticket.start_after,
-                  callback_url=ticket.callback_url)
+def ticket_out(config, ticket) -> dict:
+    """A ticket as the routes answer it: a Ticket's fields, which the route's response_model validates and
+    writes out (a Ticket built here would be validated twice)."""
+    return {"id": ticket.id, "metaservice": ticket.metaservice, "type": ticket.ticket_type, "state": ticket.state,
+            "state_name": config.state_name(ticket.metaservice, ticket.ticket_type, ticket.state),
+            "payload": ticket.payload, "creator": ticket.creator, "group": ticket.group_role,
+            "assigned_user": ticket.assigned_user, "parent_id": ticket.parent_id, "waiting_for": ticket.waiting_for,
+            "step": ticket.step, "created_at": ticket.created_at, "state_entered_at": ticket.state_entered_at,
+            "deadline_at": ticket.deadline_at, "closed_at": ticket.closed_at, "start_after": ticket.start_after,
+            "callback_url": ticket.callback_url}
 
 
 @router.post("/tickets", status_code=201, response_model=Ticket, responses=CREATE_RESPONSES)
-def create(body: TicketIn, request: Request, response: Response,
+async def create(body: TicketIn, request: Request, response: Response,
            token: Annotated[str, Depends(require("submit"))],
-           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Ticket:
+           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> dict:
     """Create a ticket in its type's initial state (sleeping until start_after, if later). With an
     Idempotency-Key, a retry of the same request gets the ticket the first one made, not a second ticket."""
     config = request.app.state.config
     if (body.metaservice, body.type) not in config.types:
         raise ApiError(422, "unknown_type", f"there is no ticket type {body.metaservice}/{body.type}", "type")
-    ticket = create_once(request, response, token, idempotency_key, body.metaservice, body.type, body.payload,
-                         creator=body.creator, group_role=body.group, start_after=body.start_after,
-                         callback_url=body.callback_url)
+    ticket = await create_once(request, response, token, idempotency_key, body.metaservice, body.type,
+                               body.payload, creator=body.creator, group_role=body.group,
+                               start_after=body.start_after, callback_url=body.callback_url)
     return ticket_out(config, ticket)
 
 
-def create_once(request, response, token, idempotency_key, metaservice, ticket_type, payload, *, location="/tickets",
-                **fields):
-    """create_ticket for a request: refused while the fleet is locked, and made once per Idempotency-Key
-    (a replay gets the first ticket, also while locked: it writes nothing). Sets Location."""
+async def create_once(request, response, token, idempotency_key, metaservice, ticket_type, payload, *,
+                      location="/tickets", **fields):
+    """submit_ticket for a request (refused while the fleet is locked), made once per Idempotency-Key: a
+    replay gets the first ticket, also while locked, as it writes nothing. Sets Location."""
     config = request.app.state.config
-    with request.app.state.pool.connection() as conn, conn.transaction():
-        if idempotency_key is not None:
-            keyed = {"token": token, "key": idempotency_key}
-            conn.execute(sql.LOCK_IDEMPOTENCY_KEY, keyed)
-            found = conn.execute(sql.FIND_IDEMPOTENCY_KEY, keyed).fetchone()
-            if found is not None:
-                ticket = get_ticket(conn, found["ticket_id"])
-                response.headers["Location"] = f"{location}/{ticket.id}"
-                response.headers["Idempotent-Replayed"] = "true"
-                return ticket
-        refuse_if_locked(conn)
-        fields["creator"] = fields.get("creator") or f"api:{token}"
-        ticket_id = create_ticket(conn, config, metaservice, ticket_type, payload, **fields)
-        if idempotency_key is not None:
-            conn.execute(sql.ADD_IDEMPOTENCY_KEY, {**keyed, "ticket_id": ticket_id})
-        ticket = get_ticket(conn, ticket_id)
-    response.headers["Location"] = f"{location}/{ticket_id}"
+    fields["creator"] = fields.get("creator") or f"api:{token}"
+    if idempotency_key is None:
+        ticket = submitted(await fetch_one(request, sql.SUBMIT_TICKETS,
+                                           submit_params(config, metaservice, ticket_type, payload, **fields)))
+    else:
+        ticket = await run_in_threadpool(_create_keyed, request, response, token, idempotency_key, metaservice,
+                                         ticket_type, payload, fields)
+    response.headers["Location"] = f"{location}/{ticket.id}"
     return ticket
 
 
+def _create_keyed(request, response, token, idempotency_key, metaservice, ticket_type, payload, fields):
+    """The first request with this key creates the ticket; the key's advisory lock makes a concurrent retry
+    wait for it, and then find its ticket."""
+    keyed = {"token": token, "key": idempotency_key}
+    with request.app.state.pool.connection() as conn, conn.transaction():
+        conn.execute(sql.LOCK_IDEMPOTENCY_KEY, keyed)
+        found = conn.execute(sql.FIND_IDEMPOTENCY_KEY, keyed).fetchone()
+        if found is not None:
+            response.headers["Idempotent-Replayed"] = "true"
+            return get_ticket(conn, found["ticket_id"])
+        ticket = submit_ticket(conn, request.app.state.config, metaservice, ticket_type, payload, **fields)
+        conn.execute(sql.ADD_IDEMPOTENCY_KEY, {**keyed, "ticket_id": ticket.id})
+        return ticket
+
+
 @router.get("/tickets/{ticket_id}", response_model=Ticket, responses=ERROR_RESPONSES)
-def read(ticket_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> Ticket:
-    with request.app.state.pool.connection() as conn:
-        return ticket_out(request.app.state.config, get_ticket(conn, ticket_id))
+async def read(ticket_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> dict:
+    row = await fetch_one(request, sql.GET_TICKET, {"id": ticket_id})
+    return ticket_out(request.app.state.config, found_ticket(row, ticket_id))
 
 
 @router.get("/tickets/{ticket_id}/events", response_model=list[Event], responses=ERROR_RESPONSES)
@@ -113,7 +122,7 @@ def listing(request: Request, _: Annotated[str, Depends(require("read"))],
 
 @router.post("/tickets/{ticket_id}/accept", response_model=Ticket, responses=ERROR_RESPONSES)
 def accept(ticket_id: TicketId, body: AcceptIn, request: Request,
-           token: Annotated[str, Depends(require("update"))]) -> Ticket:
+           token: Annotated[str, Depends(require("update"))]) -> dict:
     """A member of the ticket's group accepts it and becomes its assignee."""
     with request.app.state.pool.connection() as conn:
         ticket = accept_ticket(conn, request.app.state.config, ticket_id, body.user, actor=f"api:{token}")
@@ -121,7 +130,7 @@ def accept(ticket_id: TicketId, body: AcceptIn, request: Request,
 
 
 @router.post("/tickets/{ticket_id}/close", response_model=Ticket, responses=ERROR_RESPONSES)
-def close(ticket_id: TicketId, body: CloseIn, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
+def close(ticket_id: TicketId, body: CloseIn, request: Request, token: Annotated[str, Depends(require("update"))]) -> dict:
     """Close an open ticket where it stands, with a reason."""
     with request.app.state.pool.connection() as conn:
         ticket = close_ticket(conn, request.app.state.config, ticket_id, body.reason, actor=f"api:{token}")
@@ -129,7 +138,7 @@ def close(ticket_id: TicketId, body: CloseIn, request: Request, token: Annotated
 
 
 @router.patch("/tickets/{ticket_id}", response_model=Ticket, responses=ERROR_RESPONSES)
-def update(ticket_id: TicketId, body: TicketPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> Ticket:
+def update(ticket_id: TicketId, body: TicketPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> dict:
     """Change only the fields sent, with one event: the payload by JSON Merge Patch, the state along the
     type's graph (a move the graph forbids is 409 and changes nothing). Concurrent patches of one ticket
     are applied one after the other: none is lost."""

@@ -21,8 +21,8 @@ class FleetLock:
     returns_to: str | None  # while closed: the state it goes back to when the holder ends
 
     @classmethod
-    def from_row(cls, row) -> "FleetLock":
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+    def from_row(cls, row, prefix: str = "") -> "FleetLock":
+        return cls(**{name: row[prefix + name] for name in cls.__dataclass_fields__})
 
     @property
     def is_open(self) -> bool:
@@ -44,17 +44,9 @@ class FleetLocked(BotfleetError):
         self.lock = lock
 
 
-def read_lock(conn, *, shared=False) -> FleetLock:
-    """The lock as it stands; `shared` holds it (to the end of the transaction) against a change, so a write
-    checked against it commits before a lock set meanwhile takes effect."""
-    return FleetLock.from_row(conn.execute(sql.READ_FLEET_LOCK_SHARED if shared else sql.READ_FLEET_LOCK).fetchone())
-
-
-def refuse_if_locked(conn):
-    """Raise FleetLocked unless the fleet is open; call inside the transaction that writes."""
-    lock = read_lock(conn, shared=True)
-    if not lock.is_open:
-        raise FleetLocked(lock)
+def read_lock(conn) -> FleetLock:
+    """The lock as it stands."""
+    return FleetLock.from_row(conn.execute(sql.READ_FLEET_LOCK).fetchone())
 
 
 def lock_fleet(conn, reason: str, by: str) -> FleetLock:

@@ -22,6 +22,35 @@ def channel(metaservice: str, ticket_type: str, state: int) -> str:
 MAIL_CHANNEL = channel(MAIL_TICKET_TYPE.metaservice, MAIL_TICKET_TYPE.name, MAIL_TICKET_TYPE.initial)
 
 
+def compact(statement: str) -> str:
+    """A long statement as it is sent: without its comments and runs of blanks (one blank, or one newline). psycopg keeps its parse of a
+    statement of up to 4 KiB (MAX_CACHED_STATEMENT_LENGTH) and parses a longer one again on every execute,
+    which costs the API's create a tenth of its time. Quoted text is left as it is."""
+    kept, index, quote = [], 0, None
+    while index < len(statement):
+        char = statement[index]
+        if quote is not None:
+            kept.append(char)
+            quote = None if char == quote else quote  # '' inside a string closes and reopens it: same text
+        elif char in "'\"":
+            kept.append(char)
+            quote = char
+        elif statement.startswith("--", index):
+            index = statement.find("\n", index)
+            index = len(statement) if index < 0 else index
+            continue
+        elif char.isspace():
+            # A newline stays one: it is what joins 'two' 'strings' on two lines into one in SQL.
+            if kept and kept[-1].isspace():
+                kept[-1] = "\n" if "\n" in (kept[-1], char) else kept[-1]
+            elif kept:
+                kept.append("\n" if char == "\n" else " ")
+        else:
+            kept.append(char)
+        index += 1
+    return "".join(kept).strip()
+
+
 def listen(channel_name: str) -> Composed:
     """LISTEN takes no parameters: the channel is quoted as an identifier."""
     return SQL("LISTEN {}").format(Identifier(channel_name))
@@ -30,6 +59,8 @@ def listen(channel_name: str) -> Composed:
 TICKET_COLUMNS = """id, metaservice, ticket_type, state, payload, creator, group_role, assigned_user,
     parent_id, created_at, state_entered_at, deadline_at, waiting_for, lease_owner,
     attempts, step, closed_at"""
+# What reading a ticket returns: its columns and the two that only a created ticket's caller sets.
+_READ_COLUMNS = TICKET_COLUMNS + ", start_after, callback_url"
 
 # A bot's work connection. Its statements are prepared and their plans cached; a plan cached while
 # the tickets table was empty would otherwise seq-scan it forever once it holds a million rows.
@@ -106,11 +137,29 @@ def _type_setting(name: str) -> str:
                       WHERE metaservice = %(metaservice)s AND name = %(ticket_type)s), %({name}_s)s)"""
 
 
+# The fleet's lock (fleet_lock, one row) as FleetLock reads it, its names prefixed where it is read beside
+# other columns.
+_LOCK_FIELDS = {"state": "state", "reason": "reason", "set_by": "set_by", "set_at": "set_at",
+                "holder_ticket": "holder_ticket", "returns_to": "before->>'state'"}
+
+
+def _lock_columns(prefix: str = "") -> str:
+    return ", ".join(f"{expression} AS {prefix}{name}" for name, expression in _LOCK_FIELDS.items())
+
+
 # The one clock is botfleet_now() (migration 0009): the database's own, shifted only by tests. It is
 # written `(SELECT botfleet_now())` in statements: an uncorrelated subquery runs once per statement,
 # where a bare call would run for every row it touches (a thousand rows, a thousand calls).
-CREATE_TICKETS = f"""
-WITH clock AS (
+def _create_tickets(gated: bool) -> str:
+    """Insert tickets with their 'created' events, first acceptance rounds and NOTIFY, returning their rows.
+    `gated`: only while the fleet is open, and every row (one, when nothing was inserted) also carries the
+    fleet's lock as lock_state, lock_reason, ... FOR SHARE holds the lock's row until the insert commits, so
+    a lock set meanwhile waits for it, and a create that started before a lock committed reads the lock
+    as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing."""
+    gate = f"gate AS (SELECT {_lock_columns('lock_')} FROM fleet_lock FOR SHARE), " if gated else ""
+    rows = "SELECT new.* FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id"
+    return compact(f"""
+WITH {gate}clock AS (
     -- A ticket with a later start_after sleeps until then: its lifetime and reminders count from it.
     SELECT botfleet_now() AS at, greatest(botfleet_now(), %(start_after)s::timestamptz) AS starts
 ), new AS (
@@ -124,9 +173,10 @@ WITH clock AS (
            CASE WHEN %(group_role)s::text IS NOT NULL
                 THEN clock.starts + {_type_setting("notification_frequency")} * interval '1 second' END,
            clock.starts, %(start_after)s, %(callback_url)s
-    FROM unnest(%(payloads)s::jsonb[]) WITH ORDINALITY AS u(p, n), clock
+    FROM jsonb_array_elements(%(payloads)s::jsonb) WITH ORDINALITY AS u(p, n), clock
+    {"WHERE (SELECT lock_state FROM gate) = 'open'" if gated else ""}
     ORDER BY n
-    RETURNING id, step, state, metaservice, ticket_type, group_role, assigned_user, created_at
+    RETURNING {_READ_COLUMNS}
 ), ev AS (
     INSERT INTO ticket_events (ticket_id, step, kind, to_state, actor, at)
     SELECT id, 0, 'created', state, %(creator)s, created_at FROM new
@@ -137,8 +187,13 @@ WITH clock AS (
 ), {_send_rounds("created")}, wake AS (
     SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c FROM new) ch
 )
-SELECT id FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id
-"""
+{f"SELECT * FROM gate LEFT JOIN ({rows}) t ON true" if gated else rows}
+""")
+
+
+CREATE_TICKETS = _create_tickets(gated=False)
+# A ticket from outside the fleet (the API): created only while the fleet is open.
+SUBMIT_TICKETS = _create_tickets(gated=True)
 
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
 # SKIP LOCKED lets replicas claim side by side without waiting on each other; due_at moves to the
@@ -221,7 +276,7 @@ SELECT extract(epoch FROM least(
 # person's manual move of an unleased ticket); a retried step finds the step moved on and changes
 # nothing. The bot session commits asynchronously; `durable` makes this statement's commit wait for
 # the disk, since an outcome must never be lost.
-APPLY_OUTCOMES = f"""
+APPLY_OUTCOMES = compact(f"""
 WITH durable AS (
     SELECT set_config('synchronous_commit', 'on', true)
 ), clock AS (
@@ -290,7 +345,7 @@ WITH durable AS (
 SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind, due_in_s,
        (SELECT coalesce(array_agg(id), '{{}}') FROM awaited WHERE closed) AS closed_awaited
 FROM u, (SELECT count(*) FROM wake) w, durable
-"""
+""")
 
 # Awaited tickets whose own outcome was written in the same batch as their waiter's: told that they
 # have a waiter, under the row lock, as the `awaited` step of APPLY_OUTCOMES does for the others.
@@ -476,8 +531,6 @@ ON CONFLICT (metaservice, ticket_type, code) DO UPDATE SET name = excluded.name,
 """
 
 # What a reader (the API, the CLI) sees of a ticket: a bot's columns, and when it starts and whom it calls back.
-_READ_COLUMNS = TICKET_COLUMNS + ", start_after, callback_url"
-
 GET_TICKET = f"SELECT {_READ_COLUMNS} FROM tickets WHERE id = %(id)s"
 
 # A manual move locks the ticket and needs to know whether a live bot holds it.
@@ -1016,13 +1069,8 @@ INSERT INTO idempotency_keys (token_name, key, ticket_id) VALUES (%(token)s, %(k
 
 LOCK_CHANNEL = "bf.lock"  # every bot listens here too: a lock that opens lets them claim again
 
-_LOCK_COLUMNS = "state, reason, set_by, set_at, holder_ticket, before->>'state' AS returns_to"
 
-READ_FLEET_LOCK = f"SELECT {_LOCK_COLUMNS} FROM fleet_lock"
-
-# POST /tickets takes this share lock, so a lock set meanwhile waits for the create to commit, and a
-# create that starts after it sees the lock: nothing is written once `lock` has answered.
-READ_FLEET_LOCK_SHARED = f"SELECT {_LOCK_COLUMNS} FROM fleet_lock FOR SHARE"
+READ_FLEET_LOCK = f"SELECT {_lock_columns()} FROM fleet_lock"
 
 # An admin's lock or unlock. While an exclusive ticket holds the fleet closed, it changes what the
 # fleet returns to instead, so the run is not interrupted and its end lands in the state asked for.
@@ -1035,7 +1083,7 @@ WITH changed AS (
         set_at = CASE WHEN f.state = 'closed' THEN f.set_at ELSE botfleet_now() END,
         before = CASE WHEN f.state = 'closed' THEN jsonb_build_object(
             'state', %(state)s, 'reason', %(reason)s::text, 'set_by', %(by)s::text, 'set_at', botfleet_now()) END
-    RETURNING {_LOCK_COLUMNS}
+    RETURNING {_lock_columns()}
 )
 SELECT changed.*, (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', changed.state)) n) AS notified
 FROM changed
@@ -1045,7 +1093,7 @@ FROM changed
 RESET_FLEET_LOCK = f"""
 UPDATE fleet_lock SET state = 'open', reason = NULL, set_by = %(by)s, set_at = botfleet_now(),
                       holder_ticket = NULL, before = NULL
-RETURNING {_LOCK_COLUMNS}
+RETURNING {_lock_columns()}
 """
 
 # A due ticket of an exclusive type closes the fleet and holds it: nothing new is claimed from now on,

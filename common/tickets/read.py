@@ -6,7 +6,11 @@ from common.tickets.outcomes import Ticket
 
 
 def get_ticket(conn, ticket_id) -> Ticket:
-    row = conn.execute(sql.GET_TICKET, {"id": ticket_id}).fetchone()
+    return found_ticket(conn.execute(sql.GET_TICKET, {"id": ticket_id}).fetchone(), ticket_id)
+
+
+def found_ticket(row, ticket_id) -> Ticket:
+    """The ticket of a row of sql.GET_TICKET, or TicketNotFound when there was none."""
     if row is None:
         raise TicketNotFound(ticket_id)
     return Ticket.from_row(row)
