@@ -8,3 +8,10 @@ async def fetch_one(request, statement: str, params: dict):
     async with request.app.state.aio_pool.connection() as conn:
         cursor = await conn.execute(statement, params)
         return await cursor.fetchone()
+
+
+async def fetch_all(request, statement: str, params: dict) -> list:
+    """Every row of one statement, as fetch_one runs it."""
+    async with request.app.state.aio_pool.connection() as conn:
+        cursor = await conn.execute(statement, params)
+        return await cursor.fetchall()

@@ -5,12 +5,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, jobs, lock, tickets, types
+from api import errors, jobs, lock, statusek, tickets, types
 from api.auth import TokenCache
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
 from common import __version__
 from common.store.pool import async_connection_pool, connection_pool
+from common.store.sync import sync_status_models
 
 # The JSON around a payload (metaservice, type, creator, ...) on top of the fleet's payload limit.
 ENVELOPE_BYTES = 16 * 1024
@@ -30,6 +31,8 @@ def create_app(config, url: str, spec=None) -> FastAPI:
         app.state.aio_pool = await async_connection_pool(url, min_size=AIO_POOL_MIN, max_size=AIO_POOL_MAX,
                                                          application_name="botfleet-api")
         app.state.tokens = TokenCache(app.state.pool)
+        with app.state.pool.connection() as conn:  # the objects it creates instances of, with their statuses
+            sync_status_models(conn, config.status_models)
         beating = None
         if presence is not None:
             await asyncio.to_thread(presence.register, app.state.pool)
@@ -55,6 +58,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     app.include_router(types.router)
     app.include_router(lock.router)
     app.include_router(jobs.router)
+    app.include_router(statusek.router)
     # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
     # API's error shape, as every refusal does.
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)

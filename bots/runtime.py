@@ -23,6 +23,7 @@ import psycopg
 from bots.listener import Listener
 from bots.mail import MailDuty
 from bots.messages import parse_notification
+from bots.status_expiry import StatusExpiryDuty
 from bots.sweeper import SweepDuty
 from bots.webhooks import WebhookDuty
 from common.config.handlers import import_handler
@@ -84,7 +85,7 @@ class BotRuntime:
         self.url = url
         self.ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
         self.handler = handler if handler is not None or spec.final or spec.duty else import_handler(spec)
-        duties = {"mail": MailDuty, "webhook": WebhookDuty, "sweep": SweepDuty}  # a built-in bot's own work, instead of tickets
+        duties = {"mail": MailDuty, "webhook": WebhookDuty, "sweep": SweepDuty, "status": StatusExpiryDuty}  # a built-in bot's own work, instead of tickets
         self.duty = duties[spec.duty](config, spec.name) if spec.duty in duties else None
         # Messages from other bots go to on_<kind> functions of the module the handler lives in.
         self.handler_module = sys.modules.get(self.handler.__module__) if self.handler is not None else None

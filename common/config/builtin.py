@@ -61,5 +61,12 @@ SWEEP_TICKET_TYPE = TicketType(
 )
 SWEEP_BOT = "botfleet-sweep-1-running"
 
+# The process that finishes instances of status models whose timeout has passed, whether or not anybody
+# asks about them (botfleet-status-1-expire); present when config/status_models has any.
+STATUS_TYPE = "status"
+STATUS_TICKET_TYPE = _process_type(STATUS_TYPE, "expire", "Finishes status model instances past their timeout",
+                                   "The bot that times out status model instances (no tickets of its own)")
+STATUS_BOT = "botfleet-status-1-expire"
+
 BUILTIN_TYPES = {kind.key: kind for kind in (ERROR_TICKET_TYPE, MAIL_TICKET_TYPE, API_TICKET_TYPE,
-                                             WEBHOOK_TICKET_TYPE, SWEEP_TICKET_TYPE)}
+                                             WEBHOOK_TICKET_TYPE, SWEEP_TICKET_TYPE, STATUS_TICKET_TYPE)}

@@ -22,6 +22,8 @@ from common.config.builtin import (
     BUILTIN_TYPES,
     MAIL_BOT,
     MAIL_TICKET_TYPE,
+    STATUS_BOT,
+    STATUS_TICKET_TYPE,
     SWEEP_BOT,
     SWEEP_TICKET_TYPE,
     WEBHOOK_BOT,
@@ -45,6 +47,7 @@ from common.config.models import (
 )
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
 from common.config.people import EMAIL, PERSON_NAME, parse_window
+from common.config.status_models import load_status_models
 from common.errors import ConfigError
 
 FLEET_DEFAULTS = {
@@ -115,11 +118,16 @@ def load(root: Path | str | None = None) -> FleetConfig:
     if API_BOT in bots or "jobsweeper" in fleet_doc.data:
         bots[SWEEP_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], SWEEP_BOT,
                                        SWEEP_TICKET_TYPE, "sweep")
+    status_models = load_status_models(root)
+    if status_models:  # their instances time out whether or not anybody asks about them
+        bots[STATUS_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], STATUS_BOT,
+                                        STATUS_TICKET_TYPE, "status")
     hosts = _hosts(fleet_doc, fleet_doc.data.get("hosts"), bots)
     people = _people(fleet_doc, fleet_doc.data.get("people"))
     jobs = _jobs(fleet_doc, fleet_doc.data.get("jobs"), types)
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
-                       people=people, mail=mail, jobs=jobs, webhooks=webhooks, sweep_every_s=sweep_every_s, **fleet)
+                       people=people, mail=mail, jobs=jobs, webhooks=webhooks, sweep_every_s=sweep_every_s,
+                       status_models=status_models, **fleet)
 
 
 # -- fleet.yaml -------------------------------------------------------------------------------

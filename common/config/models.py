@@ -196,6 +196,7 @@ class FleetConfig:
     jobs: JobsSettings | None = None  # None: no /job routes
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     sweep_every_s: float = 3600.0  # how often the JOBSWEEPER runs
+    status_models: dict = field(default_factory=dict)  # object name -> StatusModel (config/status_models/)
 
     @property
     def hung_after_s(self) -> float:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -17,11 +18,12 @@ from sqlalchemy import (
     Table,
     Text,
     Time,
+    UniqueConstraint,
     func,
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -280,6 +282,53 @@ webhook_outbox = Table(
 Index("ix_webhook_outbox_pending", webhook_outbox.c.ticket_id, webhook_outbox.c.url, webhook_outbox.c.id,
       postgresql_where=text("state = 'pending'"))
 Index("ix_webhook_outbox_done_at", webhook_outbox.c.done_at, postgresql_where=text("done_at IS NOT NULL"))
+
+# Status models (seed 001): the objects and statuses of config/status_models (synced), instances known by
+# a token, and the statuses set on each, at most once.
+status_objects = Table(
+    "status_objects", metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("object_name", Text, nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=""),
+)
+
+object_statuses = Table(
+    "object_statuses", metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("object_id", Integer, ForeignKey("status_objects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("type", Text, nullable=False),
+    UniqueConstraint("object_id", "name"),
+    CheckConstraint("type IN ('MANDATORY', 'OPTIONAL', 'STOP')", name="ck_object_statuses_type"),
+)
+
+status_instances = Table(
+    "status_instances", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("token", UUID, nullable=False, unique=True, server_default=text("gen_random_uuid()")),
+    Column("object_id", Integer, ForeignKey("status_objects.id"), nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("timeout_s", Integer, nullable=False),
+    Column("deadline_at", TZ, nullable=False),
+    Column("finished_at", TZ),
+    Column("finish_reason", Text),
+    Column("stop_status", Text),
+    Column("version", Integer, nullable=False, server_default=text("0")),
+    CheckConstraint("timeout_s > 0", name="ck_status_instances_timeout"),
+    CheckConstraint("finish_reason IN ('completed', 'stopped', 'timed_out')", name="ck_status_instances_reason"),
+)
+Index("ix_status_instances_deadline", status_instances.c.deadline_at, postgresql_where=text("finished_at IS NULL"))
+
+status_events = Table(
+    "status_events", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("instance_id", BigInteger, ForeignKey("status_instances.id", ondelete="CASCADE"), nullable=False),
+    Column("status_name", Text, nullable=False),
+    Column("message", Text),
+    Column("at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    UniqueConstraint("instance_id", "status_name"),
+)
 
 # People: a ticket's group_role names a group, whose members are asked to accept it; only a member may
 # be its assignee. A user's delivery window (in their time zone) holds back their email until it opens.

@@ -1259,3 +1259,93 @@ DELETE FROM idempotency_keys k
 WHERE k.created_at < (SELECT botfleet_now()) - interval '1 day'
    OR NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = k.ticket_id)""",
 }
+
+
+# -- status models (seed 001, statusek) --------------------------------------------------------------
+
+# A full sync writes the config's status models here, so that events can name the ids of their statuses.
+UPSERT_STATUS_OBJECT = """
+INSERT INTO status_objects (object_name, description) VALUES (%(object_name)s, %(description)s)
+ON CONFLICT (object_name) DO UPDATE SET description = EXCLUDED.description
+RETURNING id
+"""
+
+UPSERT_OBJECT_STATUS = """
+INSERT INTO object_statuses (object_id, name, description, type)
+VALUES (%(object_id)s, %(name)s, %(description)s, %(type)s)
+ON CONFLICT (object_id, name) DO UPDATE SET description = EXCLUDED.description, type = EXCLUDED.type
+"""
+
+CREATE_STATUS_INSTANCE = """
+INSERT INTO status_instances (object_id, timeout_s, created_at, deadline_at)
+SELECT id, %(timeout_s)s, (SELECT botfleet_now()), (SELECT botfleet_now()) + %(timeout_s)s * interval '1 second'
+FROM status_objects WHERE object_name = %(object_name)s
+RETURNING token::text AS token
+"""
+
+# An instance by its token, with the statuses set on it. One whose timeout has passed is finished
+# here and now (timed_out, at its deadline) if no sweep has got to it yet: whoever asks first.
+READ_STATUS_INSTANCE = """
+WITH expired AS (
+    UPDATE status_instances SET finished_at = deadline_at, finish_reason = 'timed_out'
+    WHERE token = %(token)s AND finished_at IS NULL AND deadline_at <= (SELECT botfleet_now())
+    RETURNING id
+)
+SELECT i.id, i.token::text AS token, o.object_name, i.version,
+       coalesce(i.finish_reason, (SELECT 'timed_out' FROM expired)) AS finish_reason, i.stop_status,
+       coalesce((SELECT array_agg(e.status_name ORDER BY e.id) FROM status_events e WHERE e.instance_id = i.id),
+                '{}') AS set_statuses
+FROM status_instances i JOIN status_objects o ON o.id = i.object_id
+WHERE i.token = %(token)s
+"""
+
+# A status set, only if nothing was set on the instance since it was read (version), it has not
+# finished and its timeout has not passed: else nothing is written, and the caller reads it again.
+# The row lock of the UPDATE orders concurrent calls; the unique key of status_events backs it.
+SET_STATUS = """
+WITH instance AS (
+    UPDATE status_instances SET version = version + 1,
+        finished_at = CASE WHEN %(finish_reason)s::text IS NOT NULL THEN (SELECT botfleet_now()) END,
+        finish_reason = %(finish_reason)s, stop_status = %(stop_status)s
+    WHERE id = %(id)s AND version = %(version)s AND finished_at IS NULL
+      AND deadline_at > (SELECT botfleet_now())
+    RETURNING id
+)
+INSERT INTO status_events (instance_id, status_name, message, at)
+SELECT id, %(status)s, %(message)s, (SELECT botfleet_now()) FROM instance
+RETURNING id
+"""
+
+# The statuses set on an instance, oldest first, with their model's ids, description and type.
+STATUS_EVENTS = """
+SELECT e.status_name, e.message, e.at, s.id AS status_id, s.description, s.type, i.object_id
+FROM status_events e JOIN status_instances i ON i.id = e.instance_id
+LEFT JOIN object_statuses s ON s.object_id = i.object_id AND s.name = e.status_name
+WHERE e.instance_id = %(id)s
+ORDER BY e.at, e.id
+"""
+
+# The sweep: instances whose timeout has passed are finished (timed_out) in batches, and the next
+# deadline to come says when to look again.
+EXPIRE_STATUS_INSTANCES = """
+WITH due AS (
+    SELECT id FROM status_instances
+    WHERE finished_at IS NULL AND deadline_at <= (SELECT botfleet_now())
+    ORDER BY deadline_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), expired AS (
+    UPDATE status_instances i SET finished_at = i.deadline_at, finish_reason = 'timed_out'
+    FROM due WHERE i.id = due.id
+    RETURNING i.id
+)
+SELECT (SELECT count(*) FROM expired) AS expired,
+       extract(epoch FROM (SELECT min(deadline_at) FROM status_instances
+                           WHERE finished_at IS NULL AND deadline_at > (SELECT botfleet_now()))
+                          - (SELECT botfleet_now()))::float AS next_in_s
+"""
+
+# Instances per object and how they finished (open: not yet), for the metrics and the CLI.
+STATUS_INSTANCE_COUNTS = """
+SELECT o.object_name, coalesce(i.finish_reason, 'open') AS finish_reason, count(*) AS instances
+FROM status_instances i JOIN status_objects o ON o.id = i.object_id
+GROUP BY 1, 2 ORDER BY 1, 2
+"""

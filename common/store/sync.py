@@ -20,6 +20,17 @@ def _add_missing_people(conn, people):
             conn.execute(sql.ADD_MEMBERS, {"group": name, "users": members})
 
 
+def sync_status_models(conn, models):
+    """The objects and statuses of config/status_models, so that an instance's events name their ids. A full
+    sync writes them, and so does the API when it starts, which is what creates instances of them."""
+    for model in models.values():
+        object_id = conn.execute(sql.UPSERT_STATUS_OBJECT, {"object_name": model.object_name,
+                                                            "description": model.description}).fetchone()["id"]
+        for status in model.statuses.values():
+            conn.execute(sql.UPSERT_OBJECT_STATUS, {"object_id": object_id, "name": status.name,
+                                                    "description": status.description, "type": status.type})
+
+
 def sync_config(conn, config, bot_names=None):
     """Write ticket types, status codes and bots to the database, for API and SQL readers."""
     # A bot syncs only its own type and row: dozens of bots starting at once would otherwise all
@@ -50,6 +61,7 @@ def sync_config(conn, config, bot_names=None):
         if bot_names is None:  # a full sync: bots no longer configured are no longer expected
             conn.execute(sql.DELETE_UNCONFIGURED_BOTS, {"names": sorted(config.bots)})
             _add_missing_people(conn, config.people)
+            sync_status_models(conn, config.status_models)
         for spec in config.bots.values():
             if bot_names is None or spec.name in bot_names:
                 conn.execute(sql.UPSERT_BOT, {

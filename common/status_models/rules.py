@@ -1,0 +1,52 @@
+"""What a status model allows: pure decisions over an instance's set statuses, so they can be
+table-tested and are the same for every caller (the API, the CLI, the expiry sweep)."""
+
+from dataclasses import dataclass
+
+from common.config.status_models import MANDATORY, OPTIONAL, STOP
+
+COMPLETED, STOPPED, TIMED_OUT = "completed", "stopped", "timed_out"
+FINISH_REASONS = (COMPLETED, STOPPED, TIMED_OUT)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a status may not be set now: HTTP status and a message naming the status and the instance."""
+    http_status: int
+    message: str
+
+
+def refusal(model, token: str, set_statuses, status: str, finished_reason: str | None) -> Refusal | None:
+    """None when `status` may be set on an instance of `model` that has `set_statuses`; else why not."""
+    if status not in model.statuses:
+        return Refusal(400, f"status {status!r} is not a status of {model.object_name!r} "
+                            f"(its statuses: {', '.join(model.statuses)})")
+    if finished_reason is not None:
+        return Refusal(409, f"instance {token} is finished ({finished_reason}): status {status!r} cannot be set")
+    done = set(set_statuses)
+    if status in done:
+        return Refusal(409, f"status {status!r} is already set on instance {token}")
+    before = model.predecessors[status]
+    missing = sorted(name for name in before if model.statuses[name].type == MANDATORY and name not in done)
+    if missing:
+        return Refusal(409, f"status {status!r} needs {', '.join(missing)} set first on instance {token}")
+    if before and not any(model.statuses[name].type == MANDATORY for name in before) and not before & done:
+        return Refusal(409, f"status {status!r} needs one of {', '.join(sorted(before))} set first on "
+                            f"instance {token}")
+    if model.statuses[status].type == OPTIONAL:
+        later = sorted(model.successors(status) & done)
+        if later:
+            return Refusal(409, f"optional status {status!r} comes too late on instance {token}: "
+                                f"{', '.join(later)} is already set")
+    return None
+
+
+def finish_reason(model, set_statuses) -> str | None:
+    """Whether statuses set make an instance finished: stopped (a STOP status), completed (every MANDATORY
+    one), or None. A timeout is the clock's, not the statuses'."""
+    done = set(set_statuses)
+    if any(model.statuses[name].type == STOP for name in done if name in model.statuses):
+        return STOPPED
+    if model.mandatory and model.mandatory <= done:
+        return COMPLETED
+    return None
