@@ -115,6 +115,47 @@ BAD_CASES = {
 }
 
 
+GOOD_MODEL = """object: TASK
+statuses:
+  RUN: {description: running, type: MANDATORY}
+  DONE: {type: MANDATORY}
+workflow:
+  - [RUN, DONE]
+"""
+
+STATUS_MODEL_CASES = {
+    "unknown status in the workflow": (
+        GOOD_MODEL.replace("[RUN, DONE]", "[RUN, FINISHED]"),
+        r"task.yaml:6: workflow\[0\]\[1\]: unknown status 'FINISHED' \(known: RUN, DONE\)"),
+    "a cycle": (
+        GOOD_MODEL + "  - [DONE, RUN]\n",
+        r"task.yaml:\d+: workflow: the workflow has a cycle: (RUN -> DONE -> RUN|DONE -> RUN -> DONE)"),
+    "no way to finish": (
+        GOOD_MODEL.replace("MANDATORY", "OPTIONAL"),
+        r"task.yaml:\d+: statuses: no way to finish"),
+    "an unknown status type": (
+        GOOD_MODEL.replace("type: MANDATORY}\n  DONE", "type: REQUIRED}\n  DONE"),
+        r"task.yaml:3: statuses.RUN.type: must be one of MANDATORY, OPTIONAL, STOP, got 'REQUIRED'"),
+    "a status following itself": (
+        GOOD_MODEL.replace("[RUN, DONE]", "[RUN, RUN]"),
+        r"task.yaml:6: workflow\[0\]\[1\]: status 'RUN' cannot follow itself"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATUS_MODEL_CASES))
+def test_a_bad_status_model_is_refused_with_file_line_and_field(tmp_path, case):
+    import re
+
+    text, pattern = STATUS_MODEL_CASES[case]
+    folder = write_config(tmp_path / "config")
+    (folder / "status_models").mkdir()
+    (folder / "status_models" / "task.yaml").write_text(text)
+    result = run_botfleet("--config", str(folder), "config", "check")
+    assert result.returncode == 78, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(pattern, lines[0]), result.stderr
+
+
 def run_botfleet(*args, env=None):
     return subprocess.run([*BOTFLEET, *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env=env)

@@ -2,6 +2,8 @@
 run` process on a real database: for every operation, generated requests, valid and not, must never
 get a 5xx, and every answer must fit what /openapi.json says (status, content type, headers, body)."""
 
+import shutil
+
 import httpx
 import pytest
 import schemathesis
@@ -21,7 +23,7 @@ from common.people import directory
 from common.store.connect import connect
 from common.store.sync import sync_config
 from tests.conftest import free_port, scratch_database, write_config
-from tests.harness import BotProcesses, wait_answering
+from tests.harness import ROOT, BotProcesses, wait_answering
 from tests.test_jobs import JOB_TYPE
 
 pytestmark = pytest.mark.processes
@@ -40,6 +42,7 @@ def live_api(server_url, template_db, tmp_path_factory):
     port = free_port()
     config_dir = write_config(folder / "config", types={"testms/job": JOB_TYPE},
                               fleet_extra=f"api:\n  listen: 127.0.0.1:{port}\njobs:\n  type: testms/job\n")
+    shutil.copytree(ROOT / "config" / "status_models", config_dir / "status_models")  # statusek creates succeed
     processes = BotProcesses(folder)
     with scratch_database(server_url, "botfleet_openapi", template_db) as db_url:
         with connect(db_url, autocommit=True) as conn:

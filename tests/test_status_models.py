@@ -2,7 +2,9 @@
 endpoints and reply shapes, every rule of the model, each way an instance finishes, and refusals that
 write nothing."""
 
+import json
 import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,8 +13,10 @@ import pytest
 
 from common.config.builtin import STATUS_BOT
 from common.store.clock import shift
-from tests.conftest import wait_until
+from tests.conftest import BOTFLEET, wait_until
+from tests.harness import child_env
 from tests.test_api import serve_api
+from watchdog.collector import scrape_text
 
 pytestmark = pytest.mark.processes
 
@@ -238,3 +242,24 @@ def test_twenty_concurrent_calls_setting_one_status_give_one_success_and_one_eve
         codes = sorted(pool.map(attempt, range(20)))
     assert codes == [200] + [409] * 19
     assert conn.execute("SELECT count(*) AS n FROM status_events").fetchone()["n"] == 1
+
+
+def test_instances_by_model_and_finish_reason_in_the_metrics_and_the_cli(api, db_url):
+    with api.client() as client:
+        done = create(client)
+        set_status(client, done, "RUN")
+        set_status(client, done, "FINISHED")
+        create(client)
+        stopped = create(client, "DOCUMENT REVIEW")
+        set_status(client, stopped, "RECEIVED")
+        set_status(client, stopped, "REJECTED")
+    metrics = scrape_text(db_url)
+    for line in ('botfleet_status_instances{finish_reason="completed",object="2-POINT LINE TASK"} 1.0',
+                 'botfleet_status_instances{finish_reason="open",object="2-POINT LINE TASK"} 1.0',
+                 'botfleet_status_instances{finish_reason="stopped",object="DOCUMENT REVIEW"} 1.0'):
+        assert line in metrics, metrics
+    listed = subprocess.run([*BOTFLEET, "--config", str(api.config_dir), "status-model", "list", "--json"],
+                            capture_output=True, text=True, timeout=60, env=child_env(db_url), check=True)
+    instances = {model["object"]: model["instances"] for model in json.loads(listed.stdout)}
+    assert instances["2-POINT LINE TASK"] == {"open": 1, "completed": 1, "stopped": 0, "timed_out": 0}
+    assert instances["DOCUMENT REVIEW"]["stopped"] == 1 and instances["BUILD"]["open"] == 0

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from common import __version__
+from common.status_models.instances import instance_counts
 from common.store import sql
 from common.store.botstats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, cumulative
 from common.store.connect import connect
@@ -61,6 +62,7 @@ class FleetCollector:
         yield from self._tickets(conn)
         yield from self._deliveries(conn)
         yield from self._lock(conn)
+        yield from self._status_models(conn)
 
     def _watchdog(self, conn):
         hosts = conn.execute(sql.METRIC_WATCHDOG_HOSTS).fetchall()
@@ -137,6 +139,14 @@ class FleetCollector:
         for state in ("open", "ops_only", "closed"):
             locked.add_metric([state], 1.0 if lock["state"] == state else 0.0)
         yield locked
+
+    def _status_models(self, conn):
+        instances = GaugeMetricFamily("botfleet_status_instances", "Instances of a status model (seed 001): open, or "
+                                      "how they finished (completed, stopped, timed_out)",
+                                      labels=["object", "finish_reason"])
+        for row in instance_counts(conn):
+            instances.add_metric([row["object_name"], row["finish_reason"]], row["instances"])
+        yield instances
 
     def _tickets(self, conn):
         open_tickets = GaugeMetricFamily("botfleet_tickets_open", "Open tickets waiting in a state",

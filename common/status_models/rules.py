@@ -41,6 +41,15 @@ def refusal(model, token: str, set_statuses, status: str, finished_reason: str |
     return None
 
 
+def requirement(model, status: str) -> str:
+    """When a status may be set, in words: first, after its MANDATORY predecessors, or after one of the others."""
+    before = model.predecessors[status]
+    mandatory = sorted(name for name in before if model.statuses[name].type == MANDATORY)
+    if mandatory:
+        return "after " + " and ".join(mandatory)
+    return f"after one of {', '.join(sorted(before))}" if before else "first"
+
+
 def finish_reason(model, set_statuses) -> str | None:
     """Whether statuses set make an instance finished: stopped (a STOP status), completed (every MANDATORY
     one), or None. A timeout is the clock's, not the statuses'."""
