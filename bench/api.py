@@ -9,6 +9,7 @@ about 0.07 ms."""
 
 import asyncio
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from common.store.connect import connect
 from tests.harness import BotProcesses, free_port, percentile, wait_answering
 
 CLIENTS = 16
+SEED_MODEL = Path(__file__).resolve().parent.parent / "config" / "status_models" / "2_point_line_task.yaml"
 # Creates sent before the timed ones, not counted: they open the server's pooled connections and let
 # psycopg prepare the statement on each (a statement runs unprepared, and is planned, five times first).
 WARM_UP_CREATES = 320
@@ -30,11 +32,14 @@ RUN_TIMEOUT_S = 300
 
 
 def start_api(root: Path, url: str, metaservice: str) -> tuple[str, str, object]:
-    """A config at root with an api: section, the API process serving it, and a token: (base URL, token, process)."""
+    """A config at root with an api: section and the seed's status model, the API process serving it, and a
+    token: (base URL, token, process)."""
     port = free_port()
     pipeline.write_config(root / "config", metaservice,
                           f"heartbeat_interval: 2s\nmetaservices: [{metaservice}]\napi:\n  listen: 127.0.0.1:{port}\n",
                           "bench.handlers:step")
+    (root / "config" / "status_models").mkdir()
+    shutil.copy(SEED_MODEL, root / "config" / "status_models")
     with connect(url, autocommit=True) as conn:
         token = create_token(conn, f"bench-{port}", "read,submit")
     process = BotProcesses(root).spawn("api", ["api", "run"], root / "config", url)
@@ -91,35 +96,79 @@ def _host_port(base_url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+async def _run(base_url, shares, handle) -> float:
+    """One keep-alive connection per list of raw requests in `shares`, all side by side, each sending its
+    next request when its answer has come; handle(status, body) each answer. Seconds the sending took."""
+    host, port = _host_port(base_url)
+    connections = [await KeepAlive.open(host, port) for _ in shares]
+
+    async def client(connection, requests):
+        for raw in requests:
+            handle(*await connection.request(raw))
+
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            await asyncio.gather(*(client(c, requests) for c, requests in zip(connections, shares, strict=True)))
+    finally:
+        for connection in connections:
+            connection.close()
+    return time.perf_counter() - started
+
+
+def _split(requests: list) -> list[list]:
+    """The requests dealt out to CLIENTS connections in turn."""
+    return [requests[index::CLIENTS] for index in range(CLIENTS)]
+
+
+def _answers(expected_status: int):
+    """(answers' JSON bodies, refusals' texts, and a handler that files each answer under one of them)."""
+    bodies, errors = [], []
+
+    def handle(status, body):
+        (bodies.append(json.loads(body)) if status == expected_status else errors.append(body.decode()))
+    return bodies, errors, handle
+
+
+def _check(errors, what):
+    if errors:
+        raise RuntimeError(f"{len(errors)} {what} failed; the first: {errors[0]}")
+
+
+def measure_set_status(base_url, token, total) -> float:
+    """setStatus `total` times (RUN, then FINISHED, on total/2 instances of the seed's 2-POINT LINE TASK,
+    created first and untimed) from CLIENTS keep-alive clients side by side: calls per second."""
+    host, _ = _host_port(base_url)
+    create = _request("POST", "/instance/create", host, token,
+                      json.dumps({"object_name": "2-POINT LINE TASK", "instance_timeout": 3600}).encode())
+    created, errors, handle = _answers(201)
+    asyncio.run(_run(base_url, _split([create] * (total // 2)), handle))
+    _check(errors, "instance creates")
+
+    def calls(instance):
+        return [_request("POST", "/status/setStatus", host, token,
+                         json.dumps({"instance_token": instance, "status_name": status}).encode())
+                for status in ("RUN", "FINISHED")]
+
+    # Each client sets RUN, then FINISHED, on its own instances: FINISHED needs RUN set first.
+    shares = [[call for body in share for call in calls(body["instance_token"])] for share in _split(created)]
+    _, errors, handle = _answers(200)
+    elapsed_s = asyncio.run(_run(base_url, shares, handle))
+    _check(errors, "setStatus calls")
+    return sum(len(share) for share in shares) / elapsed_s
+
+
 def measure_creates(base_url, token, metaservice, total) -> tuple[float, list[int]]:
     """POST /tickets `total` times from CLIENTS keep-alive clients side by side, after WARM_UP_CREATES
     untimed: (creates per second, ids)."""
-    asyncio.run(_creates(base_url, token, metaservice, WARM_UP_CREATES))
-    return asyncio.run(_creates(base_url, token, metaservice, total))
-
-
-async def _creates(base_url, token, metaservice, total):
-    host, port = _host_port(base_url)
+    host, _ = _host_port(base_url)
     raw = _request("POST", "/tickets", host, token,
                    json.dumps({"metaservice": metaservice, "type": pipeline.TICKET_TYPE, "payload": {"n": 1}}).encode())
-    connections = [await KeepAlive.open(host, port) for _ in range(CLIENTS)]
-    ids, errors, remaining = [], [], [total]
-
-    async def client(connection):
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            status, body = await connection.request(raw)
-            (ids.append(json.loads(body)["id"]) if status == 201 else errors.append(body.decode()))
-
-    started = time.perf_counter()
-    async with asyncio.timeout(RUN_TIMEOUT_S):
-        await asyncio.gather(*(client(connection) for connection in connections))
-    elapsed_s = time.perf_counter() - started
-    for connection in connections:
-        connection.close()
-    if errors:
-        raise RuntimeError(f"{len(errors)} creates failed; the first: {errors[0]}")
-    return total / elapsed_s, ids
+    for count in (WARM_UP_CREATES, total):
+        tickets, errors, handle = _answers(201)
+        elapsed_s = asyncio.run(_run(base_url, _split([raw] * count), handle))
+        _check(errors, "creates")
+    return total / elapsed_s, [ticket["id"] for ticket in tickets]
 
 
 def measure_gets(base_url, token, ids, count) -> tuple[float, float]:

@@ -440,10 +440,12 @@ def measure_api(url, tmp, creates, gets):
             f"{per_s:.0f}/s")
         p50, p99 = api.measure_gets(base_url, token, ids, gets)
         say(f"  GET /tickets/{{id}}, {gets} one after another: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        set_per_s = api.measure_set_status(base_url, token, creates)
+        say(f"  /status/setStatus from {api.CLIENTS} keep-alive clients: {creates} calls = {set_per_s:.0f}/s")
     finally:
         process.terminate()
         process.wait(timeout=STOP_TIMEOUT_S)
-    return per_s, p50, p99
+    return per_s, p50, p99, set_per_s
 
 
 def measure_scrape(url):
@@ -517,8 +519,8 @@ def main():
         # cores; and before the sweep's bulk insert and VACUUM, which leave the server writing back.
         figures["hop_floor_ms"] = measure_hop_floor(url, size["latency"], commit_timestamps)
         figures["bot_rss_floor_mb"] = measure_rss_floor(url, tmp)
-        figures["api_create_per_s"], figures["api_get_p50_ms"], figures["api_get_p99_ms"] = measure_api(
-            url, tmp, size["api_creates"], size["api_gets"])
+        (figures["api_create_per_s"], figures["api_get_p50_ms"], figures["api_get_p99_ms"],
+         figures["set_status_per_s"]) = measure_api(url, tmp, size["api_creates"], size["api_gets"])
         figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
         figures["scrape_ms"] = measure_scrape(url)
         figures["reminder_sweep_ms"], figures["reminder_floor_ms"] = measure_reminder_sweep(
@@ -540,7 +542,7 @@ def main():
     figures["reminder_vs_floor"] = figures["reminder_sweep_ms"] / figures["reminder_floor_ms"]
     figures["bot_rss_vs_floor"] = figures["bot_rss_mb"] / figures["bot_rss_floor_mb"]
     say(f"latency measured from: {latency_method}")
-    for name in ("throughput_per_s", "api_create_per_s", "api_get_p50_ms", "api_get_p99_ms", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
+    for name in ("throughput_per_s", "api_create_per_s", "api_get_p50_ms", "api_get_p99_ms", "set_status_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
                  "reminder_floor_ms", "reminder_vs_floor",
                  "purge_batch_ms", "purge_batch_max_ms", "purge_per_s", "bot_rss_mb", "scrape_ms",
                  "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor"):
