@@ -9,6 +9,7 @@ instance is as it read it (a compare and set), so two concurrent calls of one st
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.aio import fetch_all, fetch_one
@@ -23,10 +24,24 @@ from common.status_models.instances import (
 )
 from common.store import sql
 
-# The seed's clients send "raw json in the body", not always with a Content-Type: read it as JSON anyway. The
-# CSRF that strict checking guards against needs a browser's cookies; these calls take no cookies, and
-# the instance token in the body is the capability.
-router = APIRouter(tags=[SEED_TAG], strict_content_type=False)
+
+class RawJsonRoute(APIRoute):
+    """A route that reads its body as JSON whatever the Content-Type says: the seed's clients send "raw json
+    in the body", with none, or with curl -d's form type. (What strict checking guards against, a browser's
+    cross-site request riding on its cookies, does not apply: these calls take no cookies, and the instance
+    token in the body is the capability.)"""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def as_json(request):
+            headers = [(name, value) for name, value in request.scope["headers"] if name != b"content-type"]
+            request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
+            return await handler(request)
+        return as_json
+
+
+router = APIRouter(tags=[SEED_TAG], route_class=RawJsonRoute)
 # How often a setStatus reads the instance again when another call changed it in between.
 SET_TRIES = 5
 MAX_TIMEOUT_S = 2**31 - 1

@@ -90,6 +90,9 @@ def counts(conn):
 def test_the_seeds_example_runs_then_finishes_with_the_seeds_replies(api):
     with api.client() as client:
         token = create(client)
+        curl_d = client.post("/status/checkStatusIsSet", content=f'{{"instance_token": "{token}", "status_name": '
+                             '"RUN"}', headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert curl_d.json() == {"status": False, "message": "Status is not set"}  # raw JSON, whatever the type
         assert call(client, "/event/getEvents", token).json() == {"status": True, "message": "Success", "events": []}
         assert set_status(client, token, "RUN", status_message="started") == {"status": True, "message": "Success"}
         assert call(client, "/status/checkStatusIsSet", token, "RUN").json() == {"status": True,
@@ -207,9 +210,10 @@ def test_a_missing_zero_negative_or_non_integer_timeout_is_refused_and_writes_no
     ("/event/getEvents", b'{"instance_token": "nope"}', 400, ["nope", "UUID"]),
     ("/event/getEvents", f'{{"instance_token": "{TOKEN_0}"}}'.encode(), 404, [TOKEN_0]),
 ])
-def test_malformed_empty_or_unknown_requests_get_a_json_reply(api, path, body, status, words):
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded"])  # none, or curl -d's
+def test_malformed_empty_or_unknown_requests_get_a_json_reply(api, path, body, status, words, content_type):
     with httpx.Client(base_url=api.base_url, timeout=15) as client:
-        response = client.post(path, content=body)
+        response = client.post(path, content=body, headers={"Content-Type": content_type} if content_type else {})
     assert response.status_code == status, response.text
     reply = response.json()
     assert reply["status"] is False and reply["error"]["code"]
