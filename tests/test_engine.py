@@ -259,9 +259,9 @@ def test_status_codes_are_synced_for_sql_readers(conn, synced):
     rows = conn.execute("SELECT code, name, final, normal_next, alternates FROM status_codes "
                         "WHERE metaservice = 'testms' ORDER BY code").fetchall()
     assert [(r["code"], r["name"], r["normal_next"], r["alternates"]) for r in rows][2] == (3, "third", 4, [5])
-    # botfleet's own types: two states each for the error ticket, the mail bot, the API and the webhook bot,
-    # three for the JOBSWEEPER's runs.
-    assert conn.execute("SELECT count(*) AS n FROM status_codes WHERE metaservice = 'botfleet'").fetchone()["n"] == 11
+    # botfleet's own types: two states each for the error ticket, the mail bot, the API, the webhook bot and
+    # the status model expiry bot, three for the JOBSWEEPER's runs.
+    assert conn.execute("SELECT count(*) AS n FROM status_codes WHERE metaservice = 'botfleet'").fetchone()["n"] == 13
 
 
 def test_schema_check_names_the_command_to_run(empty_db_url):
