@@ -102,15 +102,16 @@ def _job_ticket(conn, jobs, job_id):
 
 
 @router.post("/job", status_code=201, response_model=Job, responses=CREATE_RESPONSES)
-async def create_job(body: JobIn, request: Request, response: Response, token: Annotated[str, Depends(require("submit"))],
-               idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Job:
+async def create_job(body: JobIn, request: Request, response: Response,
+                     token: Annotated[str, Depends(require("submit"))],
+                     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Job:
     """Create a job of the fleet's job type, pending (sleeping until start_after, if later)."""
     jobs = _settings(request)
     payload = {**body.payload, **{key: value for key in ("name", "object_type", "object_id")
                                   if (value := getattr(body, key)) is not None}}
-    ticket = await create_once(request, response, token, idempotency_key, jobs.metaservice, jobs.ticket_type, payload,
-                         location="/job", creator=body.creator, group_role=body.group, start_after=body.start_after,
-                         callback_url=body.callback_url)
+    ticket = await create_once(request, response, token, idempotency_key, jobs.metaservice, jobs.ticket_type,
+                               payload, location="/job", creator=body.creator, group_role=body.group,
+                               start_after=body.start_after, callback_url=body.callback_url)
     return _job_out(request.app.state.config, ticket)
 
 

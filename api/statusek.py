@@ -22,6 +22,7 @@ from common.status_models.instances import (
     parse_token,
     set_status_params,
 )
+from common.status_models.rules import unknown_status
 from common.store import sql
 
 
@@ -139,9 +140,9 @@ async def check_status_is_set(body: StatusIn, request: Request):
     """Whether the status is set on the instance."""
     instance = await _instance(request, body.instance_token)
     model = request.app.state.config.status_models.get(instance.object_name)
-    if model is not None and body.status_name not in model.statuses:
-        raise StatusRefused(400, f"status {body.status_name!r} is not a status of {instance.object_name!r} "
-                                 f"(its statuses: {', '.join(model.statuses)})", "status_name")
+    unknown = unknown_status(model, body.status_name) if model is not None else None
+    if unknown is not None:
+        raise StatusRefused(unknown.http_status, unknown.message, "status_name")
     is_set = body.status_name in instance.set_statuses
     return {"status": is_set, "message": "Status is set" if is_set else "Status is not set"}
 

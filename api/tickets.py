@@ -44,8 +44,8 @@ def ticket_out(config, ticket) -> dict:
 
 @router.post("/tickets", status_code=201, response_model=Ticket, responses=CREATE_RESPONSES)
 async def create(body: TicketIn, request: Request, response: Response,
-           token: Annotated[str, Depends(require("submit"))],
-           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> dict:
+                 token: Annotated[str, Depends(require("submit"))],
+                 idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> dict:
     """Create a ticket in its type's initial state (sleeping until start_after, if later). With an
     Idempotency-Key, a retry of the same request gets the ticket the first one made, not a second ticket."""
     config = request.app.state.config

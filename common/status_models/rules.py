@@ -16,21 +16,33 @@ class Refusal:
     message: str
 
 
+def unknown_status(model, status: str) -> Refusal | None:
+    """400 naming the model's statuses when `status` is not one of them."""
+    if status in model.statuses:
+        return None
+    return Refusal(400, f"status {status!r} is not a status of {model.object_name!r} "
+                        f"(its statuses: {', '.join(model.statuses)})")
+
+
+def _mandatory_before(model, status: str) -> list:
+    return sorted(name for name in model.predecessors[status] if model.statuses[name].type == MANDATORY)
+
+
 def refusal(model, token: str, set_statuses, status: str, finished_reason: str | None) -> Refusal | None:
     """None when `status` may be set on an instance of `model` that has `set_statuses`; else why not."""
-    if status not in model.statuses:
-        return Refusal(400, f"status {status!r} is not a status of {model.object_name!r} "
-                            f"(its statuses: {', '.join(model.statuses)})")
+    unknown = unknown_status(model, status)
+    if unknown is not None:
+        return unknown
     if finished_reason is not None:
         return Refusal(409, f"instance {token} is finished ({finished_reason}): status {status!r} cannot be set")
     done = set(set_statuses)
     if status in done:
         return Refusal(409, f"status {status!r} is already set on instance {token}")
-    before = model.predecessors[status]
-    missing = sorted(name for name in before if model.statuses[name].type == MANDATORY and name not in done)
+    before, mandatory = model.predecessors[status], _mandatory_before(model, status)
+    missing = [name for name in mandatory if name not in done]
     if missing:
         return Refusal(409, f"status {status!r} needs {', '.join(missing)} set first on instance {token}")
-    if before and not any(model.statuses[name].type == MANDATORY for name in before) and not before & done:
+    if before and not mandatory and not before & done:
         return Refusal(409, f"status {status!r} needs one of {', '.join(sorted(before))} set first on "
                             f"instance {token}")
     if model.statuses[status].type == OPTIONAL:
@@ -43,8 +55,7 @@ def refusal(model, token: str, set_statuses, status: str, finished_reason: str |
 
 def requirement(model, status: str) -> str:
     """When a status may be set, in words: first, after its MANDATORY predecessors, or after one of the others."""
-    before = model.predecessors[status]
-    mandatory = sorted(name for name in before if model.statuses[name].type == MANDATORY)
+    before, mandatory = model.predecessors[status], _mandatory_before(model, status)
     if mandatory:
         return "after " + " and ".join(mandatory)
     return f"after one of {', '.join(sorted(before))}" if before else "first"

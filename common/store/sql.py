@@ -23,9 +23,9 @@ MAIL_CHANNEL = channel(MAIL_TICKET_TYPE.metaservice, MAIL_TICKET_TYPE.name, MAIL
 
 
 def compact(statement: str) -> str:
-    """A long statement as it is sent: without its comments and runs of blanks (one blank, or one newline). psycopg keeps its parse of a
-    statement of up to 4 KiB (MAX_CACHED_STATEMENT_LENGTH) and parses a longer one again on every execute,
-    which costs the API's create a tenth of its time. Quoted text is left as it is."""
+    """A long statement as it is sent: without its comments and runs of blanks (one blank, or one newline).
+    psycopg keeps its parse of a statement of up to 4 KiB (MAX_CACHED_STATEMENT_LENGTH) and parses a longer
+    one again on every execute, which costs the API's create a tenth of its time. Quoted text is kept."""
     kept, index, quote = [], 0, None
     while index < len(statement):
         char = statement[index]
@@ -157,7 +157,8 @@ def _create_tickets(gated: bool) -> str:
     a lock set meanwhile waits for it, and a create that started before a lock committed reads the lock
     as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing."""
     gate = f"gate AS (SELECT {_lock_columns('lock_')} FROM fleet_lock FOR SHARE), " if gated else ""
-    rows = "SELECT new.* FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id"
+    # The API reads back the ticket it submitted; the fleet's own creates (children, batches) need only ids.
+    rows = f"SELECT {'new.*' if gated else 'id'} FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id"
     return compact(f"""
 WITH {gate}clock AS (
     -- A ticket with a later start_after sleeps until then: its lifetime and reminders count from it.
