@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, jobs, lock, statusek, tickets, types
+from api import errors, jobs, lock, statusek, tickets, types, workers
 from api.auth import TokenCache
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
@@ -59,6 +59,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     app.include_router(lock.router)
     app.include_router(jobs.router)
     app.include_router(statusek.router)
+    app.include_router(workers.router)
     # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
     # API's error shape, as every refusal does.
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)

@@ -10,6 +10,7 @@ from common.access.fleet_lock import FleetLocked
 from common.errors import AssigneeRefused, BotfleetError, TicketNotFound, TransitionNotAllowed
 from common.status_models.instances import StatusRefused
 from common.tickets.payload import PayloadError
+from common.tickets.workers import NoExternalWork, NotHeld, WorkerBusy
 
 # The routes of seed 001 (statusek) answer in its shape, {"status": false, "message"}, with the error
 # object beside it, and a body that does not fit is 400 there, as its clients expect.
@@ -40,6 +41,9 @@ _FLEET_ERRORS = (
     (TransitionNotAllowed, 409, "transition_not_allowed", "state"),
     (AssigneeRefused, 409, "assignee_refused", "user"),
     (PayloadError, 422, "invalid_payload", "payload"),
+    (WorkerBusy, 409, "worker_busy", "name"),
+    (NotHeld, 409, "not_held", None),
+    (NoExternalWork, 422, "no_external_work", "type"),
     (BotfleetError, 409, "conflict", None),
 )
 

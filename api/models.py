@@ -112,3 +112,32 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
 CREATE_RESPONSES = {**ERROR_RESPONSES,
                     503: {"model": ErrorBody, "description": "the fleet is locked: nothing was written"}}
+
+
+class ProgressIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"message": "GENERATION_START"}]})
+
+    message: str = Field(min_length=1, max_length=100, description="one of the progress messages its state lists")
+
+
+class ProgressOut(BaseModel):
+    recorded: bool = Field(description="false: an unknown message, a repeat, or a ticket the worker does not hold; "
+                                       "nothing was recorded")
+
+
+class FinishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"to": 4, "payload": {"error": "disk full"}}]})
+
+    to: StateCode | None = Field(default=None, description="the next state (default: the normal next), along the graph")
+    payload: dict[str, Any] | None = Field(default=None, description="a JSON Merge Patch of the payload")
+
+
+class WorkerOut(BaseModel):
+    name: str
+    first_seen_at: datetime
+    last_contact_at: datetime
+    ticket_id: int | None = Field(description="the ticket it holds now, if any")
+    metaservice: str | None
+    type: str | None
+    state: int | None
+    stalls_at: datetime | None = Field(description="when its ticket is taken back unless it reports progress")

@@ -47,6 +47,7 @@ from common.tickets.claim import (
 from common.tickets.proceed import failed_step, proceed_ticket, timeout_fallback, timeout_step, unknown_state_step
 from common.tickets.record import Written, add_ticket_to_proceeded_list
 from common.tickets.timers import purge_closed, report_stuck, send_due_rounds
+from common.tickets.workers import claim_exhausted, exhausted_step, take_back_stalled
 
 log = logging.getLogger("botfleet.bot")
 
@@ -84,7 +85,8 @@ class BotRuntime:
         self.spec = spec
         self.url = url
         self.ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
-        self.handler = handler if handler is not None or spec.final or spec.duty else import_handler(spec)
+        self.handler = (handler if handler is not None or spec.final or spec.duty or spec.external
+                        else import_handler(spec))
         duties = {"mail": MailDuty, "webhook": WebhookDuty, "sweep": SweepDuty, "status": StatusExpiryDuty}  # a built-in bot's own work, instead of tickets
         self.duty = duties[spec.duty](config, spec.name) if spec.duty in duties else None
         # Messages from other bots go to on_<kind> functions of the module the handler lives in.
@@ -348,6 +350,9 @@ class BotRuntime:
         free = self.capacity - len(self.held) - len(self.timed_out)
         if free <= 0:
             return  # claim again once handlers hand tickets back
+        if self.spec.external:
+            self._control_workers(free)
+            return
         exclusive = self.ticket_type.exclusive
         holds_fleet = exclusive and take_exclusive(self.conn, self.spec, self.ticket_type, self.spec.name)
         tickets = get_current_ticket_list(self.conn, self.spec, self.owner, free, self.ticket_type)
@@ -360,6 +365,20 @@ class BotRuntime:
             # The fleet is closed for this state's ticket: it starts once the work in hand has finished,
             # which no notification announces.
             self._due_at_in(EXCLUSIVE_DRAIN_POLL_S)
+
+    def _control_workers(self, free):
+        """The controller of a state worked by external workers (seed 002): no handler runs here. Holds whose
+        worker fell silent go back to the queue, and tickets abandoned max_attempts times are failed."""
+        stalled = take_back_stalled(self.conn, self.spec, self.spec.name)
+        if stalled:
+            log.info("took back %d ticket(s) whose worker was silent past stall_timeout (%gs)", stalled,
+                     self.spec.work.stall_timeout_s)
+        tickets = claim_exhausted(self.conn, self.spec, self.owner, free)
+        for ticket in tickets:
+            log.warning("ticket %s was abandoned by workers %d times: failing it", ticket.id, ticket.attempts)
+            self.held.add(ticket.id)
+            self.finished.append(exhausted_step(ticket, self.ticket_type, self.spec))
+        self.want_claim = len(tickets) == free
 
     def _proceed(self, ticket, run=None, overrun=None):
         # Read by the control loop for handler_timeout; a dict item is set and popped atomically, which

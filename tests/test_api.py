@@ -181,7 +181,7 @@ def test_cli_tokens_are_shown_once_kept_as_a_hash_listed_and_revoked(db_url, con
     listed = botfleet(db_url, "token", "list").stdout
     assert "deploy" in listed and "read,submit" in listed and token not in listed and "live" in listed
     bad = botfleet(db_url, "token", "create", "--name", "x", "--scopes", "read,root")
-    assert bad.returncode == 1 and "unknown scope 'root'; scopes are: read, submit, update, admin" in bad.stderr
+    assert bad.returncode == 1 and "unknown scope 'root'; scopes are: read, submit, update, admin, work" in bad.stderr
     bad = botfleet(db_url, "token", "create", "--name", "deploy", "--scopes", "read")
     assert bad.returncode == 1 and "a token named 'deploy' exists already" in bad.stderr
     assert botfleet(db_url, "token", "revoke", "deploy").returncode == 0

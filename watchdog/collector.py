@@ -63,6 +63,7 @@ class FleetCollector:
         yield from self._deliveries(conn)
         yield from self._lock(conn)
         yield from self._status_models(conn)
+        yield from self._workers(conn)
 
     def _watchdog(self, conn):
         hosts = conn.execute(sql.METRIC_WATCHDOG_HOSTS).fetchall()
@@ -147,6 +148,26 @@ class FleetCollector:
         for row in instance_counts(conn):
             instances.add_metric([row["object_name"], row["finish_reason"]], row["instances"])
         yield instances
+
+    def _workers(self, conn):
+        """Seed 002: per external state, the tickets workers hold and how many holds ended unfinished; per
+        worker, its last contact (a worker that stops asking shows here before its tickets stall)."""
+        held = GaugeMetricFamily("botfleet_worker_tickets_held", "Tickets of a state held by external workers",
+                                 labels=STATE_LABELS)
+        abandoned = CounterMetricFamily("botfleet_worker_tickets_abandoned", "Holds a worker gave up by asking for "
+                                        "more before finishing", labels=STATE_LABELS)
+        stalled = CounterMetricFamily("botfleet_worker_tickets_stalled", "Holds taken back from a worker silent "
+                                      "past the state's stall_timeout", labels=STATE_LABELS)
+        for row in conn.execute(sql.METRIC_WORKER_STATES).fetchall():
+            labels = [row["metaservice"], row["ticket_type"], str(row["state"])]
+            held.add_metric(labels, row["held"])
+            abandoned.add_metric(labels, row["abandoned"])
+            stalled.add_metric(labels, row["stalled"])
+        contact = GaugeMetricFamily("botfleet_worker_last_contact_timestamp_seconds",
+                                    "When an external worker last called the API", labels=["worker"])
+        for row in conn.execute(sql.METRIC_WORKERS).fetchall():
+            contact.add_metric([row["name"]], row["last_contact_s"])
+        yield from (held, abandoned, stalled, contact)
 
     def _tickets(self, conn):
         open_tickets = GaugeMetricFamily("botfleet_tickets_open", "Open tickets waiting in a state",

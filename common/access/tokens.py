@@ -8,7 +8,7 @@ from common.store import sql
 
 # read: every GET; submit: create tickets and jobs; update: change, accept and close them;
 # admin: the lock, people, type settings and tokens.
-SCOPES = ("read", "submit", "update", "admin")
+SCOPES = ("read", "submit", "update", "admin", "work")  # work: a pulling worker's (seed 002)
 TOKEN_PREFIX = "bf_"
 
 

@@ -36,6 +36,7 @@ from common.config.models import (
     JOB_STATUSES,
     OUTCOMES,
     BotSpec,
+    ExternalWork,
     FleetConfig,
     HostSpec,
     JobsSettings,
@@ -77,7 +78,10 @@ TYPE_KEYS = {
     "callback_url", "callback_secret_env",
 }
 STATE_KEYS = {"code", "name", "description", "final", "outcome", "retention"}
-BOT_KEYS = {"handler"} | set(BOT_DEFAULTS)
+# A state worked by external workers (seed 002): per bot file, never in bot_defaults.
+WORKER_DEFAULTS = {"progress": [], "stall_timeout": "5m", "max_attempts": 3, "failure_state": None}
+PROGRESS_MESSAGE = r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$"
+BOT_KEYS = {"handler", "worker"} | set(BOT_DEFAULTS) | set(WORKER_DEFAULTS)
 LEASE_HEARTBEATS = 5  # the default lease, in heartbeat intervals
 MIN_LEASE_HEARTBEATS = 3  # shorter, and one slow heartbeat would hand a live bot's tickets to another
 
@@ -601,8 +605,11 @@ def _parse_bot(path, ticket_type, state, bot_defaults, fleet_doc, heartbeat_inte
             raise refuse(key, f"must be a positive integer, got {value!r}")
         return value
 
+    work = _external_work(doc, data, ticket_type, state)
     handler = merged.get("handler")
-    if handler is None and not state.final:
+    if work is not None and handler is not None:
+        raise refuse("handler", "a state worked by external workers (worker: external) has no handler")
+    if handler is None and not state.final and work is None:
         raise doc.error(("handler",), "missing: a bot of a non-final state needs handler: module:function")
     if handler is not None and (not isinstance(handler, str) or not re.match(r"^[\w.]+:[\w]+$", handler)):
         raise refuse("handler", f"must be module.path:function, got {handler!r}")
@@ -622,5 +629,37 @@ def _parse_bot(path, ticket_type, state, bot_defaults, fleet_doc, heartbeat_inte
         batch_size=positive_int("batch_size"), retries=retries, retry_backoff_s=duration("retry_backoff"),
         replicas=positive_int("replicas"), stop_timeout_s=duration("stop_timeout"),
         handler_timeout_s=duration("handler_timeout"), path=path,
-        stuck_after_s=None if merged["stuck_after"] is None else duration("stuck_after"),
+        stuck_after_s=None if merged["stuck_after"] is None else duration("stuck_after"), work=work,
     )
+
+
+def _external_work(doc, data, ticket_type, state) -> ExternalWork | None:
+    """`worker: external` and its settings; the settings without it are refused, naming the one found."""
+    worker = data.get("worker")
+    if worker is None:
+        for key in WORKER_DEFAULTS:
+            if key in data:
+                raise doc.error((key,), f"{key} is a setting of a state worked by external workers: "
+                                        f"add worker: external, or remove {key}")
+        return None
+    if worker != "external":
+        raise doc.error(("worker",), f"must be external (tickets pulled by workers over HTTP), got {worker!r}")
+    if state.final:
+        raise doc.error(("worker",), f"state {state.code} ({state.name}) is final: no work is left for workers")
+    merged = {**WORKER_DEFAULTS, **data}
+    progress = merged["progress"]
+    if not isinstance(progress, list):
+        raise doc.error(("progress",), f"must be a list of progress messages, got {progress!r}")
+    for i, message in enumerate(progress):
+        if not isinstance(message, str) or not re.match(PROGRESS_MESSAGE, message):
+            raise doc.error(("progress", i), f"must be a name of letters, digits, '_', '.' or '-', got {message!r}")
+        if message in progress[:i]:
+            raise doc.error(("progress", i), f"{message!r} is listed twice")
+    failure_state = merged["failure_state"]
+    if failure_state is not None and (isinstance(failure_state, bool) or not ticket_type.allows(state.code, failure_state)):
+        allowed = ", ".join(str(c) for c in ticket_type.next_states(state.code)) or "none"
+        raise doc.error(("failure_state",), f"must be a state that {state.code} ({state.name}) may go to "
+                                            f"(allowed: {allowed}), got {failure_state!r}")
+    return ExternalWork(progress=tuple(progress), stall_timeout_s=_duration(doc, ("stall_timeout",), merged["stall_timeout"]),
+                        max_attempts=_positive_int(doc, "max_attempts", merged["max_attempts"]),
+                        failure_state=failure_state)

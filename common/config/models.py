@@ -96,6 +96,22 @@ class BotSpec:
     stuck_after_s: float | None = None  # a ticket here longer (and not parked) raises one error ticket
     duty: str | None = None  # a built-in bot's work instead of a handler: mail, api, webhook or sweep
     path: Path | None = None
+    work: "ExternalWork | None" = None  # `worker: external`: workers pull this state's tickets over HTTP
+
+    @property
+    def external(self) -> bool:
+        return self.work is not None
+
+
+@dataclass(frozen=True)
+class ExternalWork:
+    """`worker: external` in a bot file (seed 002): the state's tickets are pulled by workers over HTTP, and
+    its bot is their controller: it takes back stalled tickets and fails those abandoned too often."""
+
+    progress: tuple = ()  # the progress messages a worker may report, each recorded once per hold
+    stall_timeout_s: float = 300.0  # a worker silent this long about its ticket loses it
+    max_attempts: int = 3  # holds that ended without a finish; then the failure state, or one error ticket
+    failure_state: int | None = None  # None: an exhausted ticket raises an error ticket
 
 
 @dataclass(frozen=True)

@@ -428,3 +428,28 @@ idempotency_keys = Table(
     Column("ticket_id", BigInteger, nullable=False),
     Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
 )
+
+workers = Table(
+    "workers", metadata,
+    Column("name", Text, primary_key=True),
+    Column("session", Text, nullable=False, server_default=text("''")),
+    Column("ticket_id", BigInteger),
+    Column("first_seen_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+    Column("last_contact_at", TZ, nullable=False, server_default=text("botfleet_now()")),
+)
+
+ticket_progress = Table(
+    "ticket_progress", metadata,
+    Column("ticket_id", BigInteger, ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True),
+    Column("message", Text, primary_key=True),
+    Column("at", TZ, nullable=False, server_default=text("botfleet_now()")),
+)
+
+worker_state_stats = Table(
+    "worker_state_stats", metadata,
+    Column("metaservice", Text, primary_key=True),
+    Column("ticket_type", Text, primary_key=True),
+    Column("state", Integer, primary_key=True),
+    Column("abandoned", BigInteger, nullable=False, server_default=text("0")),
+    Column("stalled", BigInteger, nullable=False, server_default=text("0")),
+)

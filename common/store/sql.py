@@ -1356,3 +1356,164 @@ SELECT o.object_name, coalesce(i.finish_reason, 'open') AS finish_reason, count(
 FROM status_instances i JOIN status_objects o ON o.id = i.object_id
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+
+# -- pulling workers (seed 002) ----------------------------------------------------------------------
+# A ticket held by a worker is leased to 'worker:<name>' until the state's stall_timeout after the
+# worker's last word about it; its due_at is that same moment, so the state's bot (the controller) wakes
+# when the hold stalls, and takes the ticket back.
+WORKER_LEASE_PREFIX = "worker:"
+
+# The worker's row, made on first contact and locked for the request; holds: it still holds its ticket.
+WORKER_GATE = """
+WITH seen AS (
+    INSERT INTO workers (name, session) VALUES (%(name)s, %(session)s)
+    ON CONFLICT (name) DO UPDATE SET last_contact_at = botfleet_now()
+    RETURNING name, session, ticket_id
+)
+SELECT s.session, s.ticket_id,
+       EXISTS (SELECT 1 FROM tickets t WHERE t.id = s.ticket_id AND t.lease_owner = %(lease_owner)s
+                 AND t.lease_expires_at > (SELECT botfleet_now()) AND t.closed_at IS NULL) AS holds
+FROM seen s
+"""
+
+
+def _take_back(condition: str, lock: str) -> str:
+    """Tickets whose hold ends without a finish, back in the queue: one attempt more, their partial progress
+    kept in the event and cleared, counted for the state; due again where they first queued, so the oldest
+    stays first."""
+    return compact(f"""
+WITH back AS (
+    SELECT id, lease_owner FROM tickets WHERE {condition} AND lease_owner LIKE 'worker:%%' AND closed_at IS NULL
+    FOR UPDATE {lock}
+), moved AS (
+    UPDATE tickets t SET lease_owner = NULL, lease_expires_at = NULL, attempts = t.attempts + 1, step = t.step + 1,
+                         due_at = least(t.state_entered_at, (SELECT botfleet_now()))
+    FROM back WHERE t.id = back.id
+    RETURNING t.id, t.step, t.metaservice, t.ticket_type, t.state, t.attempts, back.lease_owner
+), ev AS (
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
+    SELECT m.id, m.step, %(kind)s, m.state, m.state, %(actor)s,
+           jsonb_build_object('worker', substr(m.lease_owner, 8), 'attempt', m.attempts,
+                              'progress', (SELECT coalesce(jsonb_object_agg(p.message, p.at), '{{}}')
+                                           FROM ticket_progress p WHERE p.ticket_id = m.id))
+    FROM moved m
+), cleared AS (
+    DELETE FROM ticket_progress p USING moved m WHERE p.ticket_id = m.id
+), counted AS (
+    INSERT INTO worker_state_stats AS s (metaservice, ticket_type, state, abandoned, stalled)
+    SELECT metaservice, ticket_type, state, count(*) FILTER (WHERE %(kind)s = 'abandoned'),
+           count(*) FILTER (WHERE %(kind)s = 'stalled')
+    FROM moved GROUP BY 1, 2, 3
+    ON CONFLICT (metaservice, ticket_type, state) DO UPDATE
+    SET abandoned = s.abandoned + excluded.abandoned, stalled = s.stalled + excluded.stalled
+)
+SELECT id, metaservice, ticket_type, state, attempts, {CHANNEL_SQL.format(t='moved')} AS channel FROM moved
+""")
+
+
+# A worker that asks for more while it holds a ticket gives that one up (kind 'abandoned').
+ABANDON_HOLD = _take_back("id = %(ticket_id)s AND lease_owner = %(lease_owner)s", "")
+# Holds of the state whose worker fell silent past stall_timeout (kind 'stalled'): the controller's sweep.
+TAKE_BACK_STALLED = _take_back("""metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s
+    AND state = %(state)s AND due_at <= (SELECT botfleet_now()) AND lease_expires_at <= (SELECT botfleet_now())""",
+                               "SKIP LOCKED")
+
+
+def _hand_out(state_condition: str) -> str:
+    """The oldest due ticket of the type's external states (none abandoned max_attempts times), now held
+    by the worker, its progress of any earlier hold cleared; the worker's row says so."""
+    return compact(f"""
+WITH work AS (
+    SELECT * FROM unnest(%(states)s::int[], %(stall_s)s::float8[], %(max_attempts)s::int[])
+        AS w(state, stall_s, max_attempts)
+), next AS (
+    SELECT t.id FROM tickets t
+    WHERE t.metaservice = %(metaservice)s AND t.ticket_type = %(ticket_type)s AND {state_condition}
+      AND t.closed_at IS NULL AND t.due_at <= (SELECT botfleet_now())
+      AND t.attempts < (SELECT max_attempts FROM work WHERE work.state = t.state)
+      AND ((SELECT state FROM fleet_lock) = 'open'
+           OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))
+    ORDER BY t.due_at, t.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), held AS (
+    UPDATE tickets t
+    SET lease_owner = %(lease_owner)s, step = t.step + 1,
+        lease_expires_at = (SELECT botfleet_now()) + work.stall_s * interval '1 second',
+        due_at = (SELECT botfleet_now()) + work.stall_s * interval '1 second'
+    FROM next, work WHERE t.id = next.id AND work.state = t.state
+    RETURNING {", ".join("t." + c.strip() for c in _READ_COLUMNS.split(","))}
+), ev AS (
+    INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
+    SELECT id, step, 'handed_out', state, state, %(lease_owner)s,
+           jsonb_build_object('worker', %(name)s::text, 'attempt', attempts + 1)
+    FROM held
+), cleared AS (
+    DELETE FROM ticket_progress p USING held WHERE p.ticket_id = held.id
+), w AS (
+    UPDATE workers SET session = %(session)s, ticket_id = (SELECT id FROM held), last_contact_at = botfleet_now()
+    WHERE name = %(name)s
+)
+SELECT * FROM held
+""")
+
+
+HAND_OUT = _hand_out("t.state = %(state)s")  # one external state: the claim index gives the order
+HAND_OUT_ANY = _hand_out("t.state = ANY(%(states)s)")
+
+# A progress message of a held ticket, recorded once; the hold is renewed only by a message recorded.
+# `work` maps "<metaservice>/<type>/<state>" to {"messages": [...], "stall_s": ...} of each external state.
+RECORD_PROGRESS = """
+WITH held AS (
+    SELECT t.id, %(work)s::jsonb -> (t.metaservice || '/' || t.ticket_type || '/' || t.state) AS work
+    FROM tickets t
+    WHERE t.id = %(id)s AND t.lease_owner = %(lease_owner)s AND t.lease_expires_at > (SELECT botfleet_now())
+      AND t.closed_at IS NULL
+    FOR UPDATE
+), rec AS (
+    INSERT INTO ticket_progress (ticket_id, message)
+    SELECT id, %(message)s FROM held WHERE (work -> 'messages') ? %(message)s
+    ON CONFLICT DO NOTHING
+    RETURNING ticket_id
+), renewed AS (
+    UPDATE tickets t
+    SET lease_expires_at = (SELECT botfleet_now()) + (held.work ->> 'stall_s')::float8 * interval '1 second',
+        due_at = (SELECT botfleet_now()) + (held.work ->> 'stall_s')::float8 * interval '1 second'
+    FROM rec, held WHERE t.id = rec.ticket_id AND held.id = rec.ticket_id
+    RETURNING t.id
+)
+SELECT count(*) AS recorded FROM renewed
+"""
+
+HOLD_PROGRESS = "SELECT message, at FROM ticket_progress WHERE ticket_id = %(id)s ORDER BY at, message"
+CLEAR_PROGRESS = "DELETE FROM ticket_progress WHERE ticket_id = %(id)s"
+
+# Tickets of an external state abandoned max_attempts times: the controller fails them.
+CLAIM_EXHAUSTED = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_now())
+      AND attempts >= %(max_attempts)s AND lease_owner IS NULL""")
+
+LIST_WORKERS = """
+SELECT w.name, w.session, w.first_seen_at, w.last_contact_at, t.id AS ticket_id, t.metaservice, t.ticket_type,
+       t.state, t.lease_expires_at AS stalls_at
+FROM workers w
+LEFT JOIN tickets t ON t.id = w.ticket_id AND t.lease_owner = 'worker:' || w.name
+     AND t.lease_expires_at > (SELECT botfleet_now()) AND t.closed_at IS NULL
+ORDER BY w.name
+"""
+
+METRIC_WORKER_STATES = """
+WITH held AS (
+    SELECT metaservice, ticket_type, state, count(*) AS held FROM tickets
+    WHERE closed_at IS NULL AND lease_owner LIKE 'worker:%%' AND lease_expires_at > (SELECT botfleet_now())
+    GROUP BY 1, 2, 3
+)
+SELECT coalesce(h.metaservice, s.metaservice) AS metaservice, coalesce(h.ticket_type, s.ticket_type) AS ticket_type,
+       coalesce(h.state, s.state) AS state, coalesce(h.held, 0) AS held, coalesce(s.abandoned, 0) AS abandoned,
+       coalesce(s.stalled, 0) AS stalled
+FROM held h FULL JOIN worker_state_stats s USING (metaservice, ticket_type, state)
+ORDER BY 1, 2, 3
+"""
+
+METRIC_WORKERS = "SELECT name, extract(epoch FROM last_contact_at)::float8 AS last_contact_s FROM workers ORDER BY name"
+
+WAKE_BOT = "SELECT pg_notify(%(channel)s, '')"

@@ -40,7 +40,7 @@ def _on_unleased(conn, ticket_id, act, *, wait_s=LEASE_WAIT_S):
         pause_s = min(2 * pause_s, 0.5)
 
 
-def _move_plan(config, ticket, to) -> Plan:
+def move_plan(config, ticket, to) -> Plan:
     """The plan of a move by hand to the normal next state (or `to`); refused if the graph forbids it."""
     kind = config.ticket_type(ticket.metaservice, ticket.ticket_type)
     if to is not None and not kind.allows(ticket.state, to):
@@ -61,7 +61,7 @@ def _stay_plan(ticket, kind, detail=None) -> Plan:
 def send_ticket(conn, config, ticket_id, to=None, *, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
     """Move an unleased ticket to its normal next state (or `to`) by hand; refused if the graph forbids it."""
     def move(ticket):
-        add_ticket_to_proceeded_list(conn, config, [Step(ticket, _move_plan(config, ticket, to))], None, actor)
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, move_plan(config, ticket, to))], None, actor)
     _on_unleased(conn, ticket_id, move, wait_s=wait_s)
     return get_ticket(conn, ticket_id)
 
@@ -125,7 +125,7 @@ def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state:
     def change(ticket):
         detail = {"payload": payload} if payload is not None else {}
         if state is not None and state != ticket.state:
-            step_plan = _move_plan(config, ticket, state)
+            step_plan = move_plan(config, ticket, state)
             step_plan.detail = {**(step_plan.detail or {}), **detail} or None
         else:
             step_plan = _stay_plan(ticket, "patched", detail or {"state": state})
