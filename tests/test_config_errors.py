@@ -44,6 +44,24 @@ BAD_CASES = {
     "unknown setting": (
         {"bots": {"testms-pipe-1-first": "handler: tests.handlers:advance\nthreds: 3\n"}},
         r"testms-pipe-1-first.yaml:2: threds: unknown setting 'threds'"),
+    "an external state with a handler": (
+        {"bots": {"testms-pipe-2-second": "worker: external\nhandler: tests.handlers:advance\n"}},
+        r"testms-pipe-2-second.yaml:2: handler: a state worked by external workers \(worker: external\) has no handler"),
+    "a worker setting without worker: external": (
+        {"bots": {"testms-pipe-2-second": "handler: tests.handlers:advance\nstall_timeout: 1m\n"}},
+        r"testms-pipe-2-second.yaml:2: stall_timeout: stall_timeout is a setting of a state worked by external"),
+    "a worker kind other than external": (
+        {"bots": {"testms-pipe-2-second": "worker: internal\n"}},
+        r"testms-pipe-2-second.yaml:1: worker: must be external .*, got 'internal'"),
+    "a progress message listed twice": (
+        {"bots": {"testms-pipe-2-second": "worker: external\nprogress: [START, END, START]\n"}},
+        r"testms-pipe-2-second.yaml:2: progress\[2\]: 'START' is listed twice"),
+    "a failure state the graph does not allow": (
+        {"bots": {"testms-pipe-3-third": "worker: external\nfailure_state: 2\n"}},
+        r"testms-pipe-3-third.yaml:2: failure_state: must be a state that 3 \(third\) may go to \(allowed: 4, 5\), got 2"),
+    "a zero max_attempts": (
+        {"bots": {"testms-pipe-2-second": "worker: external\nmax_attempts: 0\n"}},
+        r"testms-pipe-2-second.yaml:2: max_attempts: must be a positive integer, got 0"),
     "final state with a transition": (
         {"types": {"testms/pipe": PIPELINE_TYPE.replace("[3, 4, 5]]", "[3, 4, 5], [4, 1]]")}},
         r"pipe.yaml:\d+: transitions\[3\]\[0\]: final state 4 cannot have transitions"),

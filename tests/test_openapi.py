@@ -25,6 +25,7 @@ from common.store.sync import sync_config
 from tests.conftest import free_port, scratch_database, write_config
 from tests.harness import ROOT, BotProcesses, wait_answering
 from tests.test_jobs import JOB_TYPE
+from tests.test_workers import EXTERNAL, GEN_TYPE
 
 pytestmark = pytest.mark.processes
 
@@ -40,7 +41,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def live_api(server_url, template_db, tmp_path_factory):
     folder = tmp_path_factory.mktemp("openapi")
     port = free_port()
-    config_dir = write_config(folder / "config", types={"testms/job": JOB_TYPE},
+    config_dir = write_config(folder / "config", types={"testms/job": JOB_TYPE, "gen/site": GEN_TYPE},
+                              bots={"gen-site-1-generating": EXTERNAL},
                               fleet_extra=f"api:\n  listen: 127.0.0.1:{port}\njobs:\n  type: testms/job\n")
     shutil.copytree(ROOT / "config" / "status_models", config_dir / "status_models")  # statusek creates succeed
     processes = BotProcesses(folder)
@@ -49,7 +51,7 @@ def live_api(server_url, template_db, tmp_path_factory):
             sync_config(conn, load(config_dir))
             directory.add_user(conn, "bob")
             directory.add_group(conn, "testers", ["bob"])
-            token = create_token(conn, "schemathesis", "read,submit,update,admin")
+            token = create_token(conn, "schemathesis", "read,submit,update,admin,work")
         server = processes.spawn("api", ["api", "run"], config_dir, db_url)
         base_url = f"http://127.0.0.1:{port}"
         wait_answering(server, base_url)
@@ -90,7 +92,9 @@ def test_every_request_body_in_the_description_has_an_example(live_api):
     for path, methods in description["paths"].items():
         for method, operation in methods.items():
             if "requestBody" in operation:
-                ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                schema = operation["requestBody"]["content"]["application/json"]["schema"]
+                # An optional body is anyOf the model and null.
+                ref = schema.get("$ref") or next(s["$ref"] for s in schema["anyOf"] if "$ref" in s)
                 bodies[f"{method.upper()} {path}"] = components[ref.rsplit("/", 1)[1]]
     assert len(bodies) >= 8, sorted(bodies)
     assert [name for name, schema in bodies.items() if not schema.get("examples")] == []
