@@ -10,8 +10,7 @@ from api.auth import require
 from api.errors import ApiError
 from api.models import ERROR_RESPONSES, FinishIn, ProgressIn, ProgressOut, Ticket, TicketId, WorkerOut
 from api.tickets import ticket_out
-from common.store import sql
-from common.tickets.workers import WORKER_NAME, finish_ticket, next_ticket, record_progress
+from common.tickets.workers import WORKER_NAME, finish_ticket, list_workers, next_ticket, record_progress
 
 router = APIRouter(tags=["workers"])
 
@@ -64,7 +63,7 @@ def finish(name: WorkerName, ticket_id: TicketId, request: Request, _: Annotated
 def workers(request: Request, _: Annotated[str, Depends(require("read"))]) -> list[WorkerOut]:
     """The workers known by name, with their last contact and the ticket each holds."""
     with request.app.state.pool.connection() as conn:
-        rows = conn.execute(sql.LIST_WORKERS).fetchall()
+        rows = list_workers(conn)
     return [WorkerOut(name=r["name"], first_seen_at=r["first_seen_at"], last_contact_at=r["last_contact_at"],
                       ticket_id=r["ticket_id"], metaservice=r["metaservice"], type=r["ticket_type"], state=r["state"],
                       stalls_at=r["stalls_at"]) for r in rows]

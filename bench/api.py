@@ -21,6 +21,7 @@ from common.store.connect import connect
 from tests.harness import BotProcesses, free_port, percentile, wait_answering
 
 CLIENTS = 16
+QUEUE_TYPE = "queue"  # the type external workers pull from
 SEED_MODEL = Path(__file__).resolve().parent.parent / "config" / "status_models" / "2_point_line_task.yaml"
 # Creates sent before the timed ones, not counted: they open the server's pooled connections and let
 # psycopg prepare the statement on each (a statement runs unprepared, and is planned, five times first).
@@ -40,8 +41,14 @@ def start_api(root: Path, url: str, metaservice: str) -> tuple[str, str, object]
                           "bench.handlers:step")
     (root / "config" / "status_models").mkdir()
     shutil.copy(SEED_MODEL, root / "config" / "status_models")
+    # A queue whose one working state is pulled by external workers (seed 002).
+    (root / "config" / "ticket_types" / metaservice / f"{QUEUE_TYPE}.yaml").write_text(
+        "lifetime: 1h\nnotification_frequency: 1h\nretention: 1d\n"
+        "states:\n  - {code: 1, name: queued}\n  - {code: 2, name: done, final: true}\ntransitions: [[1, 2]]\n")
+    (root / "config" / "bots" / f"{metaservice}-{QUEUE_TYPE}-1-queued.yaml").write_text("worker: external\n")
+    (root / "config" / "bots" / f"{metaservice}-{QUEUE_TYPE}-2-done.yaml").write_text("# final state\n")
     with connect(url, autocommit=True) as conn:
-        token = create_token(conn, f"bench-{port}", "read,submit")
+        token = create_token(conn, f"bench-{port}", "read,submit,work")
     process = BotProcesses(root).spawn("api", ["api", "run"], root / "config", url)
     base_url = f"http://127.0.0.1:{port}"
     wait_answering(process, base_url, START_TIMEOUT_S)
@@ -196,3 +203,38 @@ async def _timed_gets(connection, host, token, ids, count, times_ms):
         times_ms.append((time.perf_counter() - started) * 1000)
         if status != 200:
             raise RuntimeError(f"GET answered {status}: {body.decode()}")
+
+
+def measure_worker_next(base_url, token, metaservice, count) -> tuple[float, float]:
+    """`count` tickets queued for external workers (created first, untimed), then one worker asking for the
+    next and finishing it, `count` times on one keep-alive connection: the ask's (p50 ms, p99 ms)."""
+    host, _ = _host_port(base_url)
+    raw = _request("POST", "/tickets", host, token,
+                   json.dumps({"metaservice": metaservice, "type": QUEUE_TYPE, "payload": {"site": "foo"}}).encode())
+    _, errors, handle = _answers(201)
+    asyncio.run(_run(base_url, _split([raw] * count), handle))
+    _check(errors, "creates of queued tickets")
+    return asyncio.run(_pull(base_url, token, metaservice, count))
+
+
+async def _pull(base_url, token, metaservice, count):
+    host, port = _host_port(base_url)
+    connection = await KeepAlive.open(host, port)
+    ask = _request("POST", f"/workers/bench-1/next?type={metaservice}/{QUEUE_TYPE}", host, token)
+    times_ms = []
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            for _ in range(count):
+                started = time.perf_counter()
+                status, body = await connection.request(ask)
+                times_ms.append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"next answered {status}: {body.decode()}")
+                finish = _request("POST", f"/workers/bench-1/tickets/{json.loads(body)['id']}/finish", host, token,
+                                  b"{}")
+                status, body = await connection.request(finish)
+                if status != 200:
+                    raise RuntimeError(f"finish answered {status}: {body.decode()}")
+    finally:
+        connection.close()
+    return percentile(times_ms, .5), percentile(times_ms, .99)

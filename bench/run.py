@@ -39,9 +39,9 @@ METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
 SIZES = {
     "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000, "remind_open": 100_000,
-             "purge_batches": 50, "api_creates": 10_000, "api_gets": 2_000},
+             "purge_batches": 50, "api_creates": 10_000, "api_gets": 2_000, "worker_asks": 2_000},
     "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000, "remind_open": 10_000,
-              "purge_batches": 10, "api_creates": 2_000, "api_gets": 500},
+              "purge_batches": 10, "api_creates": 2_000, "api_gets": 500, "worker_asks": 500},
 }
 LATENCY_SPACING_S = 0.020
 SWEEP_DUE = 10  # tickets due in the "a little due" sweep
@@ -431,7 +431,7 @@ def measure_rss_floor(url, tmp):
     return mb
 
 
-def measure_api(url, tmp, creates, gets):
+def measure_api(url, tmp, creates, gets, asks):
     """The API process on the same database: creates per second from 16 clients, then GET latency."""
     base_url, token, process = api.start_api(tmp / "api", url, METASERVICE)
     try:
@@ -442,10 +442,13 @@ def measure_api(url, tmp, creates, gets):
         say(f"  GET /tickets/{{id}}, {gets} one after another: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         set_per_s = api.measure_set_status(base_url, token, creates)
         say(f"  /status/setStatus from {api.CLIENTS} keep-alive clients: {creates} calls = {set_per_s:.0f}/s")
+        next_p50, next_p99 = api.measure_worker_next(base_url, token, METASERVICE, asks)
+        say(f"  POST /workers/{{name}}/next, {asks} asks each followed by its finish: p50 {next_p50:.2f} ms, "
+            f"p99 {next_p99:.2f} ms")
     finally:
         process.terminate()
         process.wait(timeout=STOP_TIMEOUT_S)
-    return per_s, p50, p99, set_per_s
+    return per_s, p50, p99, set_per_s, next_p50
 
 
 def measure_scrape(url):
@@ -520,7 +523,8 @@ def main():
         figures["hop_floor_ms"] = measure_hop_floor(url, size["latency"], commit_timestamps)
         figures["bot_rss_floor_mb"] = measure_rss_floor(url, tmp)
         (figures["api_create_per_s"], figures["api_get_p50_ms"], figures["api_get_p99_ms"],
-         figures["set_status_per_s"]) = measure_api(url, tmp, size["api_creates"], size["api_gets"])
+         figures["set_status_per_s"], figures["worker_next_p50_ms"]) = measure_api(
+            url, tmp, size["api_creates"], size["api_gets"], size["worker_asks"])
         figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
         figures["scrape_ms"] = measure_scrape(url)
         figures["reminder_sweep_ms"], figures["reminder_floor_ms"] = measure_reminder_sweep(
@@ -542,7 +546,7 @@ def main():
     figures["reminder_vs_floor"] = figures["reminder_sweep_ms"] / figures["reminder_floor_ms"]
     figures["bot_rss_vs_floor"] = figures["bot_rss_mb"] / figures["bot_rss_floor_mb"]
     say(f"latency measured from: {latency_method}")
-    for name in ("throughput_per_s", "api_create_per_s", "api_get_p50_ms", "api_get_p99_ms", "set_status_per_s", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
+    for name in ("throughput_per_s", "api_create_per_s", "api_get_p50_ms", "api_get_p99_ms", "set_status_per_s", "worker_next_p50_ms", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
                  "reminder_floor_ms", "reminder_vs_floor",
                  "purge_batch_ms", "purge_batch_max_ms", "purge_per_s", "bot_rss_mb", "scrape_ms",
                  "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor"):

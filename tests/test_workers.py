@@ -11,7 +11,7 @@ import pytest
 
 from common.access.tokens import create_token
 from common.store.clock import shift
-from tests.conftest import wait_until
+from tests.conftest import BOTFLEET, wait_until
 from tests.harness import child_env
 from tests.test_api import serve_api
 from watchdog.collector import scrape_text
@@ -193,7 +193,7 @@ def test_a_second_process_under_a_worker_name_in_use_is_refused_and_writes_nothi
     before = events(api, site)
     for call in (second.next_ticket, lambda: second.progress(site, "GENERATION_END"), lambda: second.finish(site)):
         error = refusal(call)
-        assert (error.status, error.code) == (409, "worker_busy") and "gen-1" in error.message
+        assert (error.status, error.code) == (409, "worker_busy") and "gen-1" in error.message and "until" in error.message
     assert events(api, site) == before  # nothing was abandoned, recorded or finished
     assert first.progress(site, "GENERATION_END") is True
     first.finish(site)
@@ -241,6 +241,10 @@ def test_workers_and_their_holds_in_the_listing_and_the_metrics(api):
     assert f"botfleet_worker_tickets_abandoned_total{{{labels}}} 1.0" in metrics
     assert f"botfleet_worker_tickets_stalled_total{{{labels}}} 0.0" in metrics
     assert 'botfleet_worker_last_contact_timestamp_seconds{worker="gen-2"}' in metrics
+    cli = subprocess.run([*BOTFLEET, "--config", str(api.config_dir), "worker", "list"], capture_output=True,
+                         text=True, timeout=60, env=child_env(api.db_url), cwd=ROOT)
+    assert cli.returncode == 0, cli.stderr
+    assert f"gen/site ticket {site} (state 1)" in cli.stdout and "gen-2" in cli.stdout
 
 
 def test_the_example_generator_renders_every_queued_site_of_the_shipped_enotify_type(tmp_path, db_url, conn,

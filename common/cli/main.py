@@ -13,7 +13,7 @@ import sys
 
 import psycopg
 
-from common.cli import lock, people, status_models, tickets, tokens, types
+from common.cli import lock, people, status_models, tickets, tokens, types, workers
 from common.cli.shared import connection, load_config, print_json
 from common.config.builtin import API_BOT
 from common.config.handlers import check_handlers, import_handler
@@ -313,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.add_parsers(sub, command)
     lock.add_parsers(sub, command)
     status_models.add_parsers(sub, command)
+    workers.add_parsers(sub, command)
     return parser
 
 

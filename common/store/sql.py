@@ -1370,10 +1370,11 @@ WITH seen AS (
     ON CONFLICT (name) DO UPDATE SET last_contact_at = botfleet_now()
     RETURNING name, session, ticket_id
 )
-SELECT s.session, s.ticket_id,
-       EXISTS (SELECT 1 FROM tickets t WHERE t.id = s.ticket_id AND t.lease_owner = %(lease_owner)s
-                 AND t.lease_expires_at > (SELECT botfleet_now()) AND t.closed_at IS NULL) AS holds
+SELECT s.session, s.ticket_id, h.stalls_at, h.stalls_at IS NOT NULL AS holds
 FROM seen s
+LEFT JOIN LATERAL (SELECT t.lease_expires_at AS stalls_at FROM tickets t
+                   WHERE t.id = s.ticket_id AND t.lease_owner = %(lease_owner)s
+                     AND t.lease_expires_at > (SELECT botfleet_now()) AND t.closed_at IS NULL) h ON true
 """
 
 

@@ -64,8 +64,9 @@ def _gate(conn, name, session) -> dict:
     row = conn.execute(sql.WORKER_GATE, {"name": name, "session": session,
                                          "lease_owner": lease_owner(name)}).fetchone()
     if row["session"] != session and row["holds"]:
-        raise WorkerBusy(f"worker {name!r} is in use by another process, which holds ticket {row['ticket_id']}: "
-                         f"one name is one process; give this one a name of its own")
+        raise WorkerBusy(f"worker {name!r} is in use by another process, which holds ticket {row['ticket_id']} "
+                         f"until {row['stalls_at']:%Y-%m-%d %H:%M:%S %Z} unless it reports progress: one name is "
+                         f"one process (a restarted worker gets the name once the old hold stalls)")
     return row
 
 
@@ -132,6 +133,11 @@ def finish_ticket(conn, config, name, session, ticket_id, to=None, payload=None)
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, payload=text)], owner, owner)
         conn.execute(sql.CLEAR_PROGRESS, {"id": ticket_id})
     return get_ticket(conn, ticket_id)
+
+
+def list_workers(conn) -> list[dict]:
+    """Every worker known by name: first and last contact, and the ticket it holds now (with when it stalls)."""
+    return conn.execute(sql.LIST_WORKERS).fetchall()
 
 
 # -- the controller: the bot of an external state ----------------------------------------------------
