@@ -1489,9 +1489,10 @@ SELECT count(*) AS recorded FROM renewed
 HOLD_PROGRESS = "SELECT message, at FROM ticket_progress WHERE ticket_id = %(id)s ORDER BY at, message"
 CLEAR_PROGRESS = "DELETE FROM ticket_progress WHERE ticket_id = %(id)s"
 
-# Tickets of an external state abandoned max_attempts times: the controller fails them.
+# Tickets of an external state abandoned max_attempts times: the controller fails them. Due, as CLAIM
+# has it: no live lease (a worker's hold is never due before it stalls, and is taken back first).
 CLAIM_EXHAUSTED = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_now())
-      AND attempts >= %(max_attempts)s AND lease_owner IS NULL""")
+      AND attempts >= %(max_attempts)s""")
 
 LIST_WORKERS = """
 SELECT w.name, w.session, w.first_seen_at, w.last_contact_at, t.id AS ticket_id, t.metaservice, t.ticket_type,
