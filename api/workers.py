@@ -15,8 +15,8 @@ from common.tickets.workers import WORKER_NAME, finish_ticket, list_workers, nex
 router = APIRouter(tags=["workers"])
 
 WorkerName = Annotated[str, Path(pattern=WORKER_NAME, description="the worker's name, not its address")]
-Session = Annotated[str | None, Header(max_length=200, description="one per worker process; a second process under "
-                                                                   "a name in use gets 409")]
+Session = Annotated[str, Header(min_length=1, max_length=200, description="one per worker process (workers/client.py "
+                                "makes one): a second process under a name in use gets 409")]
 TYPE_PATTERN = r"^[^/\s]+/[^/\s]+$"
 
 
@@ -24,7 +24,7 @@ TYPE_PATTERN = r"^[^/\s]+/[^/\s]+$"
     **ERROR_RESPONSES, 204: {"description": "no ticket is due in the type's external states"}})
 def next_work(name: WorkerName, request: Request, _: Annotated[str, Depends(require("work"))],
               type: Annotated[str, Query(pattern=TYPE_PATTERN, description="<metaservice>/<type>")],
-              worker_session: Session = None):
+              worker_session: Session):
     """The oldest due ticket of the type's external states, now held by this worker (204: none). Asking
     while holding a ticket abandons it: it is queued again, one attempt more, and may come straight back."""
     config = request.app.state.config
@@ -32,7 +32,7 @@ def next_work(name: WorkerName, request: Request, _: Annotated[str, Depends(requ
     if (metaservice, ticket_type) not in config.types:
         raise ApiError(422, "unknown_type", f"there is no ticket type {type}", "type")
     with request.app.state.pool.connection() as conn:
-        ticket = next_ticket(conn, config, name, worker_session or "", metaservice, ticket_type)
+        ticket = next_ticket(conn, config, name, worker_session, metaservice, ticket_type)
     if ticket is None:
         return Response(status_code=204)
     return ticket_out(config, ticket)
@@ -40,22 +40,22 @@ def next_work(name: WorkerName, request: Request, _: Annotated[str, Depends(requ
 
 @router.post("/workers/{name}/tickets/{ticket_id}/progress", response_model=ProgressOut, responses=ERROR_RESPONSES)
 def progress(name: WorkerName, ticket_id: TicketId, body: ProgressIn, request: Request,
-             _: Annotated[str, Depends(require("work"))], worker_session: Session = None) -> ProgressOut:
+             _: Annotated[str, Depends(require("work"))], worker_session: Session) -> ProgressOut:
     """Record the time of a progress message once; it also keeps the hold from stalling."""
     with request.app.state.pool.connection() as conn:
-        recorded = record_progress(conn, request.app.state.config, name, worker_session or "", ticket_id, body.message)
+        recorded = record_progress(conn, request.app.state.config, name, worker_session, ticket_id, body.message)
     return ProgressOut(recorded=recorded)
 
 
 @router.post("/workers/{name}/tickets/{ticket_id}/finish", response_model=Ticket, responses=ERROR_RESPONSES)
 def finish(name: WorkerName, ticket_id: TicketId, request: Request, _: Annotated[str, Depends(require("work"))],
-           body: FinishIn | None = None, worker_session: Session = None) -> dict:
+           worker_session: Session, body: FinishIn | None = None) -> dict:
     """The held ticket takes its normal next state, or `to` (409 if the graph forbids it, or the worker no
     longer holds the ticket; nothing is written then)."""
     body = body or FinishIn()
     config = request.app.state.config
     with request.app.state.pool.connection() as conn:
-        ticket = finish_ticket(conn, config, name, worker_session or "", ticket_id, to=body.to, payload=body.payload)
+        ticket = finish_ticket(conn, config, name, worker_session, ticket_id, to=body.to, payload=body.payload)
     return ticket_out(config, ticket)
 
 

@@ -303,6 +303,8 @@ class BotRuntime:
             if due_in_s is not None:
                 self._due_at_in(max(0.0, due_in_s))
             return
+        if self.spec.external:  # before the lifetime's timeouts, which would take a stalled hold unrecorded
+            self._take_back_stalled()
         if not self.spec.final:
             self.stats.counters["reminders"] += send_due_rounds(self.conn, self.spec, self.ticket_type, self.spec.name)
             self._time_out_tickets()
@@ -369,16 +371,23 @@ class BotRuntime:
     def _control_workers(self, free):
         """The controller of a state worked by external workers (seed 002): no handler runs here. Holds whose
         worker fell silent go back to the queue, and tickets abandoned max_attempts times are failed."""
-        stalled = take_back_stalled(self.conn, self.spec, self.spec.name)
-        if stalled:
-            log.info("took back %d ticket(s) whose worker was silent past stall_timeout (%gs)", stalled,
-                     self.spec.work.stall_timeout_s)
-        tickets = claim_exhausted(self.conn, self.spec, self.owner, free)
+        self._take_back_stalled()
+        tickets = claim_exhausted(self.conn, self.spec, self.ticket_type, self.owner, free)
         for ticket in tickets:
             log.warning("ticket %s was abandoned by workers %d times: failing it", ticket.id, ticket.attempts)
             self.held.add(ticket.id)
             self.finished.append(exhausted_step(ticket, self.ticket_type, self.spec))
         self.want_claim = len(tickets) == free
+        # Each hand-out wakes this bot: the timer is set for the soonest hold to stall.
+        due_in_s = next_due_in_s(self.conn, self.spec)
+        if due_in_s is not None:
+            self._due_at_in(max(0.0, due_in_s))
+
+    def _take_back_stalled(self):
+        stalled = take_back_stalled(self.conn, self.spec, self.spec.name)
+        if stalled:
+            log.info("took back %d ticket(s) whose worker was silent past stall_timeout (%gs)", stalled,
+                     self.spec.work.stall_timeout_s)
 
     def _proceed(self, ticket, run=None, overrun=None):
         # Read by the control loop for handler_timeout; a dict item is set and popped atomically, which

@@ -59,6 +59,10 @@ BAD_CASES = {
     "a failure state the graph does not allow": (
         {"bots": {"testms-pipe-3-third": "worker: external\nfailure_state: 2\n"}},
         r"testms-pipe-3-third.yaml:2: failure_state: must be a state that 3 \(third\) may go to \(allowed: 4, 5\), got 2"),
+    "external workers on an exclusive type": (
+        {"types": {"testms/pipe": PIPELINE_TYPE + "exclusive: true\n"},
+         "bots": {"testms-pipe-2-second": "worker: external\n"}},
+        r"testms-pipe-2-second.yaml:1: worker: testms/pipe is exclusive: its states are worked by the fleet's own"),
     "a zero max_attempts": (
         {"bots": {"testms-pipe-2-second": "worker: external\nmax_attempts: 0\n"}},
         r"testms-pipe-2-second.yaml:2: max_attempts: must be a positive integer, got 0"),

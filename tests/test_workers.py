@@ -5,6 +5,7 @@ abandonment failing the ticket, and a second process under one worker name refus
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -164,10 +165,15 @@ def test_the_third_abandonment_fails_the_ticket_and_it_is_never_handed_out_again
         assert len(errors) == 1 and "3 holds" in errors[0]["payload"]["reason"]
         assert ticket(api, site)["waiting_for"] is not None
     assert gen.next_ticket() is None
+    if failure == "error_ticket":  # closing the error ticket is the operators' word to try again
+        error_id = ticket(api, site)["waiting_for"]
+        with api.client() as client:
+            assert client.post(f"/tickets/{error_id}/close", json={"reason": "disk replaced"}).status_code == 200
+        wait_until(lambda: ticket(api, site)["waiting_for"] is None, 30, "the site to be woken")
+        assert gen.next_ticket()["id"] == site
 
 
 def test_a_silent_worker_loses_its_site_after_stall_timeout_and_its_later_messages_answer_false(api):
-    api.processes.start("gen-site-1-generating", api.config_dir, api.db_url)
     site = new_site(api, site="foo")
     silent = worker(api, "silent")
     assert silent.next_ticket()["id"] == site
@@ -175,15 +181,78 @@ def test_a_silent_worker_loses_its_site_after_stall_timeout_and_its_later_messag
     shift(api.conn, STALL_S - 5)
     assert silent.progress(site, "GENERATION_END")  # a recorded message renews the hold
     shift(api.conn, STALL_S - 5)
-    assert ticket(api, site)["step"] == 1 and "stalled" not in kinds(api, site)  # still within stall_timeout
+    assert silent.progress(site, "GENERATION_START") is False  # a repeat does not
+    assert "stalled" not in kinds(api, site)  # still within stall_timeout of the last recorded message
     shift(api.conn, 10)
+    # Stalled, and not yet taken back: another worker does not get it past the controller's bookkeeping.
+    assert worker(api, "other").next_ticket() is None
+    api.processes.start("gen-site-1-generating", api.config_dir, api.db_url)  # the controller
     wait_until(lambda: "stalled" in kinds(api, site), 30, "the controller to take the site back")
     stalled = next(e for e in events(api, site) if e["kind"] == "stalled")
     assert stalled["actor"] == "gen-site-1-generating" and stalled["detail"]["worker"] == "silent"
+    assert stalled["detail"]["attempt"] == 1
     assert set(stalled["detail"]["progress"]) == {"GENERATION_START", "GENERATION_END"}
-    assert silent.progress(site, "GENERATION_START") is False
+    assert silent.progress(site, "GENERATION_END") is False
     assert refusal(lambda: silent.finish(site)).code == "not_held"
+    assert 'botfleet_worker_tickets_stalled_total{metaservice="gen",state="1",ticket_type="site"} 1.0' in \
+        scrape_text(api.db_url)
     assert worker(api, "other").next_ticket()["id"] == site  # queued again
+
+
+def test_the_controller_wakes_for_a_stalled_hold_by_its_own_timer_not_a_sweep(tmp_path, db_url, conn, processes):
+    api = serve_api(tmp_path, db_url, conn, processes, types={"gen/site": GEN_TYPE},
+                    bots={"gen-site-1-generating": "worker: external\nstall_timeout: 2s\nsweep_interval: 1h\n"})
+    api.tokens["work"] = create_token(conn, "generators", "work")
+    processes.start("gen-site-1-generating", api.config_dir, db_url)
+    wait_until(lambda: conn.execute("SELECT count(*) AS n FROM bot_processes WHERE bot_name = 'gen-site-1-generating'"
+                                    ).fetchone()["n"] == 1, 30, "the controller to register")
+    site = new_site(api, site="foo")
+    assert worker(api, "gen-1").next_ticket()["id"] == site
+    wait_until(lambda: "stalled" in kinds(api, site), 20, "the controller's timer to take the site back")
+
+
+def test_two_abandons_and_a_stall_fail_the_site(api):
+    api.processes.start("gen-site-1-generating", api.config_dir, api.db_url)
+    site = new_site(api, site="foo")
+    gen = worker(api)
+    gen.next_ticket()
+    gen.next_ticket()
+    gen.next_ticket()  # two abandoned holds, and a third that goes silent
+    shift(api.conn, STALL_S + 5)
+    wait_until(lambda: ticket(api, site)["state_name"] == "failed", 30, "the controller to fail the site")
+    assert [k for k in kinds(api, site) if k in ("abandoned", "stalled")] == ["abandoned", "abandoned", "stalled"]
+
+
+def test_concurrent_asks_hand_each_ticket_to_one_worker_only(api):
+    sites = sorted(new_site(api, site=f"s{i}") for i in range(5))
+    with ThreadPoolExecutor(20) as pool:
+        got = list(pool.map(lambda i: worker(api, f"gen-{i}").next_ticket(), range(20)))
+    handed = sorted(t["id"] for t in got if t is not None)
+    assert handed == sites and got.count(None) == 15
+    assert all(kinds(api, s).count("handed_out") == 1 for s in sites)
+
+
+def test_a_person_acting_on_a_held_ticket_takes_it_back_from_the_worker(api):
+    site = new_site(api, site="foo")
+    gen = worker(api)
+    gen.next_ticket()
+    gen.progress(site, "GENERATION_START")
+    with api.client() as client:
+        response = client.post(f"/tickets/{site}/close", json={"reason": "the site was retired"})
+    assert response.status_code == 200, response.text
+    released = next(e for e in events(api, site) if e["kind"] == "released")
+    assert released["detail"]["worker"] == "gen-1" and list(released["detail"]["progress"]) == ["GENERATION_START"]
+    assert gen.progress(site, "GENERATION_END") is False
+    assert refusal(lambda: gen.finish(site)).code == "not_held"
+
+
+def test_nothing_is_handed_out_while_the_fleet_is_locked(api):
+    site = new_site(api, site="foo")
+    with api.client() as client:
+        assert client.put("/lock", json={"reason": "upgrade"}).status_code == 200
+        assert worker(api).next_ticket() is None
+        assert client.delete("/lock").status_code == 200
+    assert worker(api).next_ticket()["id"] == site
 
 
 def test_a_second_process_under_a_worker_name_in_use_is_refused_and_writes_nothing(api):
@@ -208,21 +277,29 @@ def test_a_second_process_under_a_worker_name_in_use_is_refused_and_writes_nothi
     ("/workers/bad%20name/next?type=gen/site", 422, "invalid"),
     ("/workers/gen-1/tickets/0/progress", 422, "invalid"),
     ("/workers/gen-1/tickets/999999/finish", 404, "not_found"),
+    ("no Worker-Session: /workers/gen-1/next?type=gen/site", 422, "invalid"),
 ])
 def test_bad_worker_requests_get_a_json_error_naming_the_problem(api, path, status, code):
+    headers = {} if path.startswith("no Worker-Session: ") else {"Worker-Session": "s1"}
+    path = path.removeprefix("no Worker-Session: ")
     with api.client("work") as client:
-        response = client.post(path, json={"message": "GENERATION_START"} if "progress" in path else None)
+        response = client.post(path, json={"message": "GENERATION_START"} if "progress" in path else None,
+                               headers=headers)
     assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
+    error = response.json()["error"]
+    assert error["code"] == code
+    if not headers:
+        assert error["field"] == "worker-session"
 
 
 def test_workers_need_a_token_with_the_work_scope(api):
     new_site(api, site="foo")
     with api.client("reader") as client:
-        response = client.post("/workers/gen-1/next", params={"type": "gen/site"})
+        response = client.post("/workers/gen-1/next", params={"type": "gen/site"}, headers={"Worker-Session": "s1"})
     assert response.status_code == 403 and "'work'" in response.json()["error"]["message"]
     with api.client(None) as client:
-        assert client.post("/workers/gen-1/next", params={"type": "gen/site"}).status_code == 401
+        assert client.post("/workers/gen-1/next", params={"type": "gen/site"},
+                           headers={"Worker-Session": "s1"}).status_code == 401
 
 
 def test_workers_and_their_holds_in_the_listing_and_the_metrics(api):

@@ -646,6 +646,9 @@ def _external_work(doc, data, ticket_type, state) -> ExternalWork | None:
         raise doc.error(("worker",), f"must be external (tickets pulled by workers over HTTP), got {worker!r}")
     if state.final:
         raise doc.error(("worker",), f"state {state.code} ({state.name}) is final: no work is left for workers")
+    if ticket_type.exclusive:  # workers outside the fleet cannot wait for the fleet to close for them
+        raise doc.error(("worker",), f"{ticket_type.metaservice}/{ticket_type.name} is exclusive: its states "
+                                     f"are worked by the fleet's own bots, not external workers")
     merged = {**WORKER_DEFAULTS, **data}
     progress = merged["progress"]
     if not isinstance(progress, list):

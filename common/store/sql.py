@@ -1387,7 +1387,8 @@ WITH back AS (
     SELECT id, lease_owner FROM tickets WHERE {condition} AND lease_owner LIKE 'worker:%%' AND closed_at IS NULL
     FOR UPDATE {lock}
 ), moved AS (
-    UPDATE tickets t SET lease_owner = NULL, lease_expires_at = NULL, attempts = t.attempts + 1, step = t.step + 1,
+    UPDATE tickets t SET lease_owner = NULL, lease_expires_at = NULL, step = t.step + 1,
+                         attempts = t.attempts + CASE WHEN %(kind)s = 'released' THEN 0 ELSE 1 END,
                          due_at = least(t.state_entered_at, (SELECT botfleet_now()))
     FROM back WHERE t.id = back.id
     RETURNING t.id, t.step, t.metaservice, t.ticket_type, t.state, t.attempts, back.lease_owner
@@ -1414,6 +1415,8 @@ SELECT id, metaservice, ticket_type, state, attempts, {CHANNEL_SQL.format(t='mov
 
 # A worker that asks for more while it holds a ticket gives that one up (kind 'abandoned').
 ABANDON_HOLD = _take_back("id = %(ticket_id)s AND lease_owner = %(lease_owner)s", "")
+# A person acting on a ticket a worker holds (kind 'released'): the worker's later messages answer false.
+RELEASE_HOLD = _take_back("id = %(ticket_id)s", "")
 # Holds of the state whose worker fell silent past stall_timeout (kind 'stalled'): the controller's sweep.
 TAKE_BACK_STALLED = _take_back("""metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s
     AND state = %(state)s AND due_at <= (SELECT botfleet_now()) AND lease_expires_at <= (SELECT botfleet_now())""",
@@ -1432,6 +1435,9 @@ WITH work AS (
     WHERE t.metaservice = %(metaservice)s AND t.ticket_type = %(ticket_type)s AND {state_condition}
       AND t.closed_at IS NULL AND t.due_at <= (SELECT botfleet_now())
       AND t.attempts < (SELECT max_attempts FROM work WHERE work.state = t.state)
+      -- A hold whose worker fell silent is due too: the controller takes it back (counted, its progress
+      -- kept in the event) before anyone else gets it.
+      AND (t.lease_owner IS NULL OR t.lease_owner NOT LIKE 'worker:%%')
       AND ((SELECT state FROM fleet_lock) = 'open'
            OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))
     ORDER BY t.due_at, t.id
@@ -1454,8 +1460,11 @@ WITH work AS (
 ), w AS (
     UPDATE workers SET session = %(session)s, ticket_id = (SELECT id FROM held), last_contact_at = botfleet_now()
     WHERE name = %(name)s
+), wake AS (
+    -- The controller sets its timer for the moment this hold would stall.
+    SELECT pg_notify({CHANNEL_SQL.format(t='held')}, '') FROM held
 )
-SELECT * FROM held
+SELECT held.* FROM held, (SELECT count(*) FROM wake) n
 """)
 
 
@@ -1492,7 +1501,9 @@ CLEAR_PROGRESS = "DELETE FROM ticket_progress WHERE ticket_id = %(id)s"
 # Tickets of an external state abandoned max_attempts times: the controller fails them. Due, as CLAIM
 # has it: no live lease (a worker's hold is never due before it stalls, and is taken back first).
 CLAIM_EXHAUSTED = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_now())
-      AND attempts >= %(max_attempts)s""")
+      AND attempts >= %(max_attempts)s
+      AND ((SELECT state FROM fleet_lock) = 'open'
+           OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))""")
 
 LIST_WORKERS = """
 SELECT w.name, w.session, w.first_seen_at, w.last_contact_at, t.id AS ticket_id, t.metaservice, t.ticket_type,

@@ -15,9 +15,10 @@ from common.tickets.record import add_ticket_to_proceeded_list
 LEASE_WAIT_S = 5.0
 
 
-def _on_unleased(conn, ticket_id, act, *, wait_s=LEASE_WAIT_S):
+def _on_unleased(conn, ticket_id, act, *, actor, wait_s=LEASE_WAIT_S):
     """Run act(ticket) in a transaction that holds the ticket's row, once no live bot holds its lease:
-    retried with a growing pause while one does, then refused after `wait_s`, changing nothing."""
+    retried with a growing pause while one does, then refused after `wait_s`, changing nothing. A ticket
+    an external worker holds (for minutes, maybe) is taken back from it at once: people come first."""
     deadline = time.monotonic() + wait_s
     pause_s = 0.02
     while True:
@@ -28,6 +29,10 @@ def _on_unleased(conn, ticket_id, act, *, wait_s=LEASE_WAIT_S):
             ticket = Ticket.from_row(row)
             if ticket.closed_at is not None:
                 raise BotfleetError(f"ticket {ticket_id} is closed (state {ticket.state})")
+            if (ticket.lease_owner or "").startswith(sql.WORKER_LEASE_PREFIX):
+                conn.execute(sql.RELEASE_HOLD, {"ticket_id": ticket_id, "kind": "released", "actor": actor})
+                ticket = Ticket.from_row(conn.execute(sql.LOCK_TICKET, {"id": ticket_id}).fetchone())
+                return act(ticket)
             if not row["leased"]:
                 if ticket.lease_owner is not None:  # an expired lease of a dead process
                     conn.execute(sql.DROP_EXPIRED_LEASE, {"id": ticket_id})
@@ -62,7 +67,7 @@ def send_ticket(conn, config, ticket_id, to=None, *, actor="manual", wait_s=LEAS
     """Move an unleased ticket to its normal next state (or `to`) by hand; refused if the graph forbids it."""
     def move(ticket):
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, move_plan(config, ticket, to))], None, actor)
-    _on_unleased(conn, ticket_id, move, wait_s=wait_s)
+    _on_unleased(conn, ticket_id, move, actor=actor, wait_s=wait_s)
     return get_ticket(conn, ticket_id)
 
 
@@ -77,7 +82,7 @@ def set_assigned_user(conn, config, ticket_id, user, *, actor="manual", kind="as
             raise BotfleetError(f"ticket {ticket_id} was already accepted by {ticket.assigned_user}")
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, _stay_plan(ticket, kind), assignee=(user, kind))],
                                      None, actor)
-    _on_unleased(conn, ticket_id, assign, wait_s=wait_s)
+    _on_unleased(conn, ticket_id, assign, actor=actor, wait_s=wait_s)
     return get_ticket(conn, ticket_id)
 
 
@@ -97,7 +102,7 @@ def close_ticket(conn, config, ticket_id, reason: str, *, actor="manual", wait_s
         step_plan = Plan(to_state=ticket.state, kind="closed", detail={"reason": storable_text(reason)}, closes=True,
                          attempts=ticket.attempts)
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan)], None, actor)
-    _on_unleased(conn, ticket_id, close, wait_s=wait_s)
+    _on_unleased(conn, ticket_id, close, actor=actor, wait_s=wait_s)
     return get_ticket(conn, ticket_id)
 
 
@@ -132,5 +137,5 @@ def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state:
         text = (encode_payload(merge_patch(ticket.payload, payload), config.max_payload_bytes)
                 if payload is not None else None)
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, payload=text)], None, actor)
-    _on_unleased(conn, ticket_id, change, wait_s=wait_s)
+    _on_unleased(conn, ticket_id, change, actor=actor, wait_s=wait_s)
     return get_ticket(conn, ticket_id)

@@ -150,11 +150,12 @@ def take_back_stalled(conn, spec, actor) -> int:
         "kind": "stalled", "actor": actor}).fetchall())
 
 
-def claim_exhausted(conn, spec, owner, limit) -> list[Ticket]:
-    """Lease the tickets of the state abandoned max_attempts times, to fail them."""
+def claim_exhausted(conn, spec, kind, owner, limit) -> list[Ticket]:
+    """Lease the tickets of the state abandoned max_attempts times, to fail them (as the fleet's lock allows)."""
     rows = conn.execute(sql.CLAIM_EXHAUSTED, {
         "metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state, "owner": owner,
-        "lease_s": spec.lease_s, "limit": limit, "max_attempts": spec.work.max_attempts}).fetchall()
+        "lease_s": spec.lease_s, "limit": limit, "max_attempts": spec.work.max_attempts,
+        "runs_when_locked": kind.runs_when_locked}).fetchall()
     return [Ticket.from_row(row) for row in rows]
 
 
