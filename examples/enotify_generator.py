@@ -1,7 +1,7 @@
 """An Enotify generator (seed 002) as a worker of the fleet: it asks for a site, "renders" it while
 reporting each part's start and end, and finishes it; with --once it stops when no site is due.
 
-    botfleet token create generator --scopes work        # once: prints the token
+    botfleet token create --name generator --scopes work     # once: prints the token
     botfleet ticket create enotify site --payload '{"site": "foo"}'
     python examples/enotify_generator.py --token <token> --name gen-1
 
