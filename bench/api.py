@@ -92,8 +92,8 @@ class KeepAlive(asyncio.Protocol):
         self.transport.close()
 
 
-def _request(method: str, path: str, host: str, token: str, body: bytes = b"") -> bytes:
-    head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+def _request(method: str, path: str, host: str, token: str, body: bytes = b"", extra: str = "") -> bytes:
+    head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n{extra}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
@@ -220,7 +220,8 @@ def measure_worker_next(base_url, token, metaservice, count) -> tuple[float, flo
 async def _pull(base_url, token, metaservice, count):
     host, port = _host_port(base_url)
     connection = await KeepAlive.open(host, port)
-    ask = _request("POST", f"/workers/bench-1/next?type={metaservice}/{QUEUE_TYPE}", host, token)
+    session = "Worker-Session: bench-1\r\n"
+    ask = _request("POST", f"/workers/bench-1/next?type={metaservice}/{QUEUE_TYPE}", host, token, extra=session)
     times_ms = []
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):
@@ -231,7 +232,7 @@ async def _pull(base_url, token, metaservice, count):
                 if status != 200:
                     raise RuntimeError(f"next answered {status}: {body.decode()}")
                 finish = _request("POST", f"/workers/bench-1/tickets/{json.loads(body)['id']}/finish", host, token,
-                                  b"{}")
+                                  b"{}", extra=session)
                 status, body = await connection.request(finish)
                 if status != 200:
                     raise RuntimeError(f"finish answered {status}: {body.decode()}")
