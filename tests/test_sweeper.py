@@ -32,6 +32,7 @@ def test_the_jobsweeper_runs_as_a_job_clears_old_jobs_and_leftovers_and_runs_aga
     conn.execute("INSERT INTO webhook_outbox (ticket_id, event_id, metaservice, ticket_type, url, at, state) "
                  "VALUES (%s, 1, 'testms', 'job', 'http://127.0.0.1:9/', botfleet_now(), 'delivered')", (GONE,))
     conn.execute("INSERT INTO idempotency_keys (token_name, key, ticket_id) VALUES ('ci', 'k', %s)", (GONE,))
+    conn.execute("INSERT INTO ticket_progress (ticket_id, message) VALUES (%s, 'GENERATION_START')", (GONE,))
     conn.execute("INSERT INTO status_objects (object_name) VALUES ('TASK')")
     for finished_at in ("botfleet_now()", "NULL"):  # finished, and still open: only the first goes
         conn.execute("INSERT INTO status_instances (object_id, timeout_s, deadline_at, finished_at, finish_reason) "
@@ -48,11 +49,11 @@ def test_the_jobsweeper_runs_as_a_job_clears_old_jobs_and_leftovers_and_runs_aga
     assert sweep["name"] == "JOBSWEEPER"
     cleared = client.get(f"/tickets/{sweep['id']}").json()["payload"]["cleared"]
     assert cleared == {"jobs": 1, "events": 1, "webhooks": 1, "notifications": 1, "idempotency_keys": 1,
-                       "status_instances": 1}, cleared
+                       "status_instances": 1, "ticket_progress": 1}, cleared
     assert conn.execute("SELECT count(*) AS n FROM status_instances WHERE finished_at IS NULL").fetchone()["n"] == 1
     left = {row["id"] for row in conn.execute("SELECT id FROM tickets WHERE metaservice = 'testms'").fetchall()}
     assert left == {running}, "the sweeper took a running job, or left a finished one"
-    for table in ("notifications", "webhook_outbox", "idempotency_keys"):
+    for table in ("notifications", "webhook_outbox", "idempotency_keys", "ticket_progress"):
         assert conn.execute(f"SELECT count(*) AS n FROM {table} WHERE ticket_id = %s", (GONE,)).fetchone()["n"] == 0
     log = [entry["entry"] for entry in client.get(sweep["log"]).json()]
     assert log[0].startswith("created in 1 (running)") and any("to 2 (done)" in e for e in log), json.dumps(log)

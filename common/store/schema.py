@@ -440,7 +440,7 @@ workers = Table(
 
 ticket_progress = Table(
     "ticket_progress", metadata,
-    Column("ticket_id", BigInteger, ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True),
+    Column("ticket_id", BigInteger, primary_key=True),
     Column("message", Text, primary_key=True),
     Column("at", TZ, nullable=False, server_default=text("botfleet_now()")),
 )

@@ -1265,6 +1265,13 @@ WHERE k.created_at < (SELECT botfleet_now()) - interval '1 day'
 DELETE FROM status_instances WHERE id IN (
     SELECT id FROM status_instances WHERE finished_at < (SELECT botfleet_now()) - interval '1 day'
     LIMIT {_ORPHAN_BATCH})""",
+    # Progress of a hold that ended some way that does not clear it (a ticket gone, or its lifetime timed
+    # out as its worker fell silent): not a foreign key, whose triggers would cost every ticket update.
+    "ticket_progress": f"""
+DELETE FROM ticket_progress p WHERE (p.ticket_id, p.message) IN (
+    SELECT q.ticket_id, q.message FROM ticket_progress q
+    WHERE NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = q.ticket_id AND t.lease_owner LIKE 'worker:%%')
+    LIMIT {_ORPHAN_BATCH})""",
 }
 
 

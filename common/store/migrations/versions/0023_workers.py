@@ -30,7 +30,9 @@ def upgrade():
     )
     op.create_table(
         "ticket_progress",
-        sa.Column("ticket_id", sa.BigInteger, sa.ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
+        # No foreign key: its triggers would run on every update of a ticket. The JOBSWEEPER clears
+        # the progress of holds that ended without clearing it.
+        sa.Column("ticket_id", sa.BigInteger, nullable=False),
         sa.Column("message", sa.Text, nullable=False),
         sa.Column("at", TZ, nullable=False, server_default=sa.text("botfleet_now()")),
         sa.PrimaryKeyConstraint("ticket_id", "message", name="pk_ticket_progress"),
