@@ -1,5 +1,7 @@
 """The metaservices that ship in config/ run end to end as real bot processes."""
 
+import shutil
+
 import pytest
 
 from common.config.load import load
@@ -18,11 +20,19 @@ SHIPPED = ROOT / "config"
 
 
 def start_bots(processes, conn, db_url, metaservice):
-    cfg = load(SHIPPED)
+    """The shipped config's bots of a metaservice, sweeping every second (shipped: 30s), so that what a
+    shifted clock makes due is seen at once."""
+    folder = processes.log_dir / "shipped-config"
+    if not folder.exists():
+        shutil.copytree(SHIPPED, folder)
+        fleet = (folder / "fleet.yaml").read_text()
+        assert "  sweep_interval: 30s\n" in fleet
+        (folder / "fleet.yaml").write_text(fleet.replace("  sweep_interval: 30s\n", "  sweep_interval: 1s\n"))
+    cfg = load(folder)
     sync_config(conn, cfg)
     names = [s.name for s in cfg.bots.values() if s.metaservice == metaservice and not s.final]
     for name in names:
-        processes.start(name, SHIPPED, db_url)
+        processes.start(name, folder, db_url)
     wait_until(registered(conn, len(names)), 30, f"the {metaservice} bots to register")
     return cfg
 
