@@ -13,6 +13,7 @@ pytestmark = pytest.mark.processes
 OLD = 1_000_000
 
 
+@pytest.mark.volume
 def test_a_million_closed_tickets_are_cleared_in_batches_while_the_fleet_moves_on(tmp_path, db_url, conn, processes):
     folder = write_config(tmp_path / "config", types={"testms/three": THREE_STATES})
     cfg = load(folder)
