@@ -6,11 +6,18 @@ reporting each part's start and end, and finishes it; with --once it stops when 
     python examples/enotify_generator.py --token <token> --name gen-1
 
 Run it from cron, as the seed does, or leave it running: it polls every --idle seconds when idle.
+
+One generator per name and host: a lock file says which runs, and keeps its session. A generator that
+crashed and is started again is the same worker to the controller, so asking for work abandons the site
+the crashed one held (the seed's rogue generator); a second one while the first runs stops at once.
 """
 
 import argparse
+import fcntl
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
@@ -32,6 +39,24 @@ def generate(worker: WorkerClient, ticket: dict, part_s: float) -> dict:
     return worker.finish(ticket["id"], payload={"generated_by": worker.name})
 
 
+def claim_name(name: str, folder: Path):
+    """(session, lock file) of this host's generator `name`; SystemExit if one already runs here. The
+    lock ends with the process, however it ends; the session stays in the file for the next one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / f"enotify-generator-{name}.session", "a+")  # open for as long as the process runs
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"a generator named {name} already runs on this host ({handle.name})") from None
+    handle.seek(0)
+    session = handle.read().strip()
+    if not session:
+        session = uuid.uuid4().hex
+        handle.write(session)
+        handle.flush()
+    return session, handle
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080")
@@ -40,8 +65,11 @@ def main(argv=None) -> int:
     parser.add_argument("--part-seconds", type=float, default=0.5, help="how long each part takes")
     parser.add_argument("--idle", type=float, default=2.0, help="seconds between asks while there is no work")
     parser.add_argument("--once", action="store_true", help="stop when no site is due")
+    parser.add_argument("--lock-dir", type=Path, default=Path(tempfile.gettempdir()) / "enotify-generators",
+                        help="where the lock file of each name keeps its session")
     args = parser.parse_args(argv)
-    worker = WorkerClient(args.url, args.token, name=args.name, ticket_type="enotify/site")
+    session, _lock = claim_name(args.name, args.lock_dir)
+    worker = WorkerClient(args.url, args.token, name=args.name, ticket_type="enotify/site", session=session)
     try:
         while True:
             ticket = worker.next_ticket()

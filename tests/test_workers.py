@@ -324,24 +324,60 @@ def test_workers_and_their_holds_in_the_listing_and_the_metrics(api):
     assert f"gen/site ticket {site} (state 1)" in cli.stdout and "gen-2" in cli.stdout
 
 
-def test_the_example_generator_renders_every_queued_site_of_the_shipped_enotify_type(tmp_path, db_url, conn,
-                                                                                   processes):
+@pytest.fixture
+def enotify(tmp_path, db_url, conn, processes):
+    """The API for the shipped enotify config, its queued state's bot running, and a work token."""
     shipped = ROOT / "config"
     types = {"enotify/site": (shipped / "ticket_types" / "enotify" / "site.yaml").read_text()}
     bots = {p.stem: p.read_text() for p in (shipped / "bots").glob("enotify-site-*.yaml")}
     api = serve_api(tmp_path, db_url, conn, processes, types=types, bots=bots)
-    token = create_token(conn, "generators", "work")
+    api.tokens["work"] = create_token(conn, "generators", "work")
+    api.db_url, api.conn, api.lock_dir = db_url, conn, tmp_path / "locks"
     processes.start("enotify-site-1-queued", api.config_dir, db_url)
+    return api
+
+
+def queue_sites(api, *names) -> list[int]:
     with api.client() as client:
         ids = [client.post("/tickets", json={"metaservice": "enotify", "type": "site",
-                                             "payload": {"site": name}}).json()["id"] for name in ("foo", "bar")]
+                                             "payload": {"site": name}}).json()["id"] for name in names]
     wait_until(lambda: all(ticket(api, i)["state"] == 2 for i in ids), 30, "the sites to be queued for generators")
-    run = subprocess.run([sys.executable, str(ROOT / "examples" / "enotify_generator.py"), "--url", api.base_url,
-                          "--token", token, "--name", "gen-1", "--part-seconds", "0", "--once"],
-                         capture_output=True, text=True, timeout=60, env=child_env(db_url))
+    return ids
+
+
+def generator(api, *args, background=False):
+    command = [sys.executable, str(ROOT / "examples" / "enotify_generator.py"), "--url", api.base_url,
+               "--token", api.tokens["work"], "--name", "gen-1", "--lock-dir", str(api.lock_dir), *args]
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_the_example_generator_renders_every_queued_site_of_the_shipped_enotify_type(enotify):
+    ids = queue_sites(enotify, "foo", "bar")
+    run = generator(enotify, "--part-seconds", "0", "--once")
     assert run.returncode == 0, run.stderr
     for i in ids:
-        done = ticket(api, i)
+        done = ticket(enotify, i)
         assert (done["state_name"], done["payload"]["generated_by"]) == ("generated", "gen-1")
-        transition = next(e for e in events(api, i) if e["kind"] == "transitioned" and e["from_state"] == 2)
+        transition = next(e for e in events(enotify, i) if e["kind"] == "transitioned" and e["from_state"] == 2)
         assert len(transition["detail"]["progress"]) == 8  # every message of the seed's list, once
+
+
+def test_a_crashed_generator_started_again_abandons_its_site_and_a_second_one_on_the_host_stops(enotify):
+    [site] = queue_sites(enotify, "foo")
+    crashing = generator(enotify, "--part-seconds", "30", background=True)
+    try:
+        wait_until(lambda: enotify.conn.execute("SELECT count(*) AS n FROM ticket_progress WHERE ticket_id = %s",
+                                                (site,)).fetchone()["n"] >= 2, 30, "the generator to start the site")
+        second = generator(enotify, "--once")
+        assert second.returncode != 0 and "already runs on this host" in second.stderr
+        assert kinds(enotify, site).count("handed_out") == 1  # the second one asked for nothing
+    finally:
+        crashing.kill()  # SIGKILL, mid-site
+        crashing.wait(timeout=10)
+    again = generator(enotify, "--part-seconds", "0", "--once")
+    assert again.returncode == 0, again.stderr  # not refused as a second process: the same worker, again
+    assert ticket(enotify, site)["state_name"] == "generated"
+    abandoned = next(e for e in events(enotify, site) if e["kind"] == "abandoned")
+    assert abandoned["detail"]["worker"] == "gen-1" and "GENERATION_START" in abandoned["detail"]["progress"]
