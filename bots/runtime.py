@@ -272,8 +272,8 @@ class BotRuntime:
                             ticket.id, ticket.state, self.spec.metaservice, self.spec.ticket_type)
                 self.held.add(ticket.id)
                 self.finished.append(unknown_state_step(ticket, self.ticket_type))
-        if self.duty is None:  # a duty bot has no tickets: its sweep is its duty, run by _timers
-            self.want_claim = True
+        if self.duty is None and not self.spec.external:  # a duty bot's sweep is its duty, and a controller's
+            self.want_claim = True                          # its workers': run by _timers
             self._claim()
         self._timers()
         self._handle_messages()
@@ -304,7 +304,7 @@ class BotRuntime:
                 self._due_at_in(max(0.0, due_in_s))
             return
         if self.spec.external:  # before the lifetime's timeouts, which would take a stalled hold unrecorded
-            self._take_back_stalled()
+            self._control_workers()
         if not self.spec.final:
             self.stats.counters["reminders"] += send_due_rounds(self.conn, self.spec, self.ticket_type, self.spec.name)
             self._time_out_tickets()
@@ -343,8 +343,10 @@ class BotRuntime:
                     overrun=partial(timeout_fallback, ticket, self.config, self.spec, creator_is_user))
 
     def _claim(self):
-        if self.spec.final or self.duty is not None:  # a duty bot has no tickets; a WAKE is for its duty
-            if self.duty is not None and self.want_claim:
+        # No handler runs for a final state, a duty bot or the controller of external workers: a WAKE for
+        # the last two is for their work in _timers (a controller's: a hold was handed out, to time its stall).
+        if self.spec.final or self.duty is not None or self.spec.external:
+            if (self.duty is not None or self.spec.external) and self.want_claim:
                 self._due_at_in(0)
             self.want_claim = False
             return
@@ -352,9 +354,6 @@ class BotRuntime:
         free = self.capacity - len(self.held) - len(self.timed_out)
         if free <= 0:
             return  # claim again once handlers hand tickets back
-        if self.spec.external:
-            self._control_workers(free)
-            return
         exclusive = self.ticket_type.exclusive
         holds_fleet = exclusive and take_exclusive(self.conn, self.spec, self.ticket_type, self.spec.name)
         tickets = get_current_ticket_list(self.conn, self.spec, self.owner, free, self.ticket_type)
@@ -368,26 +367,24 @@ class BotRuntime:
             # which no notification announces.
             self._due_at_in(EXCLUSIVE_DRAIN_POLL_S)
 
-    def _control_workers(self, free):
-        """The controller of a state worked by external workers (seed 002): no handler runs here. Holds whose
-        worker fell silent go back to the queue, and tickets abandoned max_attempts times are failed."""
-        self._take_back_stalled()
+    def _control_workers(self):
+        """The controller of a state worked by external workers (seed 002): holds whose worker fell silent go
+        back to the queue, and tickets abandoned max_attempts times are failed. The end of _timers sets the
+        timer for the soonest hold to stall (a hold's due_at)."""
+        stalled = take_back_stalled(self.conn, self.spec, self.spec.name)
+        if stalled:
+            log.info("took back %d ticket(s) whose worker was silent past stall_timeout (%gs)", stalled,
+                     self.spec.work.stall_timeout_s)
+        free = self.capacity - len(self.held) - len(self.timed_out)
+        if free <= 0:
+            return  # the next turn comes back for them
         tickets = claim_exhausted(self.conn, self.spec, self.ticket_type, self.owner, free)
         for ticket in tickets:
             log.warning("ticket %s was abandoned by workers %d times: failing it", ticket.id, ticket.attempts)
             self.held.add(ticket.id)
             self.finished.append(exhausted_step(ticket, self.ticket_type, self.spec))
-        self.want_claim = len(tickets) == free
-        # Each hand-out wakes this bot: the timer is set for the soonest hold to stall.
-        due_in_s = next_due_in_s(self.conn, self.spec)
-        if due_in_s is not None:
-            self._due_at_in(max(0.0, due_in_s))
-
-    def _take_back_stalled(self):
-        stalled = take_back_stalled(self.conn, self.spec, self.spec.name)
-        if stalled:
-            log.info("took back %d ticket(s) whose worker was silent past stall_timeout (%gs)", stalled,
-                     self.spec.work.stall_timeout_s)
+        if len(tickets) == free:
+            self._due_at_in(0)  # more may be waiting
 
     def _proceed(self, ticket, run=None, overrun=None):
         # Read by the control loop for handler_timeout; a dict item is set and popped atomically, which

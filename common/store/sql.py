@@ -61,6 +61,9 @@ TICKET_COLUMNS = """id, metaservice, ticket_type, state, payload, creator, group
     attempts, step, closed_at"""
 # What reading a ticket returns: its columns and the two that only a created ticket's caller sets.
 _READ_COLUMNS = TICKET_COLUMNS + ", start_after, callback_url"
+# The lease of a ticket an external worker holds (seed 002) is this and the worker's name.
+WORKER_LEASE_PREFIX = "worker:"
+_WORKER_LEASE = f"'{WORKER_LEASE_PREFIX}%%'"  # LIKE this: held by some worker
 
 # A bot's work connection. Its statements are prepared and their plans cached; a plan cached while
 # the tickets table was empty would otherwise seq-scan it forever once it holds a million rows.
@@ -1270,7 +1273,7 @@ DELETE FROM status_instances WHERE id IN (
     "ticket_progress": f"""
 DELETE FROM ticket_progress p WHERE (p.ticket_id, p.message) IN (
     SELECT q.ticket_id, q.message FROM ticket_progress q
-    WHERE NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = q.ticket_id AND t.lease_owner LIKE 'worker:%%')
+    WHERE NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = q.ticket_id AND t.lease_owner LIKE {_WORKER_LEASE})
     LIMIT {_ORPHAN_BATCH})""",
 }
 
@@ -1365,10 +1368,9 @@ GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 # -- pulling workers (seed 002) ----------------------------------------------------------------------
-# A ticket held by a worker is leased to 'worker:<name>' until the state's stall_timeout after the
-# worker's last word about it; its due_at is that same moment, so the state's bot (the controller) wakes
-# when the hold stalls, and takes the ticket back.
-WORKER_LEASE_PREFIX = "worker:"
+# A ticket held by a worker is leased to 'worker:<name>' (WORKER_LEASE_PREFIX) until the state's
+# stall_timeout after the worker's last word about it; its due_at is that same moment, so the state's bot
+# (the controller) wakes when the hold stalls, and takes the ticket back.
 
 # The worker's row, made on first contact and locked for the request; holds: it still holds its ticket.
 WORKER_GATE = """
@@ -1391,7 +1393,7 @@ def _take_back(condition: str, lock: str) -> str:
     stays first."""
     return compact(f"""
 WITH back AS (
-    SELECT id, lease_owner FROM tickets WHERE {condition} AND lease_owner LIKE 'worker:%%' AND closed_at IS NULL
+    SELECT id, lease_owner FROM tickets WHERE {condition} AND lease_owner LIKE {_WORKER_LEASE} AND closed_at IS NULL
     FOR UPDATE {lock}
 ), moved AS (
     UPDATE tickets t SET lease_owner = NULL, lease_expires_at = NULL, step = t.step + 1,
@@ -1402,7 +1404,7 @@ WITH back AS (
 ), ev AS (
     INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail)
     SELECT m.id, m.step, %(kind)s, m.state, m.state, %(actor)s,
-           jsonb_build_object('worker', substr(m.lease_owner, 8), 'attempt', m.attempts,
+           jsonb_build_object('worker', substr(m.lease_owner, {len(WORKER_LEASE_PREFIX) + 1}), 'attempt', m.attempts,
                               'progress', (SELECT coalesce(jsonb_object_agg(p.message, p.at), '{{}}')
                                            FROM ticket_progress p WHERE p.ticket_id = m.id))
     FROM moved m
@@ -1444,7 +1446,7 @@ WITH work AS (
       AND t.attempts < (SELECT max_attempts FROM work WHERE work.state = t.state)
       -- A hold whose worker fell silent is due too: the controller takes it back (counted, its progress
       -- kept in the event) before anyone else gets it.
-      AND (t.lease_owner IS NULL OR t.lease_owner NOT LIKE 'worker:%%')
+      AND (t.lease_owner IS NULL OR t.lease_owner NOT LIKE {_WORKER_LEASE})
       AND ((SELECT state FROM fleet_lock) = 'open'
            OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))
     ORDER BY t.due_at, t.id
@@ -1502,8 +1504,8 @@ WITH held AS (
 SELECT count(*) AS recorded FROM renewed
 """
 
-HOLD_PROGRESS = "SELECT message, at FROM ticket_progress WHERE ticket_id = %(id)s ORDER BY at, message"
-CLEAR_PROGRESS = "DELETE FROM ticket_progress WHERE ticket_id = %(id)s"
+# A finish: the hold's progress, cleared, for the transition's event.
+TAKE_PROGRESS = "DELETE FROM ticket_progress WHERE ticket_id = %(id)s RETURNING message, at"
 
 # Tickets of an external state abandoned max_attempts times: the controller fails them. Due, as CLAIM
 # has it: no live lease (a worker's hold is never due before it stalls, and is taken back first).
@@ -1512,19 +1514,19 @@ CLAIM_EXHAUSTED = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_
       AND ((SELECT state FROM fleet_lock) = 'open'
            OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))""")
 
-LIST_WORKERS = """
+LIST_WORKERS = f"""
 SELECT w.name, w.session, w.first_seen_at, w.last_contact_at, t.id AS ticket_id, t.metaservice, t.ticket_type,
        t.state, t.lease_expires_at AS stalls_at
 FROM workers w
-LEFT JOIN tickets t ON t.id = w.ticket_id AND t.lease_owner = 'worker:' || w.name
+LEFT JOIN tickets t ON t.id = w.ticket_id AND t.lease_owner = '{WORKER_LEASE_PREFIX}' || w.name
      AND t.lease_expires_at > (SELECT botfleet_now()) AND t.closed_at IS NULL
 ORDER BY w.name
 """
 
-METRIC_WORKER_STATES = """
+METRIC_WORKER_STATES = f"""
 WITH held AS (
     SELECT metaservice, ticket_type, state, count(*) AS held FROM tickets
-    WHERE closed_at IS NULL AND lease_owner LIKE 'worker:%%' AND lease_expires_at > (SELECT botfleet_now())
+    WHERE closed_at IS NULL AND lease_owner LIKE {_WORKER_LEASE} AND lease_expires_at > (SELECT botfleet_now())
     GROUP BY 1, 2, 3
 )
 SELECT coalesce(h.metaservice, s.metaservice) AS metaservice, coalesce(h.ticket_type, s.ticket_type) AS ticket_type,

@@ -119,6 +119,12 @@ def merge_patch(target: dict, patch: dict) -> dict:
     return merged
 
 
+def patched_payload(config, ticket, patch: dict | None) -> str | None:
+    """The ticket's payload with a merge patch applied, as the JSON text a step writes (checked against the
+    payload limit); None when there is no patch."""
+    return None if patch is None else encode_payload(merge_patch(ticket.payload, patch), config.max_payload_bytes)
+
+
 def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state: int | None = None,
                  actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
     """Change only what is given: the payload by merge patch, the state along the graph; one event. The
@@ -134,8 +140,8 @@ def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state:
             step_plan.detail = {**(step_plan.detail or {}), **detail} or None
         else:
             step_plan = _stay_plan(ticket, "patched", detail or {"state": state})
-        text = (encode_payload(merge_patch(ticket.payload, payload), config.max_payload_bytes)
-                if payload is not None else None)
-        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, payload=text)], None, actor)
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan,
+                                                          payload=patched_payload(config, ticket, payload))],
+                                     None, actor)
     _on_unleased(conn, ticket_id, change, actor=actor, wait_s=wait_s)
     return get_ticket(conn, ticket_id)

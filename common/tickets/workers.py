@@ -7,15 +7,12 @@ own, and a second process under a held name is refused. Every function here runs
 so a refusal writes nothing.
 """
 
-import re
-
 from psycopg.types.json import Jsonb
 
 from common.errors import BotfleetError, TicketNotFound
 from common.store import sql
-from common.tickets.manual import merge_patch, move_plan
+from common.tickets.manual import move_plan, patched_payload
 from common.tickets.outcomes import Plan, Ticket, escalate
-from common.tickets.payload import encode_payload
 from common.tickets.proceed import Step
 from common.tickets.read import get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
@@ -37,12 +34,6 @@ class NoExternalWork(BotfleetError):
 
 def lease_owner(name: str) -> str:
     return sql.WORKER_LEASE_PREFIX + name
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not re.match(WORKER_NAME, name):
-        raise BotfleetError(f"a worker's name is 1 to 100 letters, digits, '_', '.' or '-', got {name!r}")
-    return name
 
 
 def external_specs(config, metaservice=None, ticket_type=None) -> list:
@@ -126,12 +117,10 @@ def finish_ticket(conn, config, name, session, ticket_id, to=None, payload=None)
             raise NotHeld(f"ticket {ticket_id} is not held by worker {name!r}: it was finished, taken back after "
                           f"stall_timeout, or handed to another worker")
         step_plan = move_plan(config, ticket, to)
-        progress = {r["message"]: r["at"].isoformat() for r in conn.execute(sql.HOLD_PROGRESS, {"id": ticket_id})}
+        progress = {r["message"]: r["at"].isoformat() for r in conn.execute(sql.TAKE_PROGRESS, {"id": ticket_id})}
         step_plan.detail = {**(step_plan.detail or {}), "worker": name, "progress": progress}
-        text = (encode_payload(merge_patch(ticket.payload, payload), config.max_payload_bytes)
-                if payload is not None else None)
-        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan, payload=text)], owner, owner)
-        conn.execute(sql.CLEAR_PROGRESS, {"id": ticket_id})
+        step = Step(ticket, step_plan, payload=patched_payload(config, ticket, payload))
+        add_ticket_to_proceeded_list(conn, config, [step], owner, owner)
     return get_ticket(conn, ticket_id)
 
 
