@@ -24,7 +24,7 @@ SMTP_TIMEOUT_S = 10
 
 
 class MailDuty:
-    def __init__(self, config, actor):
+    def __init__(self, config, actor, wake=None):
         self.config = config
         self.settings = config.mail
         self.actor = actor

@@ -88,7 +88,8 @@ class BotRuntime:
         self.handler = (handler if handler is not None or spec.final or spec.duty or spec.external
                         else import_handler(spec))
         duties = {"mail": MailDuty, "webhook": WebhookDuty, "sweep": SweepDuty, "status": StatusExpiryDuty}  # a built-in bot's own work, instead of tickets
-        self.duty = duties[spec.duty](config, spec.name) if spec.duty in duties else None
+        # wake: a duty that works on threads of its own (network I/O) calls it when it has results for the loop.
+        self.duty = duties[spec.duty](config, spec.name, wake=self._wake) if spec.duty in duties else None
         # Messages from other bots go to on_<kind> functions of the module the handler lives in.
         self.handler_module = sys.modules.get(self.handler.__module__) if self.handler is not None else None
         # The type's own timeout handler, if the module has one (else the built-in ticket_timeout).

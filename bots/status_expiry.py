@@ -14,7 +14,7 @@ POLL_S = 1.0
 
 
 class StatusExpiryDuty:
-    def __init__(self, config, actor):
+    def __init__(self, config, actor, wake=None):
         self.config, self.actor = config, actor
 
     def run(self, conn) -> float:

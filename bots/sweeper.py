@@ -27,7 +27,7 @@ MAX_BATCHES = 20  # per kind of leftover and run: the rest waits for the next ru
 
 
 class SweepDuty:
-    def __init__(self, config, actor):
+    def __init__(self, config, actor, wake=None):
         self.config, self.actor = config, actor
         self.kind = SWEEP_TICKET_TYPE
 

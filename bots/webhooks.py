@@ -39,7 +39,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class WebhookDuty:
-    def __init__(self, config, actor):
+    def __init__(self, config, actor, wake=None):
         self.config = config
         self.settings = config.webhooks
         self.actor = actor
