@@ -1,26 +1,47 @@
 """The duty of the built-in bot botfleet-mail-1-deliver: mail the notifications of users with an address.
 
-Each run takes the pending mail that is due (SKIP LOCKED, so replicas share it): mail outside the user's
-delivery window waits for it to open; the rest goes out over SMTP (smtplib). A failed try is tried
-again with a doubling backoff; after `max_tries` the notification is undeliverable (never dropped: the
-inbox keeps it) and the operators' group hears of it through one error ticket, which counts every
-further problem until an operator resolves it. Then the sweeper removes
-notifications done with mail and older than `keep_delivered`.
+Each run takes a batch of the pending mail that is due (SKIP LOCKED, so replicas share it) in one
+statement that commits at once: mail outside the user's delivery window waits for it to open; the rest
+is leased on real time and goes out over SMTP (smtplib) on the duty's own thread, outside any
+transaction and off the control loop (bots/courier.py). The next run marks each mail in a statement of
+its own. A mail sent whose mark was lost (the bot died in between) is not sent again before its lease
+runs out, and is sent again after it: never lost, at worst twice.
+
+A failed try is tried again with a doubling backoff; after `max_tries` the notification is
+undeliverable (never dropped: the inbox keeps it) and the operators' group hears of it through one
+error ticket, which counts every further problem until an operator resolves it. Then the sweeper
+removes notifications done with mail and older than `keep_delivered`.
 """
 
 import logging
 import os
 import smtplib
+import time
 from email.message import EmailMessage
+from functools import partial
 
+from bots.courier import Courier
 from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE
 from common.store import sql
 from common.tickets.create import create_ticket
 
 log = logging.getLogger(__name__)
 
-MAIL_PER_TRANSACTION = 20
-SMTP_TIMEOUT_S = 10
+MAIL_PER_BATCH = 20
+# A batch starts no further mail once it has sent for this many timeouts: its lease must cover it.
+BATCH_BUDGET_TIMEOUTS = 10
+# The most a session can wait on the server for one mail: connect, greeting, EHLO, STARTTLS and EHLO
+# again, AUTH, then MAIL, RCPT, DATA, the message and QUIT.
+WAITS_PER_MAIL = 11
+UNTRIED = "untried"  # a mail its batch did not get to: due again at once, no try counted
+# Errors of one mail (ValueError: a message that cannot be written): the session goes on with the next. Any other error ends the session, and every mail
+# of the batch not yet sent fails that try with it (an unreachable or silent server costs one timeout).
+MAIL_ERRORS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError,
+               smtplib.SMTPNotSupportedError, ValueError)
+
+
+def why(exc) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
 
 
 class MailDuty:
@@ -28,18 +49,28 @@ class MailDuty:
         self.config = config
         self.settings = config.mail
         self.actor = actor
+        self.batch_budget_s = BATCH_BUDGET_TIMEOUTS * self.settings.timeout_s
+        # Until its batch is back and marked: the budget, the last mail's waits, and a hung threshold for
+        # the control loop to write the marks.
+        self.lease_s = self.batch_budget_s + WAITS_PER_MAIL * self.settings.timeout_s + config.hung_after_s
+        self.courier = Courier("mail-send", 1, wake)
 
     def run(self, conn) -> float | None:
-        """Deliver what is due, sweep; seconds until the next mail is due (None: nothing pending)."""
-        while True:
-            with conn.transaction():
-                rows = conn.execute(sql.TAKE_MAIL, {"limit": MAIL_PER_TRANSACTION}).fetchall()
-                for row in rows:
-                    self._deliver(conn, row)
-            if len(rows) < MAIL_PER_TRANSACTION:
-                break
+        """Mark what the last batch sent, send the next; seconds until the next mail is due (None: a batch
+        is out, and wake() comes when it is back; or nothing pending)."""
+        if self.courier.busy:
+            return None
+        self.courier.write(partial(self._mark, conn))
+        rows = conn.execute(sql.TAKE_MAIL, {"limit": MAIL_PER_BATCH, "lease_s": self.lease_s}).fetchall()
+        batch = [row for row in rows if row["in_window"]]  # the others now wait for their window
+        if batch:
+            self.courier.send([partial(self._send_batch, batch)])
         conn.execute(sql.PRUNE_NOTIFICATIONS, {"keep_s": self.settings.keep_delivered_s})
         self._report_stuck(conn)
+        if batch:
+            return None
+        if len(rows) == MAIL_PER_BATCH:
+            return 0.0  # a batch of mail for closed windows: more may be due
         return conn.execute(sql.NEXT_MAIL_DUE).fetchone()["due_in_s"]
 
     def _report_stuck(self, conn):
@@ -50,21 +81,24 @@ class MailDuty:
                                               f"{row['age_s']:.0f}s to be mailed ({row['email_attempts']} tries; "
                                               f"last error: {row['email_error'] or 'none'})")
 
-    def _deliver(self, conn, row):
-        if not row["in_window"]:
-            conn.execute(sql.MAIL_LATER, {"id": row["id"], "due_at": row["window_opens_at"]})
-            return
-        error = self._send(row)
+    def _mark(self, conn, result):
+        row, error = result
         if error is None:
             conn.execute(sql.MAIL_SENT, {"id": row["id"]})
             return
-        result = conn.execute(sql.MAIL_FAILED, {"id": row["id"], "error": error, "max_tries": self.settings.max_tries,
-                                                "backoff_s": self.settings.retry_backoff_s}).fetchone()
-        log.warning("mail %s to %s failed (try %d of %d): %s", row["id"], row["email"], result["email_attempts"],
-                    self.settings.max_tries, error)
-        if result["email_state"] == "undeliverable":
-            self._error_ticket(conn, row, f"notification {row['id']} to {row['user_name']} <{row['email']}> is "
-                                          f"undeliverable after {result['email_attempts']} tries: {error}")
+        if error is UNTRIED:
+            conn.execute(sql.MAIL_UNTRIED, {"id": row["id"]})
+            return
+        with conn.transaction():  # the try and its error ticket, together
+            marked = conn.execute(sql.MAIL_FAILED, {"id": row["id"], "error": error, "max_tries": self.settings.max_tries,
+                                                    "backoff_s": self.settings.retry_backoff_s}).fetchone()
+            if marked is None:
+                return  # no longer pending: its lease ran out, and another try was marked first
+            log.warning("mail %s to %s failed (try %d of %d): %s", row["id"], row["email"], marked["email_attempts"],
+                        self.settings.max_tries, error)
+            if marked["email_state"] == "undeliverable":
+                self._error_ticket(conn, row, f"notification {row['id']} to {row['user_name']} <{row['email']}> is "
+                                              f"undeliverable after {marked['email_attempts']} tries: {error}")
 
     def _error_ticket(self, conn, row, reason):
         """The operators' error ticket for a mail problem: a new one, or the one still open counts it."""
@@ -80,22 +114,37 @@ class MailDuty:
             "ticket_id": row["ticket_id"], "reason": reason},
             creator=self.actor, group_role=self.settings.operators_group)
 
-    def _send(self, row) -> str | None:
-        """Mail one notification; None, or why it failed."""
+    # -- on the courier's thread: no database here ------------------------------------------------
+    def _send_batch(self, rows) -> list:
+        """Mail a batch over one SMTP session: (row, None when sent, else why it failed, or UNTRIED)."""
         settings = self.settings
-        message = EmailMessage()
-        message["From"] = settings.sender
-        message["To"] = row["email"]
-        message["Subject"] = f"[botfleet] {row['kind']}" + (f": ticket {row['ticket_id']}" if row["ticket_id"] else "")
-        message.set_content(row["text"])
+        results = []
+        stop_at = time.monotonic() + self.batch_budget_s
         smtp_class = smtplib.SMTP_SSL if settings.security == "tls" else smtplib.SMTP
         try:
-            with smtp_class(settings.host, settings.port, timeout=SMTP_TIMEOUT_S) as smtp:
+            with smtp_class(settings.host, settings.port, timeout=settings.timeout_s) as smtp:
                 if settings.security == "starttls":
                     smtp.starttls()
                 if settings.username:
                     smtp.login(settings.username, os.environ.get(settings.password_env or "", ""))
-                smtp.send_message(message)
+                for row in rows:
+                    if time.monotonic() >= stop_at:
+                        break
+                    try:
+                        smtp.send_message(self._message(row))
+                        results.append((row, None))
+                    except MAIL_ERRORS as exc:  # smtplib has reset the session for the next one
+                        results.append((row, why(exc)))
         except (OSError, smtplib.SMTPException) as exc:
-            return f"{type(exc).__name__}: {exc}"[:2000]
-        return None
+            error = why(exc)
+            # QUIT may fail after the last mail was sent: nothing left to fail then.
+            results += [(row, error) for row in rows[len(results):]]
+        return results + [(row, UNTRIED) for row in rows[len(results):]]
+
+    def _message(self, row) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.settings.sender
+        message["To"] = row["email"]
+        message["Subject"] = f"[botfleet] {row['kind']}" + (f": ticket {row['ticket_id']}" if row["ticket_id"] else "")
+        message.set_content(row["text"])
+        return message

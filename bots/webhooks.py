@@ -4,26 +4,29 @@ The outbox rows are written by a trigger in the transaction of the change, so no
 takes the due rows (the oldest pending one per ticket and receiver: a ticket's changes arrive in order),
 POSTs them side by side, each signed with HMAC-SHA256 of the exact body under its type's key, and
 records each answer: 2xx delivered; 408, 429, 5xx or no answer tried again after a doubling backoff,
-failed after `max_tries`; any other 4xx failed at once (the receiver refuses it). A run waits at most
-one request timeout, which the config keeps under half the watchdog's hung threshold.
+failed after `max_tries`; any other 4xx failed at once (the receiver refuses it). A run never waits on a
+receiver: it claims a batch with a lease (committed at once) and hands it to the duty's own threads
+(bots/courier.py); the run after they are back records the answers, each in a statement of its own.
 """
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
+from bots.courier import Courier
 from common.config.models import TicketType
 from common.errors import BotfleetError
 from common.store import sql
 
 log = logging.getLogger(__name__)
 
-PARALLEL_POSTS = 8  # deliveries of one run, each to its own ticket, sent side by side
+PARALLEL_POSTS = 8  # deliveries of one batch, each to its own ticket, sent side by side
 SIGNATURE_HEADER = "X-Botfleet-Signature"
 RETRY_STATUSES = {408, 429}
 
@@ -43,34 +46,49 @@ class WebhookDuty:
         self.config = config
         self.settings = config.webhooks
         self.actor = actor
-        self.posts = ThreadPoolExecutor(PARALLEL_POSTS, thread_name_prefix="webhook")
+        # A POST waits at most a timeout to connect and one for the answer; then the loop writes it.
+        self.lease_s = self.settings.timeout_s * 2 + config.hung_after_s
+        self.courier = Courier("webhook", PARALLEL_POSTS, wake)
 
     def run(self, conn) -> float | None:
-        """Deliver one batch of what is due, prune; seconds until the next is due (0: more now, None: none)."""
-        lease_s = self.settings.timeout_s * 2 + self.config.hung_after_s
-        rows = conn.execute(sql.TAKE_WEBHOOKS, {"limit": PARALLEL_POSTS, "lease_s": lease_s}).fetchall()
-        for row, (error, final) in zip(rows, self.posts.map(self._post, rows), strict=True):
-            if error is None:
-                conn.execute(sql.WEBHOOK_DELIVERED, {"id": row["id"]})
-                continue
-            state = conn.execute(sql.WEBHOOK_FAILED_TRY, {
-                "id": row["id"], "error": error, "final": final, "max_tries": self.settings.max_tries,
-                "backoff_s": self.settings.retry_backoff_s, "max_backoff_s": self.settings.max_backoff_s,
-            }).fetchone()["state"]
-            log.log(logging.ERROR if state == "failed" else logging.WARNING,
-                    "webhook %s of ticket %s to %s: %s (try %d of %d%s)", row["id"], row["ticket_id"], row["url"],
-                    error, row["attempts"], self.settings.max_tries, ", failed" if state == "failed" else "")
+        """Record the last batch's answers, send the next, prune; seconds until the next is due (None: a
+        batch is out, and wake() comes when it is back; or nothing pending)."""
+        if self.courier.busy:
+            return None
+        self.courier.write(partial(self._record, conn))
+        rows = conn.execute(sql.TAKE_WEBHOOKS, {"limit": PARALLEL_POSTS, "lease_s": self.lease_s}).fetchall()
+        if rows:
+            self.courier.send([partial(self._post_one, row) for row in rows])
         conn.execute(sql.PRUNE_WEBHOOKS, {"keep_delivered_s": self.settings.keep_delivered_s,
                                           "keep_failed_s": self.settings.keep_failed_s})
-        if len(rows) == PARALLEL_POSTS:
-            return 0.0
+        if rows:
+            return None
         return conn.execute(sql.NEXT_WEBHOOK_DUE).fetchone()["due_in_s"]
+
+    def _record(self, conn, result):
+        row, (error, final) = result
+        if error is None:
+            conn.execute(sql.WEBHOOK_DELIVERED, {"id": row["id"]})
+            return
+        marked = conn.execute(sql.WEBHOOK_FAILED_TRY, {
+            "id": row["id"], "error": error, "final": final, "max_tries": self.settings.max_tries,
+            "backoff_s": self.settings.retry_backoff_s, "max_backoff_s": self.settings.max_backoff_s,
+        }).fetchone()
+        if marked is None:
+            return  # no longer pending: its lease ran out, and another try was recorded first
+        log.log(logging.ERROR if marked["state"] == "failed" else logging.WARNING,
+                "webhook %s of ticket %s to %s: %s (try %d of %d%s)", row["id"], row["ticket_id"], row["url"],
+                error, row["attempts"], self.settings.max_tries, ", failed" if marked["state"] == "failed" else "")
 
     def _secret_env(self, row) -> str:
         try:
             return self.config.ticket_type(row["metaservice"], row["ticket_type"]).callback_secret_env
         except BotfleetError:  # a type no longer configured: its webhooks are signed with the default key
             return TicketType.callback_secret_env
+
+    # -- on the courier's threads: no database here ------------------------------------------------
+    def _post_one(self, row) -> list:
+        return [(row, self._post(row))]
 
     def _post(self, row) -> tuple[str | None, bool]:
         """(None, _) when delivered; else why, and whether it is final (the receiver refused it)."""
@@ -90,5 +108,6 @@ class WebhookDuty:
         except urllib.error.HTTPError as exc:
             final = 400 <= exc.code < 500 and exc.code not in RETRY_STATUSES
             return f"answered {exc.code} {exc.reason}", final
-        except (OSError, ValueError) as exc:  # refused, timed out, unreachable, a URL urllib cannot use
+        # Refused, timed out, unreachable, a URL urllib cannot use, an answer that is not HTTP.
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             return f"no answer: {exc}", False

@@ -114,6 +114,12 @@ BAD_CASES = {
     "mail security that is not none, starttls or tls": (
         {"fleet_extra": "mail:\n  host: smtp.example.org\n  security: ssl\n"},
         r"fleet.yaml:\d+: mail.security: must be none, starttls or tls, got 'ssl'"),
+    "mail timeout past half the hung threshold": (
+        {"fleet_extra": "mail:\n  host: smtp.example.org\n  timeout: 1s\n"},
+        r"fleet.yaml:\d+: mail.timeout: must be at most half the hung threshold \(0.75s\), got '1s'"),
+    "webhook timeout past half the hung threshold": (
+        {"fleet_extra": "webhooks:\n  timeout: 800ms\n"},
+        r"fleet.yaml:\d+: webhooks.timeout: must be at most half the hung threshold \(0.75s\), got '800ms'"),
     "outcome on a state that is not final": (
         {"types": {"testms/pipe": PIPELINE_TYPE.replace("{code: 3, name: third}", "{code: 3, name: third, "
                                                         "outcome: succeeded}") + "job: true\n"}},

@@ -104,14 +104,14 @@ def load(root: Path | str | None = None) -> FleetConfig:
     _unknown_keys(fleet_doc, ("bot_defaults",), bot_defaults, set(BOT_DEFAULTS))
     types = _load_types(root, fleet_doc, fleet["metaservices"])
     bots = _load_bots(root, types, bot_defaults, fleet_doc, fleet["heartbeat_interval_s"])
-    mail = _mail(fleet_doc, fleet_doc.data.get("mail"))
+    hung_after_s = fleet["heartbeat_interval_s"] * fleet["watchdog"].hung_after_missed_heartbeats
+    mail = _mail(fleet_doc, fleet_doc.data.get("mail"), hung_after_s)
     if mail is not None:
         bots[MAIL_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], MAIL_BOT,
                                       MAIL_TICKET_TYPE, "mail")
     if fleet_doc.data.get("api") is not None:  # an api: section runs the API as a program of the fleet
         bots[API_BOT] = _builtin_bot(fleet_doc, bot_defaults, fleet["heartbeat_interval_s"], API_BOT,
                                      API_TICKET_TYPE, "api")
-    hung_after_s = fleet["heartbeat_interval_s"] * fleet["watchdog"].hung_after_missed_heartbeats
     webhooks = _webhooks(fleet_doc, fleet_doc.data.get("webhooks"), hung_after_s)
     # Callback URLs come from types, or from tickets made over the API: either way somebody delivers them.
     if API_BOT in bots or "webhooks" in fleet_doc.data or any(t.callback_url for t in types.values()):
@@ -270,6 +270,19 @@ def _jobsweeper(doc, section) -> float:
     return _duration(doc, ("jobsweeper", "every"), section.get("every", "1h"))
 
 
+def _network_timeout(doc, name, section, merged, hung_after_s) -> float:
+    """`<name>.timeout`: how long a send waits on another server (per connect, per answer)."""
+    timeout_s = _duration(doc, (name, "timeout"), merged["timeout"])
+    if "timeout" not in section:  # the default, within what fast heartbeats allow
+        timeout_s = min(timeout_s, hung_after_s / 2)
+    if timeout_s > hung_after_s / 2:
+        # Sends run off the control loop, but a stopping bot still waits for its sends, and a batch's lease
+        # grows with the timeout: both stay within what the watchdog allows a silent bot.
+        raise doc.error((name, "timeout"), f"must be at most half the hung threshold "
+                                           f"({hung_after_s / 2:g}s), got {merged['timeout']!r}")
+    return timeout_s
+
+
 def _webhooks(doc, section, hung_after_s) -> WebhookSettings:
     """`webhooks:` of fleet.yaml (all optional): how state changes are POSTed to callback URLs."""
     section = _mapping(doc, ("webhooks",), section)
@@ -278,13 +291,7 @@ def _webhooks(doc, section, hung_after_s) -> WebhookSettings:
     tries = merged["max_tries"]
     if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
         raise doc.error(("webhooks", "max_tries"), f"must be a positive integer, got {tries!r}")
-    timeout_s = _duration(doc, ("webhooks", "timeout"), merged["timeout"])
-    if "timeout" not in section:  # the default, within what fast heartbeats allow
-        timeout_s = min(timeout_s, hung_after_s / 2)
-    if timeout_s > hung_after_s / 2:
-        # The bot waits for its receivers between heartbeats: longer, and the watchdog would call it hung.
-        raise doc.error(("webhooks", "timeout"), f"must be at most half the hung threshold "
-                                                 f"({hung_after_s / 2:g}s), got {merged['timeout']!r}")
+    timeout_s = _network_timeout(doc, "webhooks", section, merged, hung_after_s)
     return WebhookSettings(max_tries=tries, retry_backoff_s=_duration(doc, ("webhooks", "retry_backoff"),
                                                                       merged["retry_backoff"]),
                            max_backoff_s=_duration(doc, ("webhooks", "max_backoff"), merged["max_backoff"]),
@@ -295,7 +302,7 @@ def _webhooks(doc, section, hung_after_s) -> WebhookSettings:
 
 MAIL_DEFAULTS = {"host": "localhost", "port": 25, "security": "none", "username": None, "password_env": None,
                  "from": "botfleet@localhost", "max_tries": 5, "retry_backoff": "1m", "operators_group": "operators",
-                 "keep_delivered": "30d", "stuck_after": "1h"}
+                 "keep_delivered": "30d", "stuck_after": "1h", "timeout": "10s"}
 
 
 def _jobs(doc, section, types) -> JobsSettings | None:
@@ -332,7 +339,7 @@ def _jobs(doc, section, types) -> JobsSettings | None:
     return JobsSettings(kind.metaservice, kind.name, {status: statuses[status] for status in JOB_STATUSES})
 
 
-def _mail(doc, section) -> MailSettings | None:
+def _mail(doc, section, hung_after_s) -> MailSettings | None:
     """`mail:` of fleet.yaml; absent: notifications are not mailed, and no mail bot runs."""
     if section is None:
         return None
@@ -354,6 +361,7 @@ def _mail(doc, section) -> MailSettings | None:
         operators_group=str(merged["operators_group"]),
         keep_delivered_s=_duration(doc, ("mail", "keep_delivered"), merged["keep_delivered"]),
         stuck_after_s=_duration(doc, ("mail", "stuck_after"), merged["stuck_after"]),
+        timeout_s=_network_timeout(doc, "mail", section, merged, hung_after_s),
     )
 
 

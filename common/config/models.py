@@ -164,6 +164,7 @@ class MailSettings:
     operators_group: str  # where one error ticket per undeliverable notification goes
     keep_delivered_s: float  # delivered notifications are removed after this
     stuck_after_s: float = 3600.0  # mail pending longer is reported to the operators, once
+    timeout_s: float = 10.0  # per SMTP connect and answer; at most half the watchdog's hung threshold
 
 
 @dataclass(frozen=True)

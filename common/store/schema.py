@@ -277,6 +277,7 @@ webhook_outbox = Table(
     Column("next_try_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("last_error", Text),
     Column("done_at", TZ),
+    Column("lease_until", TZ),  # claimed for a POST until then, on real time (statement_timestamp())
     CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="ck_webhook_outbox_state"),
 )
 Index("ix_webhook_outbox_pending", webhook_outbox.c.ticket_id, webhook_outbox.c.url, webhook_outbox.c.id,
@@ -373,6 +374,9 @@ notifications = Table(
     Column("email_error", Text),
     Column("email_sent_at", TZ),
     Column("email_stuck_reported_at", TZ),  # pending past mail.stuck_after: reported to the operators once
+    # Claimed for a send until then, on real time (statement_timestamp()): not sent again meanwhile, even
+    # if its bot died between sending it and marking it.
+    Column("email_lease_until", TZ),
 )
 Index("ix_notifications_user_name", notifications.c.user_name, notifications.c.id)
 Index("ix_notifications_email_due_at", notifications.c.email_due_at, postgresql_where=text("email_state = 'pending'"))

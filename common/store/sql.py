@@ -967,32 +967,50 @@ _IN_WINDOW = f"""(u.window_start IS NULL
 _WINDOW_OPENS = f"""((({_LOCAL_NOW})::date + u.window_start
       + CASE WHEN {_LOCAL_NOW}::time >= u.window_start THEN interval '1 day' ELSE interval '0' END) AT TIME ZONE u.tz)"""
 
-# The pending mail due now, locked for this delivery run (replicas take different rows).
+# The pending mail due now and not leased, taken in one statement that commits before anything is sent
+# (SKIP LOCKED: replicas take different rows). Mail outside its user's window moves to the window's
+# opening; the rest is leased for lease_s of real time (statement_timestamp(), which no clock shift
+# moves): nobody sends it again meanwhile, even if its bot dies between sending it and marking it. Its
+# business due time moves on by as much too, which keeps the claims of code before migration 0024 off it.
 TAKE_MAIL = f"""
-SELECT n.id, n.user_name, u.email, n.kind, n.text, n.ticket_id, n.email_attempts,
-       {_IN_WINDOW} AS in_window, {_WINDOW_OPENS} AS window_opens_at
-FROM notifications n JOIN users u ON u.name = n.user_name
-WHERE n.email_state = 'pending' AND n.email_due_at <= (SELECT botfleet_now())
-ORDER BY n.email_due_at
-LIMIT %(limit)s
-FOR UPDATE OF n SKIP LOCKED
+WITH due AS (
+    SELECT n.id, u.email, {_IN_WINDOW} AS in_window, {_WINDOW_OPENS} AS window_opens_at
+    FROM notifications n JOIN users u ON u.name = n.user_name
+    WHERE n.email_state = 'pending' AND n.email_due_at <= (SELECT botfleet_now())
+      AND coalesce(n.email_lease_until <= statement_timestamp(), true)
+    ORDER BY n.email_due_at
+    LIMIT %(limit)s
+    FOR UPDATE OF n SKIP LOCKED
+)
+UPDATE notifications n
+SET email_lease_until = CASE WHEN due.in_window THEN statement_timestamp() + %(lease_s)s * interval '1 second' END,
+    email_due_at = CASE WHEN due.in_window THEN (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
+                        ELSE due.window_opens_at END
+FROM due WHERE n.id = due.id
+RETURNING n.id, n.user_name, due.email, n.kind, n.text, n.ticket_id, n.email_attempts, due.in_window
 """
-
-MAIL_LATER = "UPDATE notifications SET email_due_at = %(due_at)s WHERE id = %(id)s"
 
 MAIL_SENT = """
 UPDATE notifications SET email_state = 'sent', email_sent_at = (SELECT botfleet_now()),
-    email_attempts = email_attempts + 1, email_error = NULL
+    email_attempts = email_attempts + 1, email_error = NULL, email_lease_until = NULL
 WHERE id = %(id)s
 """
 
-# A failed try: due again after the backoff, or undeliverable after the last try.
+# A failed try: due again after the backoff, or undeliverable after the last try. Not over a mail that is
+# no longer pending (its lease ran out and another bot's try was marked first).
 MAIL_FAILED = """
 UPDATE notifications SET email_attempts = email_attempts + 1, email_error = %(error)s,
     email_state = CASE WHEN email_attempts + 1 >= %(max_tries)s THEN 'undeliverable' ELSE 'pending' END,
-    email_due_at = (SELECT botfleet_now()) + %(backoff_s)s * power(2, email_attempts) * interval '1 second'
-WHERE id = %(id)s
+    email_due_at = (SELECT botfleet_now()) + %(backoff_s)s * power(2, email_attempts) * interval '1 second',
+    email_lease_until = NULL
+WHERE id = %(id)s AND email_state = 'pending'
 RETURNING email_state, email_attempts
+"""
+
+# A leased mail that its batch did not get to: due again now, no try counted.
+MAIL_UNTRIED = """
+UPDATE notifications SET email_due_at = (SELECT botfleet_now()), email_lease_until = NULL
+WHERE id = %(id)s AND email_state = 'pending'
 """
 
 # The sweeper: notifications done with mail (sent, or never to be mailed) older than the retention.
@@ -1019,8 +1037,11 @@ WHERE id = (SELECT id FROM tickets
 RETURNING id
 """
 
+# Leased mail is due once both its due time and its lease have passed (a bot that died with it).
 NEXT_MAIL_DUE = """
-SELECT extract(epoch FROM min(email_due_at) - (SELECT botfleet_now()))::float8 AS due_in_s
+SELECT extract(epoch FROM min(greatest(email_due_at - (SELECT botfleet_now()),
+                                       coalesce(email_lease_until - statement_timestamp(), interval '0'))))::float8
+       AS due_in_s
 FROM notifications WHERE email_state = 'pending'
 """
 
@@ -1171,12 +1192,15 @@ ORDER BY t.id
 
 # The webhook bot's channel (bf.botfleet.webhook.1) is notified by migration 0021's trigger, which fills
 # the outbox. The next deliveries that are due, each the oldest pending one of its ticket and receiver (so a ticket's
-# changes arrive in order, and replicas never send two of one ticket at once). Taken with a lease: a
-# delivery whose bot dies is due again after it; the try counts.
+# changes arrive in order, and replicas never send two of one ticket at once). Taken with a lease of real
+# time (statement_timestamp(), which no clock shift moves), committed before the POST: a delivery whose
+# bot dies is due again after it; the try counts. next_try_at moves on by as much too, which keeps the
+# claims of code before migration 0024 off it.
 TAKE_WEBHOOKS = """
 WITH due AS (
     SELECT o.id FROM webhook_outbox o
     WHERE o.state = 'pending' AND o.next_try_at <= (SELECT botfleet_now())
+      AND coalesce(o.lease_until <= statement_timestamp(), true)
       AND NOT EXISTS (SELECT 1 FROM webhook_outbox p
                       WHERE p.state = 'pending' AND p.ticket_id = o.ticket_id AND p.url = o.url AND p.id < o.id)
     ORDER BY o.id
@@ -1184,30 +1208,35 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE webhook_outbox o
-SET attempts = o.attempts + 1, next_try_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
+SET attempts = o.attempts + 1, lease_until = statement_timestamp() + %(lease_s)s * interval '1 second',
+    next_try_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
 FROM due WHERE o.id = due.id
 RETURNING o.id, o.ticket_id, o.event_id, o.metaservice, o.ticket_type, o.url, o.from_state, o.to_state, o.at,
           o.attempts
 """
 
 WEBHOOK_DELIVERED = """
-UPDATE webhook_outbox SET state = 'delivered', done_at = (SELECT botfleet_now()), last_error = NULL
+UPDATE webhook_outbox SET state = 'delivered', done_at = (SELECT botfleet_now()), last_error = NULL, lease_until = NULL
 WHERE id = %(id)s
 """
 
 # A failed try: again after a doubling backoff, or failed for good after max_tries (or at once: `final`).
+# Not over a delivery that is no longer pending (its lease ran out and another bot's try was marked first).
 WEBHOOK_FAILED_TRY = """
-UPDATE webhook_outbox SET last_error = %(error)s,
+UPDATE webhook_outbox SET last_error = %(error)s, lease_until = NULL,
     state = CASE WHEN %(final)s OR attempts >= %(max_tries)s THEN 'failed' ELSE 'pending' END,
     done_at = CASE WHEN %(final)s OR attempts >= %(max_tries)s THEN (SELECT botfleet_now()) END,
     next_try_at = (SELECT botfleet_now())
         + least(%(backoff_s)s * power(2, attempts - 1), %(max_backoff_s)s) * interval '1 second'
-WHERE id = %(id)s
+WHERE id = %(id)s AND state = 'pending'
 RETURNING state
 """
 
+# A leased delivery is due once both its next try and its lease have passed (a bot that died with it).
 NEXT_WEBHOOK_DUE = """
-SELECT extract(epoch FROM min(next_try_at) - (SELECT botfleet_now()))::float8 AS due_in_s
+SELECT extract(epoch FROM min(greatest(next_try_at - (SELECT botfleet_now()),
+                                       coalesce(lease_until - statement_timestamp(), interval '0'))))::float8
+       AS due_in_s
 FROM webhook_outbox WHERE state = 'pending'
 """
 
