@@ -1,7 +1,9 @@
 """Notifications mailed by the built-in bot botfleet-mail-1-deliver, against a real SMTP server (aiosmtpd):
 delivered; held until the user's delivery window opens; refused, tried again, then undeliverable with
-one error ticket for the operators, and never dropped."""
+one error ticket for the operators, and never dropped. A server that never answers neither makes the bot
+look hung nor holds a transaction open; a mail sent whose mark was lost is not sent again within its lease."""
 
+import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,18 +17,21 @@ from common.people import directory
 from common.store import clock
 from common.store.sync import sync_config
 from common.tickets.manual import close_ticket
-from tests.conftest import free_port, registered, stays_true, wait_until, write_config
+from tests.conftest import free_port, last_event_id, registered, stays_true, wait_until, write_config
+from tests.liveness import SilentServer, heartbeat_age_s, idle_in_transaction_s
 from watchdog.collector import scrape_text
 
 pytestmark = pytest.mark.processes
 
 
 class Mailbox:
-    """An aiosmtpd handler that keeps what it receives, or refuses every recipient."""
+    """An aiosmtpd handler that keeps what it receives, or refuses every recipient. `on_first_message` runs
+    once a message has been received, before the server says it was."""
 
-    def __init__(self, refuse=False):
+    def __init__(self, refuse=False, on_first_message=None):
         self.refuse = refuse
         self.received = []
+        self.on_first_message = on_first_message
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refuse:
@@ -36,6 +41,9 @@ class Mailbox:
 
     async def handle_DATA(self, server, session, envelope):
         self.received.append((envelope.rcpt_tos, envelope.content.decode(errors="replace")))
+        if self.on_first_message is not None:
+            self.on_first_message, hook = None, self.on_first_message
+            hook()
         return "250 Message accepted"
 
 
@@ -43,9 +51,9 @@ class Mailbox:
 def smtp():
     servers = []
 
-    def start(refuse=False):
-        mailbox = Mailbox(refuse)
-        controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    def start(refuse=False, port=None, on_first_message=None):
+        mailbox = Mailbox(refuse, on_first_message)
+        controller = Controller(mailbox, hostname="127.0.0.1", port=port or free_port())
         controller.start()
         servers.append(controller)
         return mailbox, controller.port
@@ -164,3 +172,107 @@ def test_mail_pending_past_stuck_after_is_reported_to_the_operators_once_and_sho
     assert state_of(conn, waiting)["email_state"] == "pending"  # reported, not given up: it is still tried
     stays_true(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE ticket_type = 'error'").fetchone()["n"] == 1,
                2, "one report, however many sweeps")
+
+
+@pytest.fixture
+def silent_smtp():
+    servers = []
+
+    def start():
+        servers.append(SilentServer(free_port()))
+        return servers[-1]
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# Test fleets heartbeat every 500 ms and are hung after 1.5 s: a bot whose loop never waits on the network
+# stays within this on a busy machine. The old bot waited on the server for 10 s, in a transaction.
+FRESH_HEARTBEAT_S = 1.2
+SHORT_TRANSACTION_S = 0.5
+SILENCE_S = 60
+
+
+def watchdog_actions(conn, since) -> list:
+    """What the watchdog did to the mail bot, or thought of it, after event `since`: all but finding it healthy."""
+    return conn.execute("""SELECT action, reason FROM watchdog_events WHERE bot = %s AND id > %s
+                           AND NOT (action = 'health' AND reason LIKE '%%-> healthy%%')""", (MAIL_BOT, since)).fetchall()
+
+
+@pytest.mark.processes
+def test_a_silent_smtp_server_neither_stales_the_heartbeat_nor_holds_a_transaction_and_the_mail_goes_out_later(
+        supervised, conn, smtp, silent_smtp):
+    silent = silent_smtp()
+    # Tries at about 0, 2, 5, 10, 19 and 36 s, each failing after the timeout (half the hung threshold,
+    # 0.75 s); the next at about 68 s, once the server answers.
+    fleet = supervised(fleet_extra=f"mail:\n  host: 127.0.0.1\n  port: {silent.port}\n  max_tries: 100\n"
+                                   f"  retry_backoff: 1s\n  operators_group: ops\n")
+    fleet.start()
+    directory.add_user(conn, "ann", email="ann@example.org")
+    wait_until(lambda: (heartbeat_age_s(conn, MAIL_BOT) or 99) < FRESH_HEARTBEAT_S, 30, "the mail bot to heartbeat")
+    pid = fleet.processes()[MAIL_BOT]["pid"]
+    since = last_event_id(conn)
+    waiting = send_user_notification(conn, None, "ann", "through the silence")
+
+    worst = {"heartbeat_age_s": 0.0, "idle_in_transaction_s": 0.0}
+
+    def healthy():
+        info = fleet.processes()[MAIL_BOT]
+        worst["heartbeat_age_s"] = max(worst["heartbeat_age_s"], heartbeat_age_s(conn, MAIL_BOT) or 99)
+        worst["idle_in_transaction_s"] = max(worst["idle_in_transaction_s"], idle_in_transaction_s(conn, MAIL_BOT))
+        return (info["pid"] == pid and info["statename"] == "RUNNING" and worst["heartbeat_age_s"] < FRESH_HEARTBEAT_S
+                and worst["idle_in_transaction_s"] < SHORT_TRANSACTION_S)
+
+    def what():
+        return f"the mail bot's health (worst so far {worst}; watchdog: {watchdog_actions(conn, since)})"
+    stays_true(healthy, SILENCE_S, what)
+    row = state_of(conn, waiting)
+    assert silent.accepted >= 3 and row["email_attempts"] >= 3, (silent.accepted, row)  # tried, and tried again
+    assert row["email_state"] == "pending" and "timed out" in row["email_error"], row
+
+    silent.stop()
+    mailbox, _ = smtp(port=silent.port)
+
+    def sent():
+        assert healthy(), what()
+        return state_of(conn, waiting)["email_state"] == "sent"
+    wait_until(sent, 90, lambda: f"the mail to go out once the server answers: {state_of(conn, waiting)}")
+    assert [content.count("through the silence") for _, content in mailbox.received] == [1]
+    assert not watchdog_actions(conn, since), what()
+
+
+def lease_left_s(conn, notification_id) -> float:
+    return conn.execute("SELECT extract(epoch FROM email_lease_until - clock_timestamp())::float8 AS s "
+                        "FROM notifications WHERE id = %s", (notification_id,)).fetchone()["s"]
+
+
+@pytest.mark.processes
+@pytest.mark.process_faults
+def test_a_mail_sent_whose_mark_was_lost_is_not_sent_again_within_its_lease_and_is_after_it(
+        tmp_path, db_url, conn, processes, smtp):
+    # The server has the message, and the bot dies before it hears so: it never marks the mail sent.
+    def kill_the_bot():
+        first_bot.send_signal(signal.SIGKILL)
+        first_bot.wait()
+    mailbox, port = smtp(on_first_message=kill_the_bot)
+    cfg = mail_fleet(tmp_path, db_url, conn, processes, port)
+    first_bot = processes.procs[-1]
+    lost = send_user_notification(conn, None, "ann", "the first mail")
+    wait_until(lambda: first_bot.poll() is not None, 30, "the server to receive the mail, and the bot to be killed")
+    assert first_bot.returncode == -signal.SIGKILL and len(mailbox.received) == 1
+
+    processes.start(MAIL_BOT, cfg.root, db_url)
+    wait_until(lambda: conn.execute("SELECT count(*) AS n FROM bot_processes WHERE bot_name = %s",
+                                    (MAIL_BOT,)).fetchone()["n"] == 2, 30, "the mail bot to start again")
+    later = send_user_notification(conn, None, "ann", "the second mail")
+    wait_until(lambda: state_of(conn, later)["email_state"] == "sent", 30, "the restarted bot to mail the next one")
+    texts = lambda: [content for _, content in mailbox.received]  # noqa: E731
+    assert ["the first mail" in text for text in texts()] == [True, False], "the first mail was sent twice"
+    # The lease is real time: the business clock a day on makes the first mail due, not free.
+    clock.shift(conn, 86400)
+    stays_true(lambda: len(mailbox.received) == 2, min(3.0, lease_left_s(conn, lost) - 0.5),
+               lambda: f"the first mail unsent within its lease ({len(mailbox.received)} received)")
+    # Never lost: once its lease has run out, it goes out again.
+    wait_until(lambda: state_of(conn, lost)["email_state"] == "sent", lease_left_s(conn, lost) + 30,
+               lambda: f"the first mail to go out again after its lease: {state_of(conn, lost)}")
+    assert ["the first mail" in text for text in texts()] == [True, False, True]

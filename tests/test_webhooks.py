@@ -1,6 +1,7 @@
 """Webhooks with the real webhook bot and a receiver started by the test: every state change is POSTed
 once, in order per ticket, signed with HMAC-SHA256 under the type's key, also when the receiver was down
-for a while; a receiver that refuses a change marks it failed, and `botfleet status` says so."""
+for a while; a receiver that refuses a change marks it failed, and `botfleet status` says so. A receiver
+that never answers does not stale the bot's heartbeat."""
 
 import hashlib
 import hmac
@@ -16,7 +17,8 @@ from common.config.load import load
 from common.store.sync import sync_config
 from common.tickets.create import create_ticket
 from tests.conftest import BOTFLEET, THREE_STATES, free_port, wait_until, write_config
-from tests.harness import child_env
+from tests.harness import child_env, stays_true
+from tests.liveness import SilentServer, heartbeat_age_s
 
 pytestmark = pytest.mark.processes
 
@@ -105,3 +107,39 @@ def test_every_change_is_delivered_once_in_order_and_signed_after_the_receiver_w
                             capture_output=True, text=True)
     assert json.loads(status.stdout)["webhooks"] == {"pending": 0, "retrying": 0, "failed": 3}, status.stderr
     assert WEBHOOK_BOT in config.bots
+
+
+@pytest.fixture
+def silent_receiver():
+    server = SilentServer(free_port())
+    yield server
+    server.stop()
+
+
+def test_a_receiver_that_never_answers_does_not_stale_the_heartbeat(tmp_path, db_url, conn, processes,
+                                                                    silent_receiver):
+    # Slow heartbeats (4 s, hung after 12 s) allow a request timeout of 6 s: a bot that waited on its
+    # receivers in its loop would show a heartbeat at least 6 s old after each batch; one that does not,
+    # at most 4 s and a little.
+    hooked = THREE_STATES + f"callback_url: http://127.0.0.1:{silent_receiver.port}/hooks\n"
+    folder = write_config(tmp_path / "config", types={"testms/hooked": hooked}, bot_defaults={"lease": "20s"},
+                          fleet_extra="webhooks:\n  retry_backoff: 100ms\n  max_backoff: 100ms\n  max_tries: 1000\n"
+                                      "  timeout: 6s\n")
+    fleet = folder / "fleet.yaml"
+    fleet.write_text(fleet.read_text().replace("heartbeat_interval: 500ms", "heartbeat_interval: 4s"))
+    config = load(folder)
+    sync_config(conn, config)
+    processes.start(WEBHOOK_BOT, folder, db_url, {"BOTFLEET_WEBHOOK_SECRET": SECRET})
+    wait_until(lambda: heartbeat_age_s(conn, WEBHOOK_BOT) is not None, 30, "the webhook bot to register")
+    for n in range(8):
+        create_ticket(conn, config, "testms", "hooked", {"n": n})
+
+    worst = {"heartbeat_age_s": 0.0}
+
+    def fresh():
+        worst["heartbeat_age_s"] = max(worst["heartbeat_age_s"], heartbeat_age_s(conn, WEBHOOK_BOT))
+        return worst["heartbeat_age_s"] < 5.0
+    stays_true(fresh, 25, lambda: f"the webhook bot's heartbeat fresh (worst {worst})")
+    # Every POST waited for its timeout: two batches or more went out meanwhile.
+    assert silent_receiver.accepted >= 16, silent_receiver.accepted
+    assert conn.execute("SELECT min(attempts) AS n FROM webhook_outbox").fetchone()["n"] >= 2
