@@ -10,14 +10,12 @@ from api.auth import TokenCache
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
 from common import __version__
+from common.store import connections
 from common.store.pool import async_connection_pool, connection_pool
 from common.store.sync import sync_status_models
 
 # The JSON around a payload (metaservice, type, creator, ...) on top of the fleet's payload limit.
 ENVELOPE_BYTES = 16 * 1024
-# Connections for the routes that run in the thread pool, and for those the event loop runs (api/aio.py).
-POOL_MIN, POOL_MAX = 1, 8
-AIO_POOL_MIN, AIO_POOL_MAX = 2, 16
 
 
 def create_app(config, url: str, spec=None) -> FastAPI:
@@ -27,9 +25,12 @@ def create_app(config, url: str, spec=None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app):
-        app.state.pool = connection_pool(url, min_size=POOL_MIN, max_size=POOL_MAX, application_name="botfleet-api")
-        app.state.aio_pool = await async_connection_pool(url, min_size=AIO_POOL_MIN, max_size=AIO_POOL_MAX,
-                                                         application_name="botfleet-api")
+        # The pools' sizes are counted in the fleet's connection budget, so they are set there.
+        app.state.pool = connection_pool(url, min_size=connections.API_POOL_MIN, max_size=connections.API_POOL_MAX,
+                                         application_name=connections.API_APPLICATION_NAME)
+        app.state.aio_pool = await async_connection_pool(
+            url, min_size=connections.API_AIO_POOL_MIN, max_size=connections.API_AIO_POOL_MAX,
+            application_name=connections.API_APPLICATION_NAME)
         app.state.tokens = TokenCache(app.state.pool)
         with app.state.pool.connection() as conn:  # the objects it creates instances of, with their statuses
             sync_status_models(conn, config.status_models)

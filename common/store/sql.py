@@ -1568,3 +1568,18 @@ ORDER BY 1, 2, 3
 METRIC_WORKERS = "SELECT name, extract(epoch FROM last_contact_at)::float8 AS last_contact_s FROM workers ORDER BY name"
 
 WAKE_BOT = "SELECT pg_notify(%(channel)s, '')"
+
+# The connection budget (common/store/connections.py): the server's slots, and the client connections that
+# are not this host's fleet. The fleet's run as this role, from this connection's client address, named after
+# their process (up to a first ':'). Without pg_read_all_stats another role's sessions show no backend_type:
+# counted when they are in a database, as a client's are.
+SERVER_CONNECTION_SLOTS = """
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS superuser_reserved,
+       coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved,
+       (SELECT count(*) FROM pg_stat_activity
+        WHERE (backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL))
+          AND pid <> pg_backend_pid()
+          AND NOT (usename IS NOT DISTINCT FROM session_user AND client_addr IS NOT DISTINCT FROM inet_client_addr()
+                   AND split_part(application_name, ':', 1) = ANY(%(fleet_names)s)))::int AS used_by_others
+"""
