@@ -62,7 +62,7 @@ class MailDuty:
             return None
         self.courier.write(partial(self._mark, conn))
         rows = conn.execute(sql.TAKE_MAIL, {"limit": MAIL_PER_BATCH, "lease_s": self.lease_s}).fetchall()
-        batch = [row for row in rows if row["in_window"]]  # the others now wait for their window
+        batch = [row for row in rows if row["to_send"]]  # the others wait for their window, or have no address
         if batch:
             self.courier.send([partial(self._send_batch, batch)])
         conn.execute(sql.PRUNE_NOTIFICATIONS, {"keep_s": self.settings.keep_delivered_s})
@@ -70,7 +70,7 @@ class MailDuty:
         if batch:
             return None
         if len(rows) == MAIL_PER_BATCH:
-            return 0.0  # a batch of mail for closed windows: more may be due
+            return 0.0  # a batch of mail for closed windows or no address: more may be due
         return conn.execute(sql.NEXT_MAIL_DUE).fetchone()["due_in_s"]
 
     def _report_stuck(self, conn):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiosmtpd.controller import Controller
 
+from bots.mail import MailDuty
 from common.config.builtin import MAIL_BOT
 from common.config.load import load
 from common.fleet import status
@@ -104,7 +105,7 @@ def test_mail_waits_for_the_users_delivery_window(tmp_path, db_url, conn, proces
     assert mailbox.received == [] and state_of(conn, held)["email_state"] == "pending"
     clock.shift(conn, (opens - clock.now(conn)).total_seconds() + 60)
     wait_until(lambda: mailbox.received, 30, "the mail to go out once the window is open")
-    assert state_of(conn, held)["email_state"] == "sent"
+    wait_until(lambda: state_of(conn, held)["email_state"] == "sent", 10, "the mail to be marked sent")
 
 
 def test_refused_mail_is_tried_again_then_undeliverable_with_one_error_ticket_and_never_dropped(
@@ -172,6 +173,24 @@ def test_mail_pending_past_stuck_after_is_reported_to_the_operators_once_and_sho
     assert state_of(conn, waiting)["email_state"] == "pending"  # reported, not given up: it is still tried
     stays_true(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE ticket_type = 'error'").fetchone()["n"] == 1,
                2, "one report, however many sweeps")
+
+
+def test_mail_of_a_user_whose_address_is_gone_is_done_with_and_leaves_nothing_due(tmp_path, conn):
+    """Removed, or the address cleared, after the mail was written: no longer mailed (and not due for ever,
+    which would turn the bot's loop without end)."""
+    folder = write_config(tmp_path / "config", fleet_extra="mail:\n  host: 127.0.0.1\n  port: 9\n")
+    cfg = load(folder)
+    directory.add_user(conn, "ann", email="ann@example.org")
+    directory.add_user(conn, "bob", email="bob@example.org")
+    removed = send_user_notification(conn, None, "ann", "to a user who is gone")
+    cleared = send_user_notification(conn, None, "bob", "to an address that is gone")
+    directory.remove_user(conn, "ann")
+    directory.add_user(conn, "bob")
+    woken = []
+    duty = MailDuty(cfg, MAIL_BOT, wake=lambda: woken.append(True))
+    assert duty.run(conn) is None  # nothing pending
+    assert [state_of(conn, n)["email_state"] for n in (removed, cleared)] == ["none", "none"]
+    assert not duty.courier.busy and not woken  # nothing was sent
 
 
 @pytest.fixture
@@ -270,6 +289,7 @@ def test_a_mail_sent_whose_mark_was_lost_is_not_sent_again_within_its_lease_and_
     assert ["the first mail" in text for text in texts()] == [True, False], "the first mail was sent twice"
     # The lease is real time: the business clock a day on makes the first mail due, not free.
     clock.shift(conn, 86400)
+    assert lease_left_s(conn, lost) > 1, "the restart took about the whole lease: nothing left to watch"
     stays_true(lambda: len(mailbox.received) == 2, min(3.0, lease_left_s(conn, lost) - 0.5),
                lambda: f"the first mail unsent within its lease ({len(mailbox.received)} received)")
     # Never lost: once its lease has run out, it goes out again.

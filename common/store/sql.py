@@ -972,10 +972,12 @@ _WINDOW_OPENS = f"""((({_LOCAL_NOW})::date + u.window_start
 # opening; the rest is leased for lease_s of real time (statement_timestamp(), which no clock shift
 # moves): nobody sends it again meanwhile, even if its bot dies between sending it and marking it. Its
 # business due time moves on by as much too, which keeps the claims of code before migration 0024 off it.
+# Mail of a user with no address any more (removed, or the address cleared) is done with: state none, as
+# for a user who never had one (else it would stay due, and the bot would come back for it at once, forever).
 TAKE_MAIL = f"""
 WITH due AS (
     SELECT n.id, u.email, {_IN_WINDOW} AS in_window, {_WINDOW_OPENS} AS window_opens_at
-    FROM notifications n JOIN users u ON u.name = n.user_name
+    FROM notifications n LEFT JOIN users u ON u.name = n.user_name
     WHERE n.email_state = 'pending' AND n.email_due_at <= (SELECT botfleet_now())
       AND coalesce(n.email_lease_until <= statement_timestamp(), true)
     ORDER BY n.email_due_at
@@ -983,11 +985,15 @@ WITH due AS (
     FOR UPDATE OF n SKIP LOCKED
 )
 UPDATE notifications n
-SET email_lease_until = CASE WHEN due.in_window THEN statement_timestamp() + %(lease_s)s * interval '1 second' END,
-    email_due_at = CASE WHEN due.in_window THEN (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
+SET email_state = CASE WHEN due.email IS NULL THEN 'none' ELSE 'pending' END,
+    email_lease_until = CASE WHEN due.email IS NOT NULL AND due.in_window
+                             THEN statement_timestamp() + %(lease_s)s * interval '1 second' END,
+    email_due_at = CASE WHEN due.email IS NULL THEN NULL
+                        WHEN due.in_window THEN (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
                         ELSE due.window_opens_at END
 FROM due WHERE n.id = due.id
-RETURNING n.id, n.user_name, due.email, n.kind, n.text, n.ticket_id, n.email_attempts, due.in_window
+RETURNING n.id, n.user_name, due.email, n.kind, n.text, n.ticket_id, n.email_attempts,
+          due.email IS NOT NULL AND due.in_window AS to_send
 """
 
 MAIL_SENT = """
