@@ -11,11 +11,22 @@ from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
 from common import __version__
 from common.store import connections
+from common.store.connect import SessionTimeouts
 from common.store.pool import async_connection_pool, connection_pool
 from common.store.sync import sync_status_models
 
 # The JSON around a payload (metaservice, type, creator, ...) on top of the fleet's payload limit.
 ENVELOPE_BYTES = 16 * 1024
+
+
+def session_timeouts(config) -> SessionTimeouts:
+    """The API is watched as a bot: its heartbeat takes a connection of the same pool as the routes, once per
+    heartbeat interval, and must land within the hung threshold. So no statement keeps a connection longer than
+    the hung threshold less one interval (4 s as shipped); a lock is waited for half of that, which leaves the
+    statement its own time (a move by hand tries again within its wait, common/tickets/manual.py). A route that
+    gives up answers 503 (api/errors.py)."""
+    statement_timeout_s = config.hung_after_s - config.heartbeat_interval_s
+    return SessionTimeouts(lock_timeout_s=statement_timeout_s / 2, statement_timeout_s=statement_timeout_s)
 
 
 def create_app(config, url: str, spec=None) -> FastAPI:
@@ -25,12 +36,13 @@ def create_app(config, url: str, spec=None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app):
+        timeouts = session_timeouts(config)
         # The pools' sizes are counted in the fleet's connection budget, so they are set there.
         app.state.pool = connection_pool(url, min_size=connections.API_POOL_MIN, max_size=connections.API_POOL_MAX,
-                                         application_name=connections.API_APPLICATION_NAME)
+                                         application_name=connections.API_APPLICATION_NAME, timeouts=timeouts)
         app.state.aio_pool = await async_connection_pool(
             url, min_size=connections.API_AIO_POOL_MIN, max_size=connections.API_AIO_POOL_MAX,
-            application_name=connections.API_APPLICATION_NAME)
+            application_name=connections.API_APPLICATION_NAME, timeouts=timeouts)
         app.state.tokens = TokenCache(app.state.pool)
         with app.state.pool.connection() as conn:  # the objects it creates instances of, with their statuses
             sync_status_models(conn, config.status_models)

@@ -1,5 +1,7 @@
 """Every error the API answers is {"error": {"code", "message", "field"}} with a real HTTP status."""
 
+import logging
+
 import psycopg
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +17,10 @@ from common.tickets.workers import NoExternalWork, NotHeld, WorkerBusy
 # The routes of seed 001 (statusek) answer in its shape, {"status": false, "message"}, with the error
 # object beside it, and a body that does not fit is 400 there, as its clients expect.
 SEED_TAG = "status models (statusek)"
+# When a client that got a 503 for the database should try again.
+RETRY_AFTER_S = 5
+
+log = logging.getLogger("botfleet.api")
 
 
 class ApiError(Exception):
@@ -105,7 +111,23 @@ async def _data(request: Request, exc: psycopg.errors.DataError) -> JSONResponse
                           request=request)
 
 
+async def _database(request: Request, exc: psycopg.Error) -> JSONResponse:
+    # The server away (stopped, restarting, unreachable), no connection free within the pool's wait, or a
+    # statement that gave up on a lock or on its time limit: each passes, so 503 and when to try again.
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        code, message = "busy", "something this request needs is locked by another session; try again shortly"
+    elif isinstance(exc, psycopg.errors.QueryCanceled):
+        code, message = "database_timeout", "the database did not answer in time; try again shortly"
+    else:
+        code, message = "database_unavailable", "the database is unavailable; try again shortly"
+    log.warning("%s %s: %s (%s)", request.method, request.url.path, code, str(exc).strip().split("\n")[0])
+    return error_response(503, code, message, headers={"Retry-After": str(RETRY_AFTER_S)}, request=request)
+
+
 def install(app) -> None:
+    # psycopg_pool's PoolTimeout and PoolClosed are OperationalErrors too.
+    app.add_exception_handler(psycopg.OperationalError, _database)
+    app.add_exception_handler(psycopg.InterfaceError, _database)
     app.add_exception_handler(psycopg.errors.DataError, _data)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)

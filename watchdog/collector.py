@@ -17,6 +17,7 @@ from common.store import sql
 from common.store.botstats import COUNTERS, HANDLER_BUCKETS_S, HOP_BUCKETS_S, cumulative
 from common.store.connect import connect
 from common.store.connections import measure
+from watchdog.time_limits import PROBE_TIMEOUTS
 
 log = logging.getLogger("botfleet.watchdog")
 
@@ -211,7 +212,7 @@ def registry_for(collector) -> CollectorRegistry:
 
 def scrape_text(url) -> str:
     """The exposition text a scrape of a watchdog on this database would return."""
-    collector = FleetCollector(lambda: connect(url, autocommit=True))
+    collector = FleetCollector(lambda: connect(url, autocommit=True, timeouts=PROBE_TIMEOUTS))
     return generate_latest(registry_for(collector)).decode()
 
 

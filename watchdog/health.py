@@ -9,6 +9,7 @@ from common.errors import SchemaBehindError
 from common.store import sql
 from common.store.connect import connect
 from common.store.revision import check_schema
+from watchdog.time_limits import PROBE_TIMEOUTS
 
 OK, CRITICAL = 0, 2  # exit codes as monitoring plugins use them
 
@@ -56,7 +57,7 @@ def judge(rows, stale_s: float) -> tuple[int, str]:
 def check(url, settings, session=None) -> tuple[int, str]:
     """The verdict, on a connection of its own, or in `session` (a context manager yielding a connection)."""
     try:
-        with session() if session else connect(url, autocommit=True) as conn:
+        with session() if session else connect(url, autocommit=True, timeouts=PROBE_TIMEOUTS) as conn:
             check_schema(conn)
             rows = conn.execute(sql.HEALTH_CHECK).fetchall()
     except psycopg.Error as exc:

@@ -14,8 +14,8 @@ from common.store.connect import close_quietly, connect
 
 
 class SharedConnection:
-    def __init__(self, url, application_name):
-        self.url, self.application_name = url, application_name
+    def __init__(self, url, application_name, timeouts):
+        self.url, self.application_name, self.timeouts = url, application_name, timeouts
         self.lock = threading.Lock()
         self.conn = None
 
@@ -24,7 +24,8 @@ class SharedConnection:
         """The connection, to this request alone until the block ends; dropped if it failed."""
         with self.lock:
             if self.conn is None or self.conn.closed:
-                self.conn = connect(self.url, autocommit=True, application_name=self.application_name)
+                self.conn = connect(self.url, autocommit=True, application_name=self.application_name,
+                                    timeouts=self.timeouts)
             try:
                 yield self.conn
             except psycopg.Error:

@@ -31,10 +31,16 @@ from watchdog.budget import ConnectionBudgetWatch
 from watchdog.collector import FleetCollector, registry_for
 from watchdog.decide import Heartbeat, Limits, Process, decide
 from watchdog.http_session import SharedConnection
+from watchdog.retire import Retirements
+from watchdog.time_limits import PROBE_TIMEOUTS, check_timeouts, rpc_timeout_s
 
 log = logging.getLogger("botfleet.watchdog")
 
 SCHEMA_RETRY_MAX_S = 30.0  # a schema the watchdog cannot use is looked at again this often, at least
+# A statement that gave up (a lock held past lock_timeout, a statement past statement_timeout): the session
+# is fine, and what it was for waits for a later check. Not a lost database, which would drop the connection
+# and give every bot the grace of a reconnect.
+GAVE_UP = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
 
 
 class Watchdog:
@@ -51,6 +57,9 @@ class Watchdog:
         self.restarted = set()  # process names this watchdog restarted, whose new pid is not news
         self.is_leader = False
         self.conn = None
+        self.timeouts = check_timeouts(self.settings)
+        self.rpc_timeout_s = rpc_timeout_s(self.settings)
+        self.retirements = Retirements(self.host)
         self.limits = Limits(
             hung_after_s=config.hung_after_s,
             start_grace_s=self.settings.start_grace_s,
@@ -76,6 +85,8 @@ class Watchdog:
                 try:
                     self.check_once()
                     backoff.reset()
+                except GAVE_UP as exc:
+                    log.warning("check cut short, the next one tries again: %s", _first_line(exc))
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     delay_s = backoff.next_s()
                     log.warning("database unavailable (%s); retrying in %.1fs", str(exc).strip(), delay_s)
@@ -115,7 +126,10 @@ class Watchdog:
         infos = self._supervisor_processes()
         now = time.time()
         for bot in bots:
-            self._check_bot(conn, bot, infos, now)
+            try:
+                self._check_bot(conn, bot, infos, now)
+            except GAVE_UP as exc:  # a row of this bot's held by another session: the others are still checked
+                log.warning("bot %s: not judged at this check: %s", bot["name"], _first_line(exc))
         conn.execute(sql.FORGET_OTHER_HEALTH, {"host": self.host, "names": [bot["name"] for bot in bots]})
         if self.is_leader:
             conn.execute(sql.RETIRE_DEAD_PROCESSES, {"dead_after_s": 10 * self.limits.hung_after_s})
@@ -137,7 +151,8 @@ class Watchdog:
         self.retries[bot["name"]] = verdict.retries
         if processes:
             self._note_restarts(conn, bot["name"], processes)
-            self._retire_unsupervised(conn, bot, processes)
+            running = {process.pid for process in processes if process.pid}
+            self.retirements.retire(conn, bot["name"], [pid for pid in bot["pids"] if pid not in running])
         for action in verdict.actions:
             self._act(conn, bot["name"], infos[action.process]["group"], action)
         if verdict.health != bot["health"]:
@@ -161,22 +176,11 @@ class Watchdog:
                                  f"crash: supervisord restarted {process.name} (pid {seen} -> {process.pid})")
             self.pids[process.name] = process.pid
 
-    def _retire_unsupervised(self, conn, bot, processes):
-        """Registrations of this host whose pid supervisord no longer runs are dead now, not after a timeout:
-        retired, and their tickets claimable at once."""
-        running = {process.pid for process in processes if process.pid}
-        gone = [pid for pid in bot["pids"] if pid not in running]
-        if gone:
-            row = conn.execute(sql.RETIRE_PROCESSES_BY_PID, {"bot": bot["name"], "host": self.host, "pids": gone}).fetchone()
-            if row["retired"]:
-                log.info("bot %s: retired %d registration(s) of pids supervisord no longer runs (%s); %d ticket(s) freed",
-                         bot["name"], row["retired"], gone, row["freed"])
-
     def _act(self, conn, bot, group, action):
         target = f"{group}:{action.process}"
         log.warning("bot %s: %s %s (%s: %s)", bot, action.kind, target, action.reason, action.detail)
         try:
-            rpc = supervisor.client(self.socket).supervisor
+            rpc = supervisor.client(self.socket, self.rpc_timeout_s).supervisor
             if action.kind == "kill":
                 # A hung process may not react to TERM (SIGSTOP, a stuck thread); it holds nothing
                 # that a lease does not protect, so it is killed and supervisord starts it again.
@@ -200,7 +204,7 @@ class Watchdog:
 
     def _supervisor_processes(self):
         try:
-            infos = supervisor.client(self.socket).supervisor.getAllProcessInfo()
+            infos = supervisor.client(self.socket, self.rpc_timeout_s).supervisor.getAllProcessInfo()
         except (OSError, xmlrpc.client.Error) as exc:
             log.warning("supervisord not reachable at %s: %s", self.socket, exc)
             return None
@@ -209,7 +213,7 @@ class Watchdog:
     # -- connections and HTTP -------------------------------------------------------------------
     def _connection(self):
         if self.conn is None or self.conn.closed:
-            self.conn = connect(self.url, autocommit=True, application_name="botfleet-watchdog")
+            self.conn = connect(self.url, autocommit=True, application_name="botfleet-watchdog", timeouts=self.timeouts)
             try:
                 check_schema(self.conn)
             except SchemaBehindError:
@@ -228,7 +232,7 @@ class Watchdog:
         self.conn = None
 
     def _serve_http(self):
-        shared = SharedConnection(self.url, "botfleet-watchdog:http")
+        shared = SharedConnection(self.url, "botfleet-watchdog:http", PROBE_TIMEOUTS)
         registry = registry_for(FleetCollector(shared.session, leader=lambda: self.is_leader,
                                                   stale_after_s=self.settings.stale_after_s,
                                                   fleet_need=self.connections.need))
@@ -262,3 +266,7 @@ class Watchdog:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="watchdog-http", daemon=True).start()
         return server
+
+
+def _first_line(exc) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

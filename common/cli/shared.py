@@ -4,8 +4,13 @@ import json
 from datetime import datetime
 
 from common.config.load import load
-from common.store.connect import connect
+from common.store.connect import SessionTimeouts, connect
 from common.store.server import resolve_url
+
+# A command's session: a person (or a script) waits at the other end. A lock held for more than a second is
+# someone's open transaction, and a move by hand tries again within its wait (common/tickets/manual.py)
+# instead of queueing behind it; a statement running for a minute is stuck, and saying so beats hanging.
+CLI_TIMEOUTS = SessionTimeouts(lock_timeout_s=1.0, statement_timeout_s=60.0)
 
 
 def load_config(args):
@@ -13,7 +18,7 @@ def load_config(args):
 
 
 def connection(config):
-    return connect(resolve_url(config))
+    return connect(resolve_url(config), timeouts=CLI_TIMEOUTS)
 
 
 def _json_default(value):

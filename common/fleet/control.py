@@ -4,6 +4,7 @@ import xmlrpc.client
 
 from common.config.names import process_names
 from common.fleet import supervisor
+from common.fleet.render import STOP_MARGIN_S
 
 
 def set_running(config, spec, running: bool) -> str:
@@ -13,7 +14,10 @@ def set_running(config, spec, running: bool) -> str:
     if spec.name not in config.local_bots():
         return (f"it does not run on this host ({fleet_paths.host_name}); run this command on "
                 f"{', '.join(config.hosts_of(spec.name))} to {'start' if running else 'stop'} its processes there")
-    rpc = supervisor.client(fleet_paths.supervisor_socket).supervisor
+    # Each call waits for the process to start (startsecs) or to stop (stopwaitsecs, after which supervisord
+    # kills it): that long, and the usual wait for an answer on top.
+    rpc = supervisor.client(fleet_paths.supervisor_socket,
+                            timeout_s=spec.stop_timeout_s + STOP_MARGIN_S + supervisor.RPC_TIMEOUT_S).supervisor
     done = []
     for name in process_names(spec.name, spec.replicas):
         target = f"{spec.metaservice}:{name}"

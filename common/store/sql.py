@@ -79,6 +79,8 @@ BOT_SESSION_SETUP = "SET enable_seqscan = off; SET jit = off; SET synchronous_co
 # statement after `statement_timeout`; the loop tries again later.
 BOT_SESSION_TIMEOUTS = """SELECT set_config('lock_timeout', %(lock_timeout_ms)s::text, false),
        set_config('statement_timeout', %(statement_timeout_ms)s::text, false)"""
+# The API's, the watchdog's and the CLI's sessions have limits of their own (common/store/connect.py).
+SESSION_TIMEOUTS = BOT_SESSION_TIMEOUTS
 
 # The one clock (common/store/clock.py).
 CLOCK_NOW = "SELECT botfleet_now() AS now"
@@ -668,22 +670,34 @@ UPDATE bot_processes SET stopped_at = heartbeat_at
 WHERE stopped_at IS NULL AND heartbeat_at < (SELECT botfleet_now()) - %(dead_after_s)s * interval '1 second'
 """
 
-# Registrations of a host's processes whose pid its supervisord no longer runs: dead now. Retired,
-# and their tickets due at once and first, as FREE_LEASES_OF does for a bot's own peers.
+# Registrations of a host's processes whose pid its supervisord no longer runs: dead now. Retired; their
+# tickets are freed next (FREE_TICKETS_OF_RETIRED).
 RETIRE_PROCESSES_BY_PID = """
-WITH retired AS (
-    UPDATE bot_processes SET stopped_at = (SELECT botfleet_now())
-    WHERE bot_name = %(bot)s AND host = %(host)s AND stopped_at IS NULL AND pid = ANY(%(pids)s)
-    RETURNING instance_id
+UPDATE bot_processes SET stopped_at = (SELECT botfleet_now())
+WHERE bot_name = %(bot)s AND host = %(host)s AND stopped_at IS NULL AND pid = ANY(%(pids)s)
+RETURNING instance_id
+"""
+
+# The open tickets of a bot's state that retired processes (`owners`) held, not yet due.
+_HELD_BY_RETIRED = """tickets t
+    JOIN bots b ON t.metaservice = b.metaservice AND t.ticket_type = b.ticket_type AND t.state = b.state
+    WHERE b.name = %(bot)s AND t.closed_at IS NULL AND t.due_at > (SELECT botfleet_now())
+      AND t.lease_owner = ANY(%(owners)s)"""
+
+# Those tickets due at once and first, as FREE_LEASES_OF does for a bot's own peers. One whose row another
+# session has locked (a person in psql) is skipped and counted in `locked`, for a later try: the watchdog
+# waiting for that lock would stop checking every other bot.
+FREE_TICKETS_OF_RETIRED = f"""
+WITH freeable AS (
+    SELECT t.id FROM {_HELD_BY_RETIRED}
+    FOR UPDATE OF t SKIP LOCKED
 ), freed AS (
     UPDATE tickets t SET due_at = 'epoch'
-    FROM bots b
-    WHERE b.name = %(bot)s AND t.metaservice = b.metaservice AND t.ticket_type = b.ticket_type AND t.state = b.state
-      AND t.closed_at IS NULL AND t.due_at > (SELECT botfleet_now())
-      AND t.lease_owner IN (SELECT instance_id FROM retired)
+    FROM freeable f WHERE t.id = f.id
     RETURNING t.id
 )
-SELECT (SELECT count(*) FROM retired) AS retired, (SELECT count(*) FROM freed) AS freed
+SELECT (SELECT count(*) FROM freed) AS freed,
+       (SELECT count(*) FROM {_HELD_BY_RETIRED}) - (SELECT count(*) FROM freed) AS locked
 """
 
 # Events are history, pruned after a month; botfleet_watchdog_restarts_total reads the running totals

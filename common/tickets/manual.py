@@ -1,6 +1,9 @@
 """send_ticket and set_assigned_user by hand: people, the CLI and the API move tickets no bot holds."""
 
+import contextlib
 import time
+
+import psycopg
 
 from common.errors import BotfleetError, TicketNotFound, TransitionNotAllowed
 from common.store import sql
@@ -15,32 +18,50 @@ from common.tickets.record import add_ticket_to_proceeded_list
 LEASE_WAIT_S = 5.0
 
 
-def _on_unleased(conn, ticket_id, act, *, actor, wait_s=LEASE_WAIT_S):
-    """Run act(ticket) in a transaction that holds the ticket's row, once no live bot holds its lease:
-    retried with a growing pause while one does, then refused after `wait_s`, changing nothing. A ticket
-    an external worker holds (for minutes, maybe) is taken back from it at once: people come first."""
+def _sessions(db):
+    """A connection for each try of a wait. A pool's (the API's) is taken for a try and given back for the pause,
+    so that a wait of seconds holds none that other requests, token checks and the API's own heartbeat need;
+    a single connection (the CLI's, a bot's) serves every try."""
+    if isinstance(db, psycopg.Connection):
+        return lambda: contextlib.nullcontext(db)
+    return db.connection
+
+
+def _on_unleased(db, ticket_id, act, *, actor, wait_s=LEASE_WAIT_S) -> Ticket:
+    """Run act(conn, ticket) in a transaction that holds the ticket's row, once no live bot holds its lease
+    and no other session its row (past the session's lock_timeout): retried with a growing pause while one
+    does, then refused after `wait_s`, changing nothing. A ticket an external worker holds (for minutes,
+    maybe) is taken back from it at once: people come first. `db` is a connection or a pool; the ticket as
+    it is then."""
     deadline = time.monotonic() + wait_s
     pause_s = 0.02
     while True:
-        with conn.transaction():
-            row = conn.execute(sql.LOCK_TICKET, {"id": ticket_id}).fetchone()
-            if row is None:
-                raise TicketNotFound(ticket_id)
-            ticket = Ticket.from_row(row)
-            if ticket.closed_at is not None:
-                raise BotfleetError(f"ticket {ticket_id} is closed (state {ticket.state})")
-            if (ticket.lease_owner or "").startswith(sql.WORKER_LEASE_PREFIX):
-                conn.execute(sql.RELEASE_HOLD, {"ticket_id": ticket_id, "kind": "released", "actor": actor})
-                ticket = Ticket.from_row(conn.execute(sql.LOCK_TICKET, {"id": ticket_id}).fetchone())
-                return act(ticket)
-            if not row["leased"]:
-                if ticket.lease_owner is not None:  # an expired lease of a dead process
-                    conn.execute(sql.DROP_EXPIRED_LEASE, {"id": ticket_id})
-                    ticket.lease_owner = None
-                return act(ticket)
+        with _sessions(db)() as conn:
+            try:
+                with conn.transaction():
+                    row = conn.execute(sql.LOCK_TICKET, {"id": ticket_id}).fetchone()
+                    if row is None:
+                        raise TicketNotFound(ticket_id)
+                    ticket = Ticket.from_row(row)
+                    if ticket.closed_at is not None:
+                        raise BotfleetError(f"ticket {ticket_id} is closed (state {ticket.state})")
+                    holder = None
+                    if (ticket.lease_owner or "").startswith(sql.WORKER_LEASE_PREFIX):
+                        conn.execute(sql.RELEASE_HOLD, {"ticket_id": ticket_id, "kind": "released", "actor": actor})
+                        act(conn, Ticket.from_row(conn.execute(sql.LOCK_TICKET, {"id": ticket_id}).fetchone()))
+                    elif not row["leased"]:
+                        if ticket.lease_owner is not None:  # an expired lease of a dead process
+                            conn.execute(sql.DROP_EXPIRED_LEASE, {"id": ticket_id})
+                            ticket.lease_owner = None
+                        act(conn, ticket)
+                    else:
+                        holder = f"being processed by {ticket.lease_owner}"
+            except psycopg.errors.LockNotAvailable:  # someone's transaction (psql, a tool) holds a row it needs
+                holder = "locked by another session"
+            if holder is None:
+                return get_ticket(conn, ticket_id)
         if time.monotonic() + pause_s > deadline:
-            raise BotfleetError(f"ticket {ticket_id} is being processed by {ticket.lease_owner} (waited {wait_s:g}s); "
-                                f"try again shortly")
+            raise BotfleetError(f"ticket {ticket_id} is {holder} (waited {wait_s:g}s); try again shortly")
         time.sleep(pause_s)
         pause_s = min(2 * pause_s, 0.5)
 
@@ -63,47 +84,45 @@ def _stay_plan(ticket, kind, detail=None) -> Plan:
                 waiting_for=ticket.waiting_for)
 
 
-def send_ticket(conn, config, ticket_id, to=None, *, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
-    """Move an unleased ticket to its normal next state (or `to`) by hand; refused if the graph forbids it."""
-    def move(ticket):
+def send_ticket(db, config, ticket_id, to=None, *, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
+    """Move an unleased ticket to its normal next state (or `to`) by hand; refused if the graph forbids it.
+    `db`, here and below: a connection, or a pool to take one from for each try (_sessions)."""
+    def move(conn, ticket):
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, move_plan(config, ticket, to))], None, actor)
-    _on_unleased(conn, ticket_id, move, actor=actor, wait_s=wait_s)
-    return get_ticket(conn, ticket_id)
+    return _on_unleased(db, ticket_id, move, actor=actor, wait_s=wait_s)
 
 
-def set_assigned_user(conn, config, ticket_id, user, *, actor="manual", kind="assigned",
+def set_assigned_user(db, config, ticket_id, user, *, actor="manual", kind="assigned",
                       wait_s=LEASE_WAIT_S) -> Ticket:
     """Assign an unleased ticket to a member of its group (None: unassign); refused, changing nothing, for
     anyone else. kind "accepted": the member accepts it (refused if another member already has)."""
     if user is not None and (not isinstance(user, str) or not user.strip()):
         raise BotfleetError(f"the assigned user must be a non-empty name, got {user!r}")
-    def assign(ticket):
+    def assign(conn, ticket):
         if kind == "accepted" and ticket.assigned_user not in (None, user):
             raise BotfleetError(f"ticket {ticket_id} was already accepted by {ticket.assigned_user}")
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, _stay_plan(ticket, kind), assignee=(user, kind))],
                                      None, actor)
-    _on_unleased(conn, ticket_id, assign, actor=actor, wait_s=wait_s)
-    return get_ticket(conn, ticket_id)
+    return _on_unleased(db, ticket_id, assign, actor=actor, wait_s=wait_s)
 
 
-def accept_ticket(conn, config, ticket_id, user, *, actor=None, wait_s=LEASE_WAIT_S) -> Ticket:
+def accept_ticket(db, config, ticket_id, user, *, actor=None, wait_s=LEASE_WAIT_S) -> Ticket:
     """A member of the ticket's group accepts it: the member becomes its assignee."""
     if user is None:
         raise BotfleetError("accepting a ticket needs the member who accepts it")
-    return set_assigned_user(conn, config, ticket_id, user, actor=actor or user, kind="accepted", wait_s=wait_s)
+    return set_assigned_user(db, config, ticket_id, user, actor=actor or user, kind="accepted", wait_s=wait_s)
 
 
-def close_ticket(conn, config, ticket_id, reason: str, *, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
+def close_ticket(db, config, ticket_id, reason: str, *, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
     """Close an open ticket no bot holds, where it stands (a recurring ticket that must stop, a request
     withdrawn); its 'closed' event records who and why, and whoever waits for it is woken."""
     if not isinstance(reason, str) or not reason.strip():
         raise BotfleetError("closing a ticket by hand needs a reason")
-    def close(ticket):
+    def close(conn, ticket):
         step_plan = Plan(to_state=ticket.state, kind="closed", detail={"reason": storable_text(reason)}, closes=True,
                          attempts=ticket.attempts)
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan)], None, actor)
-    _on_unleased(conn, ticket_id, close, actor=actor, wait_s=wait_s)
-    return get_ticket(conn, ticket_id)
+    return _on_unleased(db, ticket_id, close, actor=actor, wait_s=wait_s)
 
 
 def merge_patch(target: dict, patch: dict) -> dict:
@@ -125,7 +144,7 @@ def patched_payload(config, ticket, patch: dict | None) -> str | None:
     return None if patch is None else encode_payload(merge_patch(ticket.payload, patch), config.max_payload_bytes)
 
 
-def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state: int | None = None,
+def patch_ticket(db, config, ticket_id, *, payload: dict | None = None, state: int | None = None,
                  actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
     """Change only what is given: the payload by merge patch, the state along the graph; one event. The
     ticket's row is locked for the change, so concurrent patches of one ticket are applied one after the
@@ -133,7 +152,7 @@ def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state:
     if payload is None and state is None:
         raise BotfleetError("a patch needs a payload or a state")
 
-    def change(ticket):
+    def change(conn, ticket):
         detail = {"payload": payload} if payload is not None else {}
         if state is not None and state != ticket.state:
             step_plan = move_plan(config, ticket, state)
@@ -143,5 +162,4 @@ def patch_ticket(conn, config, ticket_id, *, payload: dict | None = None, state:
         add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan,
                                                           payload=patched_payload(config, ticket, payload))],
                                      None, actor)
-    _on_unleased(conn, ticket_id, change, actor=actor, wait_s=wait_s)
-    return get_ticket(conn, ticket_id)
+    return _on_unleased(db, ticket_id, change, actor=actor, wait_s=wait_s)
