@@ -53,7 +53,7 @@ class MailDuty:
         # Until its batch is back and marked: the budget, the last mail's waits, and a hung threshold for
         # the control loop to write the marks.
         self.lease_s = self.batch_budget_s + WAITS_PER_MAIL * self.settings.timeout_s + config.hung_after_s
-        self.courier = Courier("mail-send", 1, wake)
+        self.courier = Courier("mail-send", wake)
 
     def run(self, conn) -> float | None:
         """Mark what the last batch sent, send the next; seconds until the next mail is due (None: a batch

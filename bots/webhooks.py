@@ -48,7 +48,7 @@ class WebhookDuty:
         self.actor = actor
         # A POST waits at most a timeout to connect and one for the answer; then the loop writes it.
         self.lease_s = self.settings.timeout_s * 2 + config.hung_after_s
-        self.courier = Courier("webhook", PARALLEL_POSTS, wake)
+        self.courier = Courier("webhook", wake)
 
     def run(self, conn) -> float | None:
         """Record the last batch's answers, send the next, prune; seconds until the next is due (None: a

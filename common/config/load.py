@@ -276,8 +276,8 @@ def _network_timeout(doc, name, section, merged, hung_after_s) -> float:
     if "timeout" not in section:  # the default, within what fast heartbeats allow
         timeout_s = min(timeout_s, hung_after_s / 2)
     if timeout_s > hung_after_s / 2:
-        # Sends run off the control loop, but a stopping bot still waits for its sends, and a batch's lease
-        # grows with the timeout: both stay within what the watchdog allows a silent bot.
+        # Sends run off the control loop, but a batch's lease grows with the timeout, and with it how long
+        # what a dead bot was sending waits to go out again: kept within a few hung thresholds.
         raise doc.error((name, "timeout"), f"must be at most half the hung threshold "
                                            f"({hung_after_s / 2:g}s), got {merged['timeout']!r}")
     return timeout_s
