@@ -17,6 +17,7 @@ class Presence:
         self.config, self.spec, self.pool = config, spec, None
         self.owner = process_owner(spec.name)
         self.processed = self.failed = 0
+        self.beats = 0  # the API's loop is uvicorn's; its heartbeats stand in for bot_processes.loop_turns
 
     def register(self, pool) -> None:
         self.pool = pool
@@ -31,11 +32,12 @@ class Presence:
             conn.execute(sql.HEARTBEAT, {
                 "owner": self.owner, "lease_s": self.spec.lease_s, "held": [], "processed": self.processed,
                 "failed": self.failed, "bot": self.spec.name,
-                "dead_after_s": self.config.hung_after_s})
+                "dead_after_s": self.config.hung_after_s, "loop_turns": self.beats})
 
     async def beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_interval_s)
+            self.beats += 1
             try:
                 await asyncio.to_thread(self.beat)
             except Exception as exc:  # the database away: the next beat tries again; the watchdog judges

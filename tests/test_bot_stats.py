@@ -5,13 +5,13 @@ import os
 import psycopg
 import pytest
 
-from bots.runtime import BotRuntime
+from bots.heartbeat import Heartbeat
 from common.config.names import hostname
 from common.store import sql
 from common.store.botstats import HOP_BUCKETS_S, BotStats, Histogram, cumulative
 from common.store.connect import connect
 from common.store.migrate import upgrade
-from tests.handlers import advance
+from common.store.processes import process_owner
 
 BOT = "testms-pipe-1-first"
 
@@ -66,18 +66,18 @@ class LosesTheFirstReply:
 
 
 def test_a_batch_sent_again_after_its_reply_was_lost_is_counted_once(db_url, conn, synced):
-    runtime = BotRuntime(synced, synced.bot(BOT), db_url, handler=advance)
-    register(conn, runtime.owner)
+    heartbeat = Heartbeat(synced.bot(BOT), process_owner(BOT), interval_s=1, dead_after_s=3)
+    register(conn, heartbeat.owner)
     with connect(db_url, autocommit=True) as bot_conn:
-        runtime.conn = LosesTheFirstReply(bot_conn)
-        runtime.stats.counters["transitions"] += 3
-        runtime.stats.hop.observe(0.01)
+        loses = LosesTheFirstReply(bot_conn)
+        heartbeat.stats.counters["transitions"] += 3
+        heartbeat.stats.hop.observe(0.01)
         with pytest.raises(psycopg.OperationalError):
-            runtime._flush_stats()
+            heartbeat.flush_stats(loses)
         assert totals(conn)["transitions"] == 3  # written, though the bot could not know
-        runtime.stats.counters["transitions"] += 2  # counted meanwhile
-        runtime._flush_stats()  # the lost batch again: already counted
-        runtime._flush_stats()  # the new counts
+        heartbeat.stats.counters["transitions"] += 2  # counted meanwhile
+        heartbeat.flush_stats(loses)  # the lost batch again: already counted
+        heartbeat.flush_stats(loses)  # the new counts
     row = totals(conn)
     assert row["transitions"] == 5
     assert sum(row["hop_buckets"].values()) == 1 and row["hop_sum_s"] == pytest.approx(0.01)

@@ -295,15 +295,15 @@ def test_claim_plan_uses_the_index_even_when_cached_on_an_empty_table(db_url, ty
     with connect(db_url, autocommit=True) as conn:
         conn.execute(sql.BOT_SESSION_SETUP)
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute("PREPARE claim(text, text, int, int, text, float8, bool) AS " + sql.CLAIM.replace(
+        conn.execute("PREPARE claim(text, text, int, int, text, float8, bool, bigint[]) AS " + sql.CLAIM.replace(
             "%(metaservice)s", "$1").replace("%(ticket_type)s", "$2").replace("%(state)s", "$3").replace(
             "%(limit)s", "$4").replace("%(owner)s", "$5").replace("%(lease_s)s", "$6").replace(
-            "%(runs_when_locked)s", "$7"))
+            "%(runs_when_locked)s", "$7").replace("%(in_hand)s", "$8"))
         conn.execute("INSERT INTO tickets (metaservice, ticket_type, state, closed_at) "
                      "SELECT 'testms', 'pipe', 4, now() FROM generate_series(1, 20000)")
         conn.execute("ANALYZE tickets")
         plan_text = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-            "EXPLAIN EXECUTE claim('testms', 'pipe', 1, 10, 'x', 30, false)").fetchall())
+            "EXPLAIN EXECUTE claim('testms', 'pipe', 1, 10, 'x', 30, false, '{}')").fetchall())
     assert "Seq Scan on tickets" not in plan_text, plan_text
     assert "ix_tickets_claim" in plan_text
 
@@ -315,7 +315,7 @@ def test_heartbeat_renews_only_the_leases_the_process_knows_it_holds(conn, types
                                         "process_name": None})
     conn.execute("UPDATE tickets SET lease_expires_at = now(), due_at = now()")
     conn.execute(sql.HEARTBEAT, {"owner": OWNER_A, "lease_s": 60, "held": [held], "processed": 0, "failed": 0,
-                                 "bot": "testms-pipe-1-first", "dead_after_s": 60})
+                                 "bot": "testms-pipe-1-first", "dead_after_s": 60, "loop_turns": 0})
     claimable = [t.id for t in get_current_ticket_list(conn, spec, OWNER_B, 10)]
     assert claimable == [orphan]
 

@@ -181,12 +181,12 @@ def _outage_run(fleet, pgdata, server_url, url):
         assert wrong == {}, f"{len(wrong)} ticket(s) with missing or duplicated transitions, e.g. " \
                             f"{dict(list(wrong.items())[:5])}"
 
-        # Every bot listens again (LISTEN has a connection of its own, reconnected by its own thread).
+        # Every bot is connected again, on its one connection, and LISTENs on it.
         def listening():
             return {row["application_name"] for row in conn.execute(
                 "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()").fetchall()}
-        wait_until(lambda: {f"{name}:listen" for name in pids} <= listening(), 30,
-                 lambda: f"every bot to LISTEN again (connected: {sorted(listening())})")
+        wait_until(lambda: set(pids) <= listening(), 30,
+                 lambda: f"every bot to connect again (connected: {sorted(listening())})")
 
     # The watchdog reconnected on its own: same process, and its checks make the fleet healthy again.
     wait_until(lambda: fleet.check()[0] == 0, 60, "`botfleet check` to be OK again after the outage")

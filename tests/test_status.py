@@ -22,6 +22,11 @@ def test_a_verdict_older_than_stale_after_is_shown_stale_in_status_and_not_up_in
         return bots[BOT]["health"], up[BOT]
 
     assert shown() == ("healthy", 1)
-    clock.shift(conn, synced.watchdog.stale_after_s + 1)  # the watchdog has not judged since
+    # A verdict's age is real time: a shift of business time does not make it stale...
+    clock.shift(conn, 86400)
+    assert shown() == ("healthy", 1)
+    # ...but a watchdog that has not judged for longer than stale_after has.
+    conn.execute("UPDATE bot_health SET at = statement_timestamp() - %s * interval '1 second'",
+                 (synced.watchdog.stale_after_s + 1,))
     health, up = shown()
     assert (health, up) == ("stale", 0)

@@ -12,7 +12,7 @@ import pytest
 
 from common.access.tokens import create_token
 from common.store.clock import shift
-from tests.conftest import BOTFLEET, wait_until
+from tests.conftest import BOTFLEET, stays_true, wait_until
 from tests.harness import child_env
 from tests.test_api import serve_api
 from watchdog.collector import scrape_text
@@ -173,17 +173,46 @@ def test_the_third_abandonment_fails_the_ticket_and_it_is_never_handed_out_again
         assert gen.next_ticket()["id"] == site
 
 
-def test_a_silent_worker_loses_its_site_after_stall_timeout_and_its_later_messages_answer_false(api):
+SHORT_STALL_S = 3  # stall timers run on real time: a short one, so that a test can wait one out
+
+
+@pytest.fixture
+def short_stall(tmp_path, db_url, conn, processes):
+    """gen/site with a stall_timeout of SHORT_STALL_S (failure state 3); the controller not started."""
+    server = serve_api(tmp_path, db_url, conn, processes, types={"gen/site": GEN_TYPE},
+                       bots={"gen-site-1-generating": EXTERNAL.replace(f"{STALL_S}s", f"{SHORT_STALL_S}s")
+                             + "failure_state: 3\n"})
+    server.tokens["work"] = create_token(conn, "generators", "work")
+    server.db_url, server.processes, server.conn = db_url, processes, conn
+    return server
+
+
+def hold_ends_at(api, ticket_id):
+    return api.conn.execute("SELECT lease_expires_at FROM tickets WHERE id = %s", (ticket_id,)).fetchone()[
+        "lease_expires_at"]
+
+
+def hold_has_ended(api, ticket_id) -> bool:
+    """By the database's real clock, which a shift of business time does not move."""
+    return api.conn.execute("SELECT lease_expires_at <= statement_timestamp() AS ended FROM tickets WHERE id = %s",
+                            (ticket_id,)).fetchone()["ended"]
+
+
+def test_a_silent_worker_loses_its_site_after_stall_timeout_and_its_later_messages_answer_false(short_stall):
+    api = short_stall
     site = new_site(api, site="foo")
     silent = worker(api, "silent")
     assert silent.next_ticket()["id"] == site
     assert silent.progress(site, "GENERATION_START")
-    shift(api.conn, STALL_S - 5)
+    first_end = hold_ends_at(api, site)
     assert silent.progress(site, "GENERATION_END")  # a recorded message renews the hold
-    shift(api.conn, STALL_S - 5)
+    renewed_end = hold_ends_at(api, site)
+    assert renewed_end > first_end
     assert silent.progress(site, "GENERATION_START") is False  # a repeat does not
-    assert "stalled" not in kinds(api, site)  # still within stall_timeout of the last recorded message
-    shift(api.conn, 10)
+    assert hold_ends_at(api, site) == renewed_end
+    shift(api.conn, 3600)  # business time (within the lifetime): the hold's stall timer is real time
+    assert not hold_has_ended(api, site)
+    wait_until(lambda: hold_has_ended(api, site), SHORT_STALL_S + 10, "the hold's stall_timeout to pass")
     # Stalled, and not yet taken back: another worker does not get it past the controller's bookkeeping.
     assert worker(api, "other").next_ticket() is None
     api.processes.start("gen-site-1-generating", api.config_dir, api.db_url)  # the controller
@@ -199,6 +228,18 @@ def test_a_silent_worker_loses_its_site_after_stall_timeout_and_its_later_messag
     assert worker(api, "other").next_ticket()["id"] == site  # queued again
 
 
+def test_a_shift_of_business_time_does_not_stall_a_hold(api):
+    """A worker's stall timer is liveness: a day of shifted business time takes nothing back."""
+    api.processes.start("gen-site-1-generating", api.config_dir, api.db_url)
+    site = new_site(api, site="foo")
+    gen = worker(api)
+    assert gen.next_ticket()["id"] == site
+    shift(api.conn, 3600)  # wakes every bot's timers, the controller's too
+    stays_true(lambda: "stalled" not in kinds(api, site), 3, "the hold to stay with its worker")
+    assert gen.progress(site, "GENERATION_START") is True  # still held
+    assert gen.finish(site)["state_name"] == "generated"
+
+
 def test_the_controller_wakes_for_a_stalled_hold_by_its_own_timer_not_a_sweep(tmp_path, db_url, conn, processes):
     api = serve_api(tmp_path, db_url, conn, processes, types={"gen/site": GEN_TYPE},
                     bots={"gen-site-1-generating": "worker: external\nstall_timeout: 2s\nsweep_interval: 1h\n"})
@@ -211,14 +252,14 @@ def test_the_controller_wakes_for_a_stalled_hold_by_its_own_timer_not_a_sweep(tm
     wait_until(lambda: "stalled" in kinds(api, site), 20, "the controller's timer to take the site back")
 
 
-def test_two_abandons_and_a_stall_fail_the_site(api):
+def test_two_abandons_and_a_stall_fail_the_site(short_stall):
+    api = short_stall
     api.processes.start("gen-site-1-generating", api.config_dir, api.db_url)
     site = new_site(api, site="foo")
     gen = worker(api)
     gen.next_ticket()
     gen.next_ticket()
     gen.next_ticket()  # two abandoned holds, and a third that goes silent
-    shift(api.conn, STALL_S + 5)
     wait_until(lambda: ticket(api, site)["state_name"] == "failed", 30, "the controller to fail the site")
     assert [k for k in kinds(api, site) if k in ("abandoned", "stalled")] == ["abandoned", "abandoned", "stalled"]
 

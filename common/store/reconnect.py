@@ -6,6 +6,14 @@ an outage, so there is exactly one value.
 
 import random
 
+import psycopg
+
+# The connection is gone: reconnect (with Backoff) and look at everything again.
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+# The database gave up on a statement for us (a lock held elsewhere, a statement too slow): not a lost
+# connection, and not the caller's fault. Both are OperationalErrors, so they are caught first.
+TRY_LATER = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+
 RECONNECT_BACKOFF_MIN_S = 0.1
 RECONNECT_BACKOFF_MAX_S = 5.0
 

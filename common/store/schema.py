@@ -167,6 +167,9 @@ bot_processes = Table(
     Column("process_name", Text),  # supervisord's name of the process (the bot, or bot-N for replicas)
     # The last batch of stats this process had added to bot_stats: a batch sent again is not counted again.
     Column("stats_seq", BigInteger, nullable=False, server_default=text("0")),
+    # Its control loop's turns so far, written with each heartbeat: an idle process turns a few times per
+    # heartbeat, and one that spins on a due time in the past shows here.
+    Column("loop_turns", BigInteger, nullable=False, server_default=text("0")),
 )
 Index("ix_bot_processes_bot_name", bot_processes.c.bot_name, bot_processes.c.heartbeat_at)
 
@@ -409,6 +412,10 @@ bot_messages = Table(
     Column("handled_at", TZ),
     Column("outcome", Text),
     Column("error", Text),
+    # Taken by a process of the bot until then (real time): its on_<kind> runs outside any transaction, and a
+    # message whose taker died is taken again after this.
+    Column("taken_by", Text),
+    Column("taken_until", TZ),
 )
 Index("ix_bot_messages_to_bot", bot_messages.c.to_bot, bot_messages.c.id, postgresql_where=text("handled_at IS NULL"))
 

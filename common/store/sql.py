@@ -7,7 +7,7 @@ rows and its NOTIFY still commit together.
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from common.config.builtin import MAIL_TICKET_TYPE
+from common.config.builtin import MAIL_TICKET_TYPE, STATUS_TICKET_TYPE
 
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
@@ -17,6 +17,14 @@ CHANNEL_SQL = "'bf.' || {t}.metaservice || '.' || {t}.ticket_type || '.' || {t}.
 def channel(metaservice: str, ticket_type: str, state: int) -> str:
     return f"bf.{metaservice}.{ticket_type}.{state}"
 
+
+# Every bot listens here too: the fleet lock's changes (a lock that opens lets them claim again), and
+# TIMERS: business time moved (a clock shift, a type's new lifetime), so every bot looks at its timers again.
+LOCK_CHANNEL = "bf.lock"
+TIMERS = "timers"
+
+# The status model expiry bot's channel: a new instance may end sooner than anything it waits for.
+STATUS_CHANNEL = channel(STATUS_TICKET_TYPE.metaservice, STATUS_TICKET_TYPE.name, STATUS_TICKET_TYPE.initial)
 
 # The built-in mail bot's channel: a notification with mail to send wakes it.
 MAIL_CHANNEL = channel(MAIL_TICKET_TYPE.metaservice, MAIL_TICKET_TYPE.name, MAIL_TICKET_TYPE.initial)
@@ -82,9 +90,18 @@ BOT_SESSION_TIMEOUTS = """SELECT set_config('lock_timeout', %(lock_timeout_ms)s:
 # The API's, the watchdog's and the CLI's sessions have limits of their own (common/store/connect.py).
 SESSION_TIMEOUTS = BOT_SESSION_TIMEOUTS
 
-# The one clock (common/store/clock.py).
+# The one clock (common/store/clock.py). A shift changes every business time at once: each bot looks
+# again at its timers (FLEET_CHANNEL's 'timers'), since what it had set was counted on the old clock.
 CLOCK_NOW = "SELECT botfleet_now() AS now"
-CLOCK_SHIFT = "UPDATE botfleet_clock SET offset_s = offset_s + %(by_s)s RETURNING offset_s"
+CLOCK_SHIFT = f"""UPDATE botfleet_clock SET offset_s = offset_s + %(by_s)s
+RETURNING offset_s, (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', '{TIMERS}')) n) AS notified"""
+
+# Liveness (heartbeats, leases, the watchdog's own lease and the age of its verdicts, workers' stall
+# timers) is real elapsed time: the server's clock as the statement started, never botfleet_now(), which
+# a test or an operator shifts. A shift of business time must not make a live process look dead, nor
+# free a ticket that a live handler still runs. statement_timestamp() is stable within a statement, so an
+# index can compare with it, as with `(SELECT botfleet_now())`.
+LIVE_NOW = "statement_timestamp()"
 
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
@@ -191,7 +208,11 @@ WITH {gate}clock AS (
     -- Reading ev makes its 'created' events come first in each ticket's history, before the round's.
     SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id
 ), {_send_rounds("created")}, wake AS (
-    SELECT pg_notify(c, '') FROM (SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c FROM new) ch
+    -- A ticket that sleeps (start_after) is not claimed now: its bot sets its timer for it instead.
+    SELECT pg_notify(c, p) FROM (
+        SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c,
+               CASE WHEN new.start_after > (SELECT at FROM clock) THEN '{TIMERS}' ELSE '' END AS p
+        FROM new) ch
 )
 {f"SELECT * FROM gate LEFT JOIN ({rows}) t ON true" if gated else rows}
 """)
@@ -202,8 +223,12 @@ CREATE_TICKETS = _create_tickets(gated=False)
 SUBMIT_TICKETS = _create_tickets(gated=True)
 
 # get_current_ticket_list: lease up to `limit` due tickets of one state to one bot process.
-# SKIP LOCKED lets replicas claim side by side without waiting on each other; due_at moves to the
-# lease expiry, so a claimed ticket is not due again until its owner stops renewing the lease.
+# SKIP LOCKED lets replicas claim side by side without waiting on each other. The lease runs on real time
+# (LIVE_NOW); due_at moves on by as long in business time, which keeps held tickets out of the claims'
+# index range while the clock is not shifted. A ticket whose lease a live owner renews is never claimed,
+# whatever the business clock says, and neither is one the claiming process has in hand (`in_hand`: its
+# handlers running, given up but still running, or written soon), even if its own lease lapsed because
+# its heartbeats fell behind: a process never runs a ticket it already holds.
 # The sooner of an open ticket's two timers, its lifetime's end and its next acceptance round or reminder:
 # the expression of ix_tickets_timer, which the queries of either timer go through.
 _TIMER = "least(next_reminder_at, deadline_at)"
@@ -216,13 +241,14 @@ WITH due AS (
     FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND {state_condition}
       AND closed_at IS NULL AND {due}
+      AND coalesce(lease_expires_at <= {LIVE_NOW}, true) AND id <> ALL(%(in_hand)s::bigint[])
     ORDER BY {order}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE tickets t
     SET lease_owner = %(owner)s,
-        lease_expires_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second',
+        lease_expires_at = {LIVE_NOW} + %(lease_s)s * interval '1 second',
         due_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
     FROM due
     WHERE t.id = due.id
@@ -247,22 +273,21 @@ CLAIM = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_now())
            OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))""")
 # A ticket of an exclusive type is claimed only as the holder of the closed fleet, once no other ticket
 # is leased: the work in hand finished first. Nothing else is claimed meanwhile (CLAIM's gate).
-CLAIM_EXCLUSIVE = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_now())
+CLAIM_EXCLUSIVE = _claim("state = %(state)s", due=f"""due_at <= (SELECT botfleet_now())
       AND id = (SELECT holder_ticket FROM fleet_lock)
       AND NOT EXISTS (SELECT 1 FROM tickets o
                       WHERE o.closed_at IS NULL AND o.lease_owner IS NOT NULL
-                        AND o.lease_expires_at > (SELECT botfleet_now())
+                        AND o.lease_expires_at > {LIVE_NOW}
                         AND o.id <> (SELECT holder_ticket FROM fleet_lock))""")
 # Tickets of a type in a state the configuration running now does not have (the seed: "the code
 # running and the database doesn't match, e.g. because of the update"): the type's initial-state bot
 # takes them, to raise their error ticket.
 CLAIM_UNKNOWN_STATES = _claim("state <> ALL(%(states)s)")
 # Tickets of the state past their lifetime, not yet timed out, that no live process holds (a ticket in
-# a handler right now times out once its step is written): their state's bot runs ticket_timeout.
-# Through ix_tickets_timer: a deadline passed means the sooner of the two timers passed.
+# a handler right now times out once its step is written; _claim leaves leased ones out): their state's
+# bot runs ticket_timeout. Through ix_tickets_timer: a deadline passed means the sooner of the two timers passed.
 CLAIM_TIMED_OUT = _claim("state = %(state)s", due=f"""{_TIMER} <= (SELECT botfleet_now()) AND timed_out_at IS NULL
-      AND deadline_at <= (SELECT botfleet_now())
-      AND (lease_owner IS NULL OR lease_expires_at <= (SELECT botfleet_now()))""", order=_TIMER)
+      AND deadline_at <= (SELECT botfleet_now())""", order=_TIMER)
 
 # When the state's next wait ends or its next acceptance round or reminder is due, in seconds.
 NEXT_DUE = f"""
@@ -321,7 +346,10 @@ WITH durable AS (
       AND t.lease_owner IS NOT DISTINCT FROM %(owner)s
     RETURNING t.id, t.step, t.metaservice, t.ticket_type, t.state, t.has_waiters, o.from_state, o.to_state, o.kind,
               o.detail, o.closes, o.set_assignee, o.assign_kind, t.assigned_user, o.waiting_for,
-              CASE WHEN isfinite(t.due_at) THEN extract(epoch FROM t.due_at - clock.at)::float8 END AS due_in_s
+              CASE WHEN isfinite(t.due_at) THEN extract(epoch FROM t.due_at - clock.at)::float8 END AS due_in_s,
+              -- The sooner of its lifetime's end and its next round, which its state's bot times.
+              CASE WHEN t.closed_at IS NULL AND t.timed_out_at IS NULL
+                   THEN extract(epoch FROM {_TIMER} - clock.at)::float8 END AS timer_in_s
 ), ev AS (
     INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor, detail, at)
     -- A manual assignment or acceptance is its own event, written with the user below.
@@ -348,7 +376,7 @@ WITH durable AS (
         WHERE kind IN ('transitioned', 'timeout', 'assigned', 'accepted', 'patched')
     ) ch
 )
-SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind, due_in_s,
+SELECT id, metaservice, ticket_type, to_state, closes, has_waiters, waiting_for, kind, due_in_s, timer_in_s,
        (SELECT coalesce(array_agg(id), '{{}}') FROM awaited WHERE closed) AS closed_awaited
 FROM u, (SELECT count(*) FROM wake) w, durable
 """)
@@ -391,7 +419,7 @@ WHERE w.metaservice = %(metaservice)s AND w.ticket_type = %(ticket_type)s AND w.
 # its ticket while the process lives, and a dead process's tickets free up after one lease. Only the
 # tickets the process knows it holds: a claim whose answer was lost with a broken connection leased
 # tickets nobody works on, and those must expire.
-HEARTBEAT = """
+HEARTBEAT = f"""
 WITH renewable AS (
     -- A ticket whose row someone else has locked is renewed at a later heartbeat: waiting for the
     -- lock would stop this heartbeat, and the watchdog would take the bot for hung.
@@ -399,20 +427,20 @@ WITH renewable AS (
     FOR UPDATE SKIP LOCKED
 ), renewed AS (
     UPDATE tickets t
-    SET lease_expires_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second',
+    SET lease_expires_at = {LIVE_NOW} + %(lease_s)s * interval '1 second',
         due_at = (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
     FROM renewable r WHERE t.id = r.id
     RETURNING 1
 )
 UPDATE bot_processes
-SET heartbeat_at = (SELECT botfleet_now()), processed = %(processed)s, failed = %(failed)s,
+SET heartbeat_at = {LIVE_NOW}, processed = %(processed)s, failed = %(failed)s, loop_turns = %(loop_turns)s,
     stopped_at = NULL  -- a process retired as dead while the database was away is alive after all
 WHERE instance_id = %(owner)s
 RETURNING (SELECT count(*) FROM renewed) AS renewed,
           -- Whether another process of this bot has gone silent: rare, and then retired and freed.
           EXISTS (SELECT 1 FROM bot_processes
                   WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
-                    AND heartbeat_at < (SELECT botfleet_now()) - %(dead_after_s)s * interval '1 second') AS silent_peers
+                    AND heartbeat_at < {LIVE_NOW} - %(dead_after_s)s * interval '1 second') AS silent_peers
 """
 
 # Add a batch of a bot process's counts to the bot's totals, once: the batch's sequence number is
@@ -458,46 +486,46 @@ WHERE lease_owner = %(owner)s AND closed_at IS NULL
 # A process that registers where another ran before it (the same supervisord process name on the
 # same host) knows that one is dead, since supervisord started this one in its place: it is retired
 # at once, and its tickets are freed (FREE_LEASES_OF) instead of waiting for their leases to run out.
-REGISTER_PROCESS = """
+REGISTER_PROCESS = f"""
 WITH registered AS (
-    INSERT INTO bot_processes (instance_id, bot_name, host, pid, version, process_name)
-    VALUES (%(owner)s, %(bot)s, %(host)s, %(pid)s, %(version)s, %(process_name)s)
+    INSERT INTO bot_processes (instance_id, bot_name, host, pid, version, process_name, started_at, heartbeat_at)
+    VALUES (%(owner)s, %(bot)s, %(host)s, %(pid)s, %(version)s, %(process_name)s, {LIVE_NOW}, {LIVE_NOW})
 ), predecessors AS (
-    UPDATE bot_processes SET stopped_at = (SELECT botfleet_now())
+    UPDATE bot_processes SET stopped_at = {LIVE_NOW}
     WHERE bot_name = %(bot)s AND host = %(host)s AND process_name = %(process_name)s
       AND instance_id <> %(owner)s AND stopped_at IS NULL
     RETURNING instance_id
 )
-SELECT coalesce(array_agg(instance_id), '{}') AS predecessors FROM predecessors
+SELECT coalesce(array_agg(instance_id), '{{}}') AS predecessors FROM predecessors
 """
 
 # Processes of the same bot that stopped heartbeating without deregistering (killed, hung, their host
 # gone): retired, so that their tickets can be freed by exactly one live process.
-RETIRE_SILENT_PROCESSES = """
+RETIRE_SILENT_PROCESSES = f"""
 UPDATE bot_processes SET stopped_at = heartbeat_at
 WHERE bot_name = %(bot)s AND instance_id <> %(owner)s AND stopped_at IS NULL
-  AND heartbeat_at < (SELECT botfleet_now()) - %(dead_after_s)s * interval '1 second'
+  AND heartbeat_at < {LIVE_NOW} - %(dead_after_s)s * interval '1 second'
 RETURNING instance_id
 """
 
 # The open tickets of a bot's state leased to dead processes are due now: claimable at once, and the
 # claim records who held them (the 'claimed' event). Their handlers had already started: they go
 # first (due since the epoch), not behind a backlog that queued up while they were in hand.
-FREE_LEASES_OF = """
-UPDATE tickets SET due_at = 'epoch'
+FREE_LEASES_OF = f"""
+UPDATE tickets SET due_at = 'epoch', lease_expires_at = {LIVE_NOW}
 WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
   AND closed_at IS NULL AND due_at > (SELECT botfleet_now()) AND lease_owner = ANY(%(owners)s)
 """
 
-DEREGISTER_PROCESS = """
-UPDATE bot_processes SET stopped_at = (SELECT botfleet_now()), heartbeat_at = (SELECT botfleet_now()), processed = %(processed)s,
+DEREGISTER_PROCESS = f"""
+UPDATE bot_processes SET stopped_at = {LIVE_NOW}, heartbeat_at = {LIVE_NOW}, processed = %(processed)s,
     failed = %(failed)s
 WHERE instance_id = %(owner)s
 """
 
-PRUNE_PROCESSES = """
+PRUNE_PROCESSES = f"""
 DELETE FROM bot_processes
-WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < (SELECT botfleet_now()) - interval '1 day'
+WHERE bot_name = %(bot)s AND coalesce(stopped_at, heartbeat_at) < {LIVE_NOW} - interval '1 day'
 """
 
 UPSERT_BOT = """
@@ -541,7 +569,7 @@ GET_TICKET = f"SELECT {_READ_COLUMNS} FROM tickets WHERE id = %(id)s"
 
 # A manual move locks the ticket and needs to know whether a live bot holds it.
 LOCK_TICKET = f"""
-SELECT {TICKET_COLUMNS}, lease_expires_at > (SELECT botfleet_now()) AS leased FROM tickets WHERE id = %(id)s FOR UPDATE
+SELECT {TICKET_COLUMNS}, lease_expires_at > {LIVE_NOW} AS leased FROM tickets WHERE id = %(id)s FOR UPDATE
 """
 
 DROP_EXPIRED_LEASE = "UPDATE tickets SET lease_owner = NULL WHERE id = %(id)s"
@@ -569,9 +597,9 @@ _BOT_HOSTS = """(SELECT coalesce(b.hosts, (SELECT array_agg(DISTINCT host ORDER 
 # it yet maps to null). A verdict older than `stale_after_s` is "stale": its watchdog stopped judging.
 _HEALTH_BY_HOST = f"""(SELECT coalesce(jsonb_object_agg(h.host, CASE
                        WHEN bh.health IS NULL THEN NULL
-                       WHEN bh.at < (SELECT botfleet_now()) - %(stale_after_s)s * interval '1 second'
+                       WHEN bh.at < {LIVE_NOW} - %(stale_after_s)s * interval '1 second'
                            THEN jsonb_build_array('stale', 'the watchdog of ' || h.host || ' last judged it '
-                                || round(extract(epoch FROM (SELECT botfleet_now()) - bh.at)) || 's ago: ' || bh.health)
+                                || round(extract(epoch FROM {LIVE_NOW} - bh.at)) || 's ago: ' || bh.health)
                        ELSE jsonb_build_array(bh.health, bh.reason) END), '{{}}')
                    FROM unnest({_BOT_HOSTS}) AS h(host)
                    LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host)"""
@@ -595,13 +623,14 @@ FROM tickets GROUP BY metaservice, ticket_type, state ORDER BY 1, 2, 3
 
 # -- the watchdog --------------------------------------------------------------------------------
 
-# Ages are computed by the database's clock, so the watchdog's host clock does not matter.
+# Ages are computed by the database's clock, so the watchdog's host clock does not matter; and on real
+# time (LIVE_NOW), so a shift of business time does not age a heartbeat.
 # The bots this host runs, with this host's last verdict on each.
-WATCHDOG_BOTS = """
+WATCHDOG_BOTS = f"""
 SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, bh.health,
-       coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS pids,
-       coalesce(array_agg(extract(epoch FROM (SELECT botfleet_now()) - p.heartbeat_at)::float8)
-                FILTER (WHERE p.instance_id IS NOT NULL), '{}') AS ages_s
+       coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS pids,
+       coalesce(array_agg(extract(epoch FROM {LIVE_NOW} - p.heartbeat_at)::float8)
+                FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS ages_s
 FROM bots b
 LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = %(host)s
 LEFT JOIN bot_processes p ON p.bot_name = b.name AND p.stopped_at IS NULL AND p.host = %(host)s
@@ -609,9 +638,9 @@ WHERE b.hosts IS NULL OR %(host)s = ANY(b.hosts)
 GROUP BY b.name, bh.health ORDER BY b.name
 """
 
-SET_BOT_HEALTH = """
+SET_BOT_HEALTH = f"""
 INSERT INTO bot_health (bot_name, host, health, reason, at)
-VALUES (%(name)s, %(host)s, %(health)s, %(reason)s, (SELECT botfleet_now()))
+VALUES (%(name)s, %(host)s, %(health)s, %(reason)s, {LIVE_NOW})
 ON CONFLICT (bot_name, host) DO UPDATE SET health = excluded.health, reason = excluded.reason, at = excluded.at
 """
 
@@ -619,15 +648,15 @@ ON CONFLICT (bot_name, host) DO UPDATE SET health = excluded.health, reason = ex
 FORGET_OTHER_HEALTH = "DELETE FROM bot_health WHERE host = %(host)s AND bot_name <> ALL(%(names)s)"
 
 # `botfleet watchdog forget HOST`: a host taken out of the fleet for good is no longer expected to check.
-FORGET_HOST = """
+FORGET_HOST = f"""
 WITH watchdogs_gone AS (DELETE FROM watchdogs WHERE host = %(host)s RETURNING 1),
      health_gone AS (DELETE FROM bot_health WHERE host = %(host)s RETURNING 1),
-     retired AS (UPDATE bot_processes SET stopped_at = (SELECT botfleet_now()) WHERE host = %(host)s AND stopped_at IS NULL RETURNING 1)
+     retired AS (UPDATE bot_processes SET stopped_at = {LIVE_NOW} WHERE host = %(host)s AND stopped_at IS NULL RETURNING 1)
 SELECT (SELECT count(*) FROM watchdogs_gone) AS watchdogs, (SELECT count(*) FROM retired) AS processes
 """
 
-WATCHDOG_AGE_OF_HOST = """
-SELECT extract(epoch FROM (SELECT botfleet_now()) - max(heartbeat_at))::float8 AS age_s FROM watchdogs WHERE host = %(host)s
+WATCHDOG_AGE_OF_HOST = f"""
+SELECT extract(epoch FROM {LIVE_NOW} - max(heartbeat_at))::float8 AS age_s FROM watchdogs WHERE host = %(host)s
 """
 
 SET_BOT_ENABLED = "UPDATE bots SET enabled = %(enabled)s WHERE name = %(name)s RETURNING name"
@@ -643,37 +672,37 @@ ON CONFLICT (bot, reason) DO UPDATE SET restarts = watchdog_restart_totals.resta
 """
 
 # Written as a check starts (liveness of the loop); last_check_at as it completes (success).
-WATCHDOG_HEARTBEAT = """
-INSERT INTO watchdogs (name, host, pid, heartbeat_at)
-VALUES (%(name)s, %(host)s, %(pid)s, (SELECT botfleet_now()))
-ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = (SELECT botfleet_now())
+WATCHDOG_HEARTBEAT = f"""
+INSERT INTO watchdogs (name, host, pid, started_at, heartbeat_at)
+VALUES (%(name)s, %(host)s, %(pid)s, {LIVE_NOW}, {LIVE_NOW})
+ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_at = {LIVE_NOW}
 """
 
-WATCHDOG_CHECKED = """
-UPDATE watchdogs SET last_check_at = (SELECT botfleet_now()) WHERE name = %(name)s
+WATCHDOG_CHECKED = f"""
+UPDATE watchdogs SET last_check_at = {LIVE_NOW} WHERE name = %(name)s
 """
 
 # One watchdog at a time holds the fleet-wide lease; it is renewed every check and taken over
 # only after it expires.
-TAKE_FLEET_LEASE = """
+TAKE_FLEET_LEASE = f"""
 INSERT INTO fleet_leases (name, holder, expires_at)
-VALUES ('watchdog', %(holder)s, (SELECT botfleet_now()) + %(lease_s)s * interval '1 second')
+VALUES ('watchdog', %(holder)s, {LIVE_NOW} + %(lease_s)s * interval '1 second')
 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at < (SELECT botfleet_now())
+WHERE fleet_leases.holder = excluded.holder OR fleet_leases.expires_at < {LIVE_NOW}
 RETURNING holder
 """
 
 # Fleet-wide duty: processes that stopped heartbeating long ago (killed, host gone) are marked
 # stopped, so status and metrics count only the living.
-RETIRE_DEAD_PROCESSES = """
+RETIRE_DEAD_PROCESSES = f"""
 UPDATE bot_processes SET stopped_at = heartbeat_at
-WHERE stopped_at IS NULL AND heartbeat_at < (SELECT botfleet_now()) - %(dead_after_s)s * interval '1 second'
+WHERE stopped_at IS NULL AND heartbeat_at < {LIVE_NOW} - %(dead_after_s)s * interval '1 second'
 """
 
 # Registrations of a host's processes whose pid its supervisord no longer runs: dead now. Retired; their
 # tickets are freed next (FREE_TICKETS_OF_RETIRED).
-RETIRE_PROCESSES_BY_PID = """
-UPDATE bot_processes SET stopped_at = (SELECT botfleet_now())
+RETIRE_PROCESSES_BY_PID = f"""
+UPDATE bot_processes SET stopped_at = {LIVE_NOW}
 WHERE bot_name = %(bot)s AND host = %(host)s AND stopped_at IS NULL AND pid = ANY(%(pids)s)
 RETURNING instance_id
 """
@@ -692,7 +721,7 @@ WITH freeable AS (
     SELECT t.id FROM {_HELD_BY_RETIRED}
     FOR UPDATE OF t SKIP LOCKED
 ), freed AS (
-    UPDATE tickets t SET due_at = 'epoch'
+    UPDATE tickets t SET due_at = 'epoch', lease_expires_at = {LIVE_NOW}
     FROM freeable f WHERE t.id = f.id
     RETURNING t.id
 )
@@ -712,8 +741,8 @@ SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC L
 # that host's newest watchdog heartbeat (NULL: none ever) and of its verdict on the bot.
 HEALTH_CHECK = f"""
 SELECT h.host, b.name, b.enabled, bh.health, bh.reason AS health_reason,
-       extract(epoch FROM (SELECT botfleet_now()) - bh.at)::float8 AS health_age_s,
-       (SELECT extract(epoch FROM (SELECT botfleet_now()) - max(w.heartbeat_at))::float8 FROM watchdogs w
+       extract(epoch FROM {LIVE_NOW} - bh.at)::float8 AS health_age_s,
+       (SELECT extract(epoch FROM {LIVE_NOW} - max(w.heartbeat_at))::float8 FROM watchdogs w
         WHERE w.host = h.host) AS watchdog_age_s
 FROM bots b
 CROSS JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host)
@@ -753,9 +782,9 @@ FROM (SELECT DISTINCT unnest({_BOT_HOSTS}) AS host FROM bots b) AS h ORDER BY h.
 """
 
 # Rows of watchdogs long replaced by a newer one on the same host (one per restart otherwise).
-PRUNE_WATCHDOGS = """
+PRUNE_WATCHDOGS = f"""
 DELETE FROM watchdogs w
-WHERE w.heartbeat_at < (SELECT botfleet_now()) - interval '1 day'
+WHERE w.heartbeat_at < {LIVE_NOW} - interval '1 day'
   AND EXISTS (SELECT 1 FROM watchdogs n WHERE n.host = w.host AND n.heartbeat_at > w.heartbeat_at)
 """
 
@@ -889,6 +918,13 @@ UPDATE tickets SET deadline_at = created_at + %(lifetime_s)s * interval '1 secon
 WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND closed_at IS NULL AND timed_out_at IS NULL
 """
 
+# A type's lifetime or notification frequency changed: the bots of its states set their timers again.
+WAKE_TYPE_TIMERS = f"""
+SELECT count(pg_notify({CHANNEL_SQL.format(t='s')}, '{TIMERS}'))
+FROM (SELECT DISTINCT metaservice, ticket_type, code AS state FROM status_codes
+      WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s) s
+"""
+
 TYPE_SETTINGS = """
 SELECT metaservice, name, lifetime_s, lifetime_override_s, notification_frequency_s, notification_frequency_override_s,
        coalesce(lifetime_override_s, lifetime_s) AS effective_lifetime_s,
@@ -959,16 +995,25 @@ SELECT id, pg_notify(%(channel)s, 'message') FROM sent
 """
 
 # A batch of a bot's unhandled messages, oldest first; replicas take different ones.
-TAKE_BOT_MESSAGES = """
-SELECT id, ticket_id, kind, body, sender, created_at FROM bot_messages
-WHERE to_bot = %(bot)s AND handled_at IS NULL
-ORDER BY id LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED
+# A bot's unhandled messages, taken by one of its processes for `lease_s` of real time: their on_<kind>
+# functions run outside any transaction, and a message whose taker died is taken again after the lease.
+TAKE_BOT_MESSAGES = f"""
+WITH due AS (
+    SELECT id FROM bot_messages
+    WHERE to_bot = %(bot)s AND handled_at IS NULL AND coalesce(taken_until <= {LIVE_NOW}, true)
+    ORDER BY id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE bot_messages m SET taken_by = %(owner)s, taken_until = {LIVE_NOW} + %(lease_s)s * interval '1 second'
+FROM due WHERE m.id = due.id
+RETURNING m.id, m.ticket_id, m.kind, m.body, m.sender, m.created_at
 """
 
+# Written once, by the process that took it: a message taken again by another (its lease ran out) is not
+# finished twice.
 FINISH_BOT_MESSAGE = """
 UPDATE bot_messages SET handled_at = (SELECT botfleet_now()), outcome = %(outcome)s, error = %(error)s
-WHERE id = %(id)s
+WHERE id = %(id)s AND handled_at IS NULL AND taken_by = %(owner)s
 """
 
 # -- mail (the built-in bot botfleet-mail-1-deliver) ---------------------------------------------------
@@ -1112,7 +1157,6 @@ INSERT INTO idempotency_keys (token_name, key, ticket_id) VALUES (%(token)s, %(k
 
 # -- the fleet's lock ------------------------------------------------------------------------------------
 
-LOCK_CHANNEL = "bf.lock"  # every bot listens here too: a lock that opens lets them claim again
 
 
 READ_FLEET_LOCK = f"SELECT {_lock_columns()} FROM fleet_lock"
@@ -1171,9 +1215,9 @@ SELECT (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', 'closed') FROM 
 _JOB_TYPES = """(t.metaservice, t.ticket_type) IN (
     SELECT * FROM unnest(%(metaservices)s::text[], %(ticket_types)s::text[]))"""
 
-_OPERATION_COLUMNS = """t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
+_OPERATION_COLUMNS = f"""t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
        coalesce(t.start_after > (SELECT botfleet_now()), false) AS sleeping,
-       coalesce(t.lease_expires_at > (SELECT botfleet_now()), false) AS leased,
+       coalesce(t.lease_expires_at > {LIVE_NOW}, false) AS leased,
        coalesce((SELECT max(e.at) FROM ticket_events e WHERE e.ticket_id = t.id), t.created_at) AS last_action"""
 
 LIST_OPERATIONS = f"""
@@ -1190,7 +1234,7 @@ WITH doomed AS (
     WHERE {_JOB_TYPES}
       AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
       AND (t.closed_at IS NOT NULL
-           OR (t.step = 0 AND coalesce(t.lease_expires_at <= (SELECT botfleet_now()), true)
+           OR (t.step = 0 AND coalesce(t.lease_expires_at <= {LIVE_NOW}, true)
                AND t.waiting_for IS NULL))
     FOR UPDATE OF t
 ), events_gone AS (
@@ -1342,11 +1386,15 @@ VALUES (%(object_id)s, %(name)s, %(description)s, %(type)s)
 ON CONFLICT (object_id, name) DO UPDATE SET description = EXCLUDED.description, type = EXCLUDED.type
 """
 
-CREATE_STATUS_INSTANCE = """
-INSERT INTO status_instances (object_id, timeout_s, created_at, deadline_at)
-SELECT id, %(timeout_s)s, (SELECT botfleet_now()), (SELECT botfleet_now()) + %(timeout_s)s * interval '1 second'
-FROM status_objects WHERE object_name = %(object_name)s
-RETURNING token::text AS token
+# The expiry bot sleeps until the soonest deadline it knows of: a new instance wakes it to look again.
+CREATE_STATUS_INSTANCE = f"""
+WITH new AS (
+    INSERT INTO status_instances (object_id, timeout_s, created_at, deadline_at)
+    SELECT id, %(timeout_s)s, (SELECT botfleet_now()), (SELECT botfleet_now()) + %(timeout_s)s * interval '1 second'
+    FROM status_objects WHERE object_name = %(object_name)s
+    RETURNING token
+)
+SELECT token::text AS token, pg_notify('{STATUS_CHANNEL}', '') FROM new
 """
 
 # An instance by its token, with the statuses set on it. One whose timeout has passed is finished
@@ -1418,21 +1466,23 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 # -- pulling workers (seed 002) ----------------------------------------------------------------------
 # A ticket held by a worker is leased to 'worker:<name>' (WORKER_LEASE_PREFIX) until the state's
-# stall_timeout after the worker's last word about it; its due_at is that same moment, so the state's bot
-# (the controller) wakes when the hold stalls, and takes the ticket back.
+# stall_timeout after the worker's last word about it, on real time (LIVE_NOW); its due_at is the same
+# moment in business time, and NEXT_STALL tells the state's bot (the controller) when the first hold
+# stalls, so it wakes then and takes the ticket back.
 
 # The worker's row, made on first contact and locked for the request; holds: it still holds its ticket.
-WORKER_GATE = """
+WORKER_GATE = f"""
 WITH seen AS (
-    INSERT INTO workers (name, session) VALUES (%(name)s, %(session)s)
-    ON CONFLICT (name) DO UPDATE SET last_contact_at = botfleet_now()
+    INSERT INTO workers (name, session, first_seen_at, last_contact_at)
+    VALUES (%(name)s, %(session)s, {LIVE_NOW}, {LIVE_NOW})
+    ON CONFLICT (name) DO UPDATE SET last_contact_at = {LIVE_NOW}
     RETURNING name, session, ticket_id
 )
 SELECT s.session, s.ticket_id, h.stalls_at, h.stalls_at IS NOT NULL AS holds
 FROM seen s
 LEFT JOIN LATERAL (SELECT t.lease_expires_at AS stalls_at FROM tickets t
                    WHERE t.id = s.ticket_id AND t.lease_owner = %(lease_owner)s
-                     AND t.lease_expires_at > (SELECT botfleet_now()) AND t.closed_at IS NULL) h ON true
+                     AND t.lease_expires_at > {LIVE_NOW} AND t.closed_at IS NULL) h ON true
 """
 
 
@@ -1476,8 +1526,8 @@ ABANDON_HOLD = _take_back("id = %(ticket_id)s AND lease_owner = %(lease_owner)s"
 # A person acting on a ticket a worker holds (kind 'released'): the worker's later messages answer false.
 RELEASE_HOLD = _take_back("id = %(ticket_id)s", "")
 # Holds of the state whose worker fell silent past stall_timeout (kind 'stalled'): the controller's sweep.
-TAKE_BACK_STALLED = _take_back("""metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s
-    AND state = %(state)s AND due_at <= (SELECT botfleet_now()) AND lease_expires_at <= (SELECT botfleet_now())""",
+TAKE_BACK_STALLED = _take_back(f"""metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s
+    AND state = %(state)s AND due_at <= (SELECT botfleet_now()) AND lease_expires_at <= {LIVE_NOW}""",
                                "SKIP LOCKED")
 
 
@@ -1504,7 +1554,7 @@ WITH work AS (
 ), held AS (
     UPDATE tickets t
     SET lease_owner = %(lease_owner)s, step = t.step + 1,
-        lease_expires_at = (SELECT botfleet_now()) + work.stall_s * interval '1 second',
+        lease_expires_at = {LIVE_NOW} + work.stall_s * interval '1 second',
         due_at = (SELECT botfleet_now()) + work.stall_s * interval '1 second'
     FROM next, work WHERE t.id = next.id AND work.state = t.state
     RETURNING {", ".join("t." + c.strip() for c in _READ_COLUMNS.split(","))}
@@ -1516,7 +1566,7 @@ WITH work AS (
 ), cleared AS (
     DELETE FROM ticket_progress p USING held WHERE p.ticket_id = held.id
 ), w AS (
-    UPDATE workers SET session = %(session)s, ticket_id = (SELECT id FROM held), last_contact_at = botfleet_now()
+    UPDATE workers SET session = %(session)s, ticket_id = (SELECT id FROM held), last_contact_at = {LIVE_NOW}
     WHERE name = %(name)s
 ), wake AS (
     -- The controller sets its timer for the moment this hold would stall.
@@ -1531,11 +1581,11 @@ HAND_OUT_ANY = _hand_out("t.state = ANY(%(states)s)")
 
 # A progress message of a held ticket, recorded once; the hold is renewed only by a message recorded.
 # `work` maps "<metaservice>/<type>/<state>" to {"messages": [...], "stall_s": ...} of each external state.
-RECORD_PROGRESS = """
+RECORD_PROGRESS = f"""
 WITH held AS (
     SELECT t.id, %(work)s::jsonb -> (t.metaservice || '/' || t.ticket_type || '/' || t.state) AS work
     FROM tickets t
-    WHERE t.id = %(id)s AND t.lease_owner = %(lease_owner)s AND t.lease_expires_at > (SELECT botfleet_now())
+    WHERE t.id = %(id)s AND t.lease_owner = %(lease_owner)s AND t.lease_expires_at > {LIVE_NOW}
       AND t.closed_at IS NULL
     FOR UPDATE
 ), rec AS (
@@ -1545,7 +1595,7 @@ WITH held AS (
     RETURNING ticket_id
 ), renewed AS (
     UPDATE tickets t
-    SET lease_expires_at = (SELECT botfleet_now()) + (held.work ->> 'stall_s')::float8 * interval '1 second',
+    SET lease_expires_at = {LIVE_NOW} + (held.work ->> 'stall_s')::float8 * interval '1 second',
         due_at = (SELECT botfleet_now()) + (held.work ->> 'stall_s')::float8 * interval '1 second'
     FROM rec, held WHERE t.id = rec.ticket_id AND held.id = rec.ticket_id
     RETURNING t.id
@@ -1563,19 +1613,26 @@ CLAIM_EXHAUSTED = _claim("state = %(state)s", due="""due_at <= (SELECT botfleet_
       AND ((SELECT state FROM fleet_lock) = 'open'
            OR (%(runs_when_locked)s AND (SELECT state FROM fleet_lock) = 'ops_only'))""")
 
+# Seconds until the first hold of the state stalls, on real time (None: no hold).
+NEXT_STALL = f"""
+SELECT extract(epoch FROM min(lease_expires_at) - {LIVE_NOW})::float8 AS due_in_s FROM tickets
+WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
+  AND closed_at IS NULL AND lease_owner LIKE {_WORKER_LEASE}
+"""
+
 LIST_WORKERS = f"""
 SELECT w.name, w.session, w.first_seen_at, w.last_contact_at, t.id AS ticket_id, t.metaservice, t.ticket_type,
        t.state, t.lease_expires_at AS stalls_at
 FROM workers w
 LEFT JOIN tickets t ON t.id = w.ticket_id AND t.lease_owner = '{WORKER_LEASE_PREFIX}' || w.name
-     AND t.lease_expires_at > (SELECT botfleet_now()) AND t.closed_at IS NULL
+     AND t.lease_expires_at > {LIVE_NOW} AND t.closed_at IS NULL
 ORDER BY w.name
 """
 
 METRIC_WORKER_STATES = f"""
 WITH held AS (
     SELECT metaservice, ticket_type, state, count(*) AS held FROM tickets
-    WHERE closed_at IS NULL AND lease_owner LIKE {_WORKER_LEASE} AND lease_expires_at > (SELECT botfleet_now())
+    WHERE closed_at IS NULL AND lease_owner LIKE {_WORKER_LEASE} AND lease_expires_at > {LIVE_NOW}
     GROUP BY 1, 2, 3
 )
 SELECT coalesce(h.metaservice, s.metaservice) AS metaservice, coalesce(h.ticket_type, s.ticket_type) AS ticket_type,

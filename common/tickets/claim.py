@@ -5,14 +5,15 @@ from common.tickets.outcomes import Ticket
 from common.tickets.record import wake_closed_waits
 
 
-def get_current_ticket_list(conn, spec, owner, limit, kind=None) -> list[Ticket]:
+def get_current_ticket_list(conn, spec, owner, limit, kind=None, in_hand=()) -> list[Ticket]:
     """Lease up to `limit` due tickets of the bot's state to `owner` (one bot process), as the fleet's lock
     allows: none while it is locked, unless the type (`kind`) runs_when_locked; a type's that is exclusive
-    only as the holder of the closed fleet, once the work in hand has finished."""
+    only as the holder of the closed fleet, once the work in hand has finished. Never one of `in_hand`, the
+    ids of the tickets the process has in hand, whatever their lease says."""
     exclusive = kind is not None and kind.exclusive
     rows = conn.execute(sql.CLAIM_EXCLUSIVE if exclusive else sql.CLAIM, {
         **_state_params(spec), "limit": limit, "owner": owner, "lease_s": spec.lease_s,
-        "runs_when_locked": kind is not None and kind.runs_when_locked,
+        "runs_when_locked": kind is not None and kind.runs_when_locked, "in_hand": list(in_hand),
     }).fetchall()
     if not conn.autocommit:
         conn.commit()
@@ -28,19 +29,19 @@ def take_exclusive(conn, spec, kind, actor) -> bool:
     return row["holds_here"]
 
 
-def claim_tickets_in_unknown_states(conn, spec, ticket_type, owner, limit) -> list[Ticket]:
+def claim_tickets_in_unknown_states(conn, spec, ticket_type, owner, limit, in_hand=()) -> list[Ticket]:
     """Lease due tickets of the bot's type whose state the type no longer has (the initial-state bot's duty)."""
     rows = conn.execute(sql.CLAIM_UNKNOWN_STATES, {
         "metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "states": sorted(ticket_type.states),
-        "limit": limit, "owner": owner, "lease_s": spec.lease_s,
+        "limit": limit, "owner": owner, "lease_s": spec.lease_s, "in_hand": list(in_hand),
     }).fetchall()
     return [Ticket.from_row(row) for row in rows]
 
 
-def claim_timed_out(conn, spec, owner, limit) -> list[Ticket]:
+def claim_timed_out(conn, spec, owner, limit, in_hand=()) -> list[Ticket]:
     """Lease the open tickets of the bot's state whose lifetime ran out and that no live process holds."""
     rows = conn.execute(sql.CLAIM_TIMED_OUT, {**_state_params(spec), "limit": limit, "owner": owner,
-                                              "lease_s": spec.lease_s}).fetchall()
+                                              "lease_s": spec.lease_s, "in_hand": list(in_hand)}).fetchall()
     return [Ticket.from_row(row) for row in rows]
 
 
@@ -55,7 +56,8 @@ def wake_stranded_waits(conn, spec, actor):
 
 
 def next_due_in_s(conn, spec):
-    """Seconds until the next wait of the bot's state ends, by the one clock (None: nothing waits for a time)."""
+    """Seconds until the next wait of the bot's state ends or its next round or lifetime's end is due, by the
+    one clock (None: nothing to time)."""
     return conn.execute(sql.NEXT_DUE, _state_params(spec)).fetchone()["due_in_s"]
 
 

@@ -47,4 +47,5 @@ def set_type_settings(conn, config, key, *, lifetime=UNSET, notification_frequen
         if lifetime_s is not UNSET:
             conn.execute(sql.REDATE_DEADLINES, {"metaservice": metaservice, "ticket_type": name,
                                                 "lifetime_s": row["lifetime_s"]})
+        conn.execute(sql.WAKE_TYPE_TIMERS, {"metaservice": metaservice, "ticket_type": name})
     return type_settings(conn, config, key)[0]

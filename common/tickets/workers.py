@@ -139,13 +139,19 @@ def take_back_stalled(conn, spec, actor) -> int:
         "kind": "stalled", "actor": actor}).fetchall())
 
 
-def claim_exhausted(conn, spec, kind, owner, limit) -> list[Ticket]:
+def claim_exhausted(conn, spec, kind, owner, limit, in_hand=()) -> list[Ticket]:
     """Lease the tickets of the state abandoned max_attempts times, to fail them (as the fleet's lock allows)."""
     rows = conn.execute(sql.CLAIM_EXHAUSTED, {
         "metaservice": spec.metaservice, "ticket_type": spec.ticket_type, "state": spec.state, "owner": owner,
         "lease_s": spec.lease_s, "limit": limit, "max_attempts": spec.work.max_attempts,
-        "runs_when_locked": kind.runs_when_locked}).fetchall()
+        "runs_when_locked": kind.runs_when_locked, "in_hand": list(in_hand)}).fetchall()
     return [Ticket.from_row(row) for row in rows]
+
+
+def next_stall_in_s(conn, spec) -> float | None:
+    """Seconds of real time until the first worker's hold of the state stalls (None: no hold)."""
+    return conn.execute(sql.NEXT_STALL, {"metaservice": spec.metaservice, "ticket_type": spec.ticket_type,
+                                         "state": spec.state}).fetchone()["due_in_s"]
 
 
 def exhausted_step(ticket: Ticket, ticket_type, spec) -> Step:
