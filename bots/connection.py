@@ -34,6 +34,9 @@ class BotConnection:
             conn.execute(sql.BOT_SESSION_TIMEOUTS, self.session_timeouts)
             for channel in self.channels:
                 conn.execute(sql.listen(channel))
+            # A bot runs the same few statements for its whole life, most of them once a sweep: prepared at
+            # their first run, not their fifth, so an idle bot's server does not plan each sweep afresh.
+            conn.prepare_threshold = 0
         except BaseException:
             close_quietly(conn)
             raise

@@ -29,7 +29,7 @@ from common.store.revision import check_schema
 from watchdog import health
 from watchdog.budget import ConnectionBudgetWatch
 from watchdog.collector import FleetCollector, registry_for
-from watchdog.decide import Heartbeat, Limits, Process, decide
+from watchdog.decide import Heartbeat, Limits, Process, Verdict, decide
 from watchdog.http_session import SharedConnection
 from watchdog.retire import Retirements
 from watchdog.time_limits import PROBE_TIMEOUTS, check_timeouts, rpc_timeout_s
@@ -37,6 +37,7 @@ from watchdog.time_limits import PROBE_TIMEOUTS, check_timeouts, rpc_timeout_s
 log = logging.getLogger("botfleet.watchdog")
 
 SCHEMA_RETRY_MAX_S = 30.0  # a schema the watchdog cannot use is looked at again this often, at least
+HOUSEKEEPING_EVERY_S = 60.0  # pruning and forgetting: a minute late costs nothing
 # A statement that gave up (a lock held past lock_timeout, a statement past statement_timeout): the session
 # is fine, and what it was for waits for a later check. Not a lost database, which would drop the connection
 # and give every bot the grace of a reconnect.
@@ -71,6 +72,7 @@ class Watchdog:
             reconnect_grace_s=2 * RECONNECT_BACKOFF_MAX_S + config.heartbeat_interval_s,
         )
         self.database_lost = False
+        self.next_housekeeping_mono = 0.0  # the first check does it
         self.database_back_at = 0.0  # unix time the watchdog regained a database it had lost
         self.connections = ConnectionBudgetWatch(fleet_need(config, self.host))  # reported, never acted on
 
@@ -125,20 +127,32 @@ class Watchdog:
         bots = conn.execute(sql.WATCHDOG_BOTS, {"host": self.host}).fetchall()
         infos = self._supervisor_processes()
         now = time.time()
+        verdicts = []
         for bot in bots:
             try:
-                self._check_bot(conn, bot, infos, now)
+                verdicts.append(self._check_bot(conn, bot, infos, now))
             except GAVE_UP as exc:  # a row of this bot's held by another session: the others are still checked
                 log.warning("bot %s: not judged at this check: %s", bot["name"], _first_line(exc))
+        conn.execute(sql.SET_BOTS_HEALTH, {"host": self.host, "names": [v.bot for v in verdicts],
+                                           "healths": [v.health for v in verdicts],
+                                           "reasons": [v.reason for v in verdicts]})
+        if time.monotonic() >= self.next_housekeeping_mono:
+            self._housekeeping(conn, bots)
+        conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name})
+        self.connections.check(conn)
+
+    def _housekeeping(self, conn, bots):
+        """What no check needs at once: verdicts of bots moved off this host, and (the leader's) registrations
+        dead for ten hung thresholds, month-old events, replaced watchdogs. Once a minute, not every check:
+        an idle fleet's watchdog should cost its checks and nothing more."""
+        self.next_housekeeping_mono = time.monotonic() + HOUSEKEEPING_EVERY_S
         conn.execute(sql.FORGET_OTHER_HEALTH, {"host": self.host, "names": [bot["name"] for bot in bots]})
         if self.is_leader:
             conn.execute(sql.RETIRE_DEAD_PROCESSES, {"dead_after_s": 10 * self.limits.hung_after_s})
             conn.execute(sql.PRUNE_WATCHDOG_EVENTS)
             conn.execute(sql.PRUNE_WATCHDOGS)
-        conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name})
-        self.connections.check(conn)
 
-    def _check_bot(self, conn, bot, infos, now):
+    def _check_bot(self, conn, bot, infos, now) -> Verdict:
         names = process_names(bot["name"], bot["replicas"])
         processes = None if infos is None else [
             Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]),
@@ -158,8 +172,7 @@ class Watchdog:
         if verdict.health != bot["health"]:
             log.info("bot %s: %s -> %s (%s)", bot["name"], bot["health"], verdict.health, verdict.reason)
             self._record(conn, bot["name"], "health", f"{bot['health'] or 'unknown'} -> {verdict.health}: {verdict.reason}")
-        conn.execute(sql.SET_BOT_HEALTH, {"name": bot["name"], "host": self.host, "health": verdict.health,
-                                          "reason": verdict.reason})
+        return verdict
 
     def _note_restarts(self, conn, bot, processes):
         """Count every restart seen, whoever made it: a new pid this watchdog did not cause is supervisord's

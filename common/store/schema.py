@@ -171,7 +171,8 @@ bot_processes = Table(
     # heartbeat, and one that spins on a due time in the past shows here.
     Column("loop_turns", BigInteger, nullable=False, server_default=text("0")),
 )
-Index("ix_bot_processes_bot_name", bot_processes.c.bot_name, bot_processes.c.heartbeat_at)
+# Not heartbeat_at: a heartbeat that changes no indexed column is a HOT update, which writes no index entry.
+Index("ix_bot_processes_bot_name", bot_processes.c.bot_name)
 
 watchdogs = Table(
     "watchdogs", metadata,
