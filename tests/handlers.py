@@ -124,3 +124,19 @@ def on_hello(message):
 
 def on_boom(message):
     raise RuntimeError(f"cannot take message {message.id}")
+
+
+def hang_first_run(ticket, ctx):
+    """Mark the start; the ticket's first run hangs (payload.hang_s), later ones advance at once: a handler
+    whose retry finishes while the run given up for overrunning handler_timeout still hangs."""
+    folder = os.environ.get("BOTFLEET_TEST_MARKS")
+    first = folder is not None and not list(Path(folder).glob(f"*-{ticket.id}-{ticket.state}-start"))
+    _mark(ticket, "start")
+    if first:
+        time.sleep(float(ticket.payload.get("hang_s", 30)))  # overruns handler_timeout; given up meanwhile
+    return None
+
+
+def on_slow(message):
+    """A message handler that takes a while (body text: seconds): longer than handler_timeout, in tests."""
+    time.sleep(float(message.body.get("text", "3")))
