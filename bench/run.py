@@ -24,7 +24,7 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import api, floor, pipeline  # noqa: E402
+from bench import api, floor, idle, pipeline  # noqa: E402
 from common.config.load import load  # noqa: E402
 from common.store import sql  # noqa: E402
 from common.store.connect import connect
@@ -38,9 +38,9 @@ from tests.harness import BotProcesses, percentile, wait_until, with_dbname  # n
 METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
 SIZES = {
-    "full": {"burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000, "remind_open": 100_000,
+    "full": {"idle_s": 60, "burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000, "remind_open": 100_000,
              "purge_batches": 50, "api_creates": 10_000, "api_gets": 2_000, "worker_asks": 2_000},
-    "quick": {"burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000, "remind_open": 10_000,
+    "quick": {"idle_s": 20, "burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000, "remind_open": 10_000,
               "purge_batches": 10, "api_creates": 2_000, "api_gets": 500, "worker_asks": 500},
 }
 LATENCY_SPACING_S = 0.020
@@ -531,6 +531,8 @@ def main():
             url, size["remind_open"], REMINDERS_DUE)
         figures["purge_batch_ms"], figures["purge_batch_max_ms"], figures["purge_per_s"] = measure_purge(
             url, size["purge_batches"])
+        # Last: the quiet fleet on a server the runs above left warm and checkpointed.
+        figures.update(idle.measure_idle(server_url, tmp, size["idle_s"], say))
     finally:
         signal.alarm(0)
         stop_bots(procs)
@@ -549,7 +551,8 @@ def main():
     for name in ("throughput_per_s", "api_create_per_s", "api_get_p50_ms", "api_get_p99_ms", "set_status_per_s", "worker_next_p50_ms", "hop_p50_ms", "hop_p99_ms", "e2e_p50_ms", "sweep_ms", "reminder_sweep_ms",
                  "reminder_floor_ms", "reminder_vs_floor",
                  "purge_batch_ms", "purge_batch_max_ms", "purge_per_s", "bot_rss_mb", "scrape_ms",
-                 "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor"):
+                 "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor", "idle_cpu_pct",
+                 "connections_per_bot"):
         print(f"{name}={figures[name]:.{0 if name.endswith('_per_s') else 2}f}")
 
 
