@@ -143,3 +143,14 @@ def test_a_receiver_that_never_answers_does_not_stale_the_heartbeat(tmp_path, db
     # Every POST waited for its timeout: two batches or more went out meanwhile.
     assert silent_receiver.accepted >= 16, silent_receiver.accepted
     assert conn.execute("SELECT min(attempts) AS n FROM webhook_outbox").fetchone()["n"] >= 2
+
+
+def test_a_delivery_behind_one_in_backoff_is_not_due_so_the_bot_does_not_spin(conn):
+    """A ticket's changes go to a receiver in order: the one behind a try backing off for an hour waits with
+    it, and the webhook bot's next due time says so (a due time in the past would turn its loop for the hour)."""
+    from common.store import sql
+
+    for offset in ("1 hour", "-1 minute"):  # the older row backs off; the newer one is past its own time
+        conn.execute("INSERT INTO webhook_outbox (ticket_id, event_id, metaservice, ticket_type, url, at, next_try_at) "
+                     "VALUES (1, 1, 'ms', 't', 'http://x', now(), botfleet_now() + %s::interval)", (offset,))
+    assert 3500 < conn.execute(sql.NEXT_WEBHOOK_DUE).fetchone()["due_in_s"] <= 3600

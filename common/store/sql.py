@@ -1300,11 +1300,15 @@ RETURNING state
 """
 
 # A leased delivery is due once both its next try and its lease have passed (a bot that died with it).
+# Only the head of each ticket's and receiver's line: a row behind an older pending one (its backoff, its
+# lease) is not due, however old its own next_try_at, and counting it would wake the bot in a loop.
 NEXT_WEBHOOK_DUE = """
-SELECT extract(epoch FROM min(greatest(next_try_at - (SELECT botfleet_now()),
-                                       coalesce(lease_until - statement_timestamp(), interval '0'))))::float8
+SELECT extract(epoch FROM min(greatest(o.next_try_at - (SELECT botfleet_now()),
+                                       coalesce(o.lease_until - statement_timestamp(), interval '0'))))::float8
        AS due_in_s
-FROM webhook_outbox WHERE state = 'pending'
+FROM webhook_outbox o WHERE o.state = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM webhook_outbox p
+                  WHERE p.state = 'pending' AND p.ticket_id = o.ticket_id AND p.url = o.url AND p.id < o.id)
 """
 
 PRUNE_WEBHOOKS = """
