@@ -71,9 +71,10 @@ class Messages:
         """On a handler thread: (outcome, error) of the message's on_<kind>."""
         return parse_notification(self.module, row)
 
-    def finish(self, conn, row, outcome, error):
+    def finish(self, conn, row, outcome, error, counters):
         self.taken -= 1
         if error:
+            counters["notifications_rejected"] += 1
             log.warning("rejected message %s of kind %r from %s: %s", row["id"], row["kind"], row["sender"], error)
         conn.execute(sql.FINISH_BOT_MESSAGE, {"id": row["id"], "outcome": outcome, "error": error, "owner": self.owner})
         if self.taken == 0:

@@ -184,8 +184,8 @@ class BotRuntime:
         for note in notes:
             if note.payload == "message":  # another bot sent this one a message
                 self.messages.pending = True
-            elif note.payload == sql.TIMERS:  # the clock shifted, a type's times changed, a ticket sleeps
-                self.timers.deadline.now()
+            elif note.payload == sql.TIMERS and self.duty is None:  # the clock shifted, a type's times
+                self.timers.deadline.now()                            # changed, a ticket sleeps
                 if self.controller:
                     self.controller.deadline.now()
             if note.channel == self.channel and self.controller:
@@ -334,7 +334,7 @@ class BotRuntime:
         if kind == "message":
             outcome, error = finished.result if finished.failed is None else (
                 "rejected", f"{type(finished.failed).__name__}: {finished.failed}")
-            self.messages.finish(self.conn, subject, outcome, error)
+            self.messages.finish(self.conn, subject, outcome, error, self.stats.counters)
         elif finished.failed is None:
             self.finished.append(finished.result)
         else:
@@ -346,7 +346,7 @@ class BotRuntime:
     def _overran(self, run, result):
         kind, subject = self.runs.pop(run.number, (None, None))
         if kind == "message":
-            self.messages.finish(self.conn, subject, *result)
+            self.messages.finish(self.conn, subject, *result, self.stats.counters)
         elif kind == "ticket":
             self.finished.append(result)
 

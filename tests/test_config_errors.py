@@ -89,7 +89,7 @@ BAD_CASES = {
         r"fleet.yaml:\d+: bot_defaults.treads: unknown setting 'treads'"),
     "watchdog stale after fewer than two checks": (
         {"fleet_extra": "watchdog:\n  stale_after: 1s\n"},
-        r"fleet.yaml:\d+: watchdog.stale_after: must be at least two check intervals \(2s\), got '1s'"),
+        r"fleet.yaml:\d+: watchdog.stale_after: must be at least two check intervals \(4s\), got '1s'"),
     "host pattern that matches no bot": (
         {"fleet_extra": "hosts:\n  a:\n    bots: ['testms-*']\n  b:\n    bots: ['testms-pipe-2-secnd']\n"},
         r"fleet.yaml:\d+: hosts.b.bots\[0\]: 'testms-pipe-2-secnd' matches no bot"),
