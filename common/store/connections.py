@@ -15,8 +15,8 @@ is available it fits, with a warning.
 
 A client connection belongs to this host's fleet when it runs as the same role as the check, comes from the
 same client address as the check (both on the server's unix socket, or both from the same IP), and its
-application_name, up to a first ':', is the name of a process of this host's fleet: a bot's name (its
-LISTEN connection adds ':listen'), botfleet-watchdog (':http' for /metrics) or botfleet-api. Every other
+application_name, up to a first ':', is the name of a process of this host's fleet: a bot's name,
+botfleet-watchdog (':http' for /metrics) or botfleet-api. Every other
 client backend counts as used by others, this host's other clients (a `botfleet ticket` command, psql)
 included. Behind NAT or a pooler that shows every host under one address, the same bot on another host
 would count as this host's: give each host its own address, or bots of their own, for the figures to hold.
