@@ -103,6 +103,22 @@ def scratch_database(server_url, prefix, template=None):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def own_server_database(folder: Path, name: str):
+    """An embedded server of the test's own, which it may stop and start (an outage), with one migrated
+    database: (its data folder, the server's url, the database's url). Stopped at the end."""
+    pgdata = folder / "pg"
+    server_url = start_embedded(pgdata)
+    try:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = with_dbname(server_url, name)
+        upgrade(url)
+        yield pgdata, server_url, url
+    finally:
+        stop_embedded(pgdata)
+
+
 @pytest.fixture
 def db_url(server_url, template_db):
     """A fresh, migrated database for this test alone."""

@@ -12,10 +12,9 @@ import pytest
 
 from common.store import clock
 from common.store.connect import connect
-from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
 from common.tickets.create import create_tickets
-from tests.conftest import THREE_STATES, SupervisedFleet, last_event_id, stays_true, wait_until, with_dbname
+from tests.conftest import THREE_STATES, SupervisedFleet, last_event_id, own_server_database, stays_true, wait_until
 from tests.harness import sigkill_one_running
 
 # Faults of processes (kills, stops, supervisord): their SQL is the same on every server, so CI runs
@@ -119,13 +118,7 @@ OUTAGE_S = 10
 OUTAGE_TICKETS = 1000
 @pytest.mark.own_server
 def test_database_down_for_10_seconds_mid_run_loses_and_duplicates_nothing(tmp_path):
-    pgdata = tmp_path / "pg"
-    server_url = start_embedded(pgdata)
-    try:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute('CREATE DATABASE "botfleet_outage"')
-        url = with_dbname(server_url, "botfleet_outage")
-        upgrade(url)
+    with own_server_database(tmp_path, "botfleet_outage") as (pgdata, server_url, url):
         # 50 ms per handler and 4 threads: about 80 tickets a second per bot, so 1,000 tickets are
         # still flowing when the server goes away.
         fleet = SupervisedFleet(tmp_path / "project", url, types={f"{METASERVICE}/three": THREE_STATES},
@@ -136,8 +129,6 @@ def test_database_down_for_10_seconds_mid_run_loses_and_duplicates_nothing(tmp_p
             _outage_run(fleet, pgdata, server_url, url)
         finally:
             fleet.stop()
-    finally:
-        stop_embedded(pgdata)
 
 
 def _outage_run(fleet, pgdata, server_url, url):

@@ -17,7 +17,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 
 from common.access.tokens import create_token
@@ -26,11 +25,19 @@ from common.config.load import load
 from common.config.names import hostname
 from common.fleet import supervisor
 from common.store.connect import connect
-from common.store.migrate import upgrade
 from common.store.server import start_embedded, stop_embedded
 from common.store.sync import sync_config
 from common.tickets.create import create_ticket
-from tests.conftest import BOTFLEET, PIPELINE_TYPE, ROOT, free_port, stays_true, wait_until, with_dbname, write_config
+from tests.conftest import (
+    BOTFLEET,
+    PIPELINE_TYPE,
+    ROOT,
+    free_port,
+    own_server_database,
+    stays_true,
+    wait_until,
+    write_config,
+)
 from tests.harness import child_env
 from tests.test_api import error_of, serve_api
 from tests.test_jobs import JOB_TYPE
@@ -289,20 +296,12 @@ def test_twenty_moves_by_hand_waiting_for_a_bot_leave_the_api_heartbeating_and_a
 @pytest.mark.process_faults
 @pytest.mark.own_server
 def test_with_the_database_down_every_route_answers_503_in_the_error_shape(tmp_path, processes):
-    pgdata = tmp_path / "pg"
-    server_url = start_embedded(pgdata)
-    try:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute('CREATE DATABASE "botfleet_down"')
-        url = with_dbname(server_url, "botfleet_down")
-        upgrade(url)
+    with own_server_database(tmp_path, "botfleet_down") as (pgdata, server_url, url):
         with connect(url, autocommit=True) as setup:
             api = serve_api(tmp_path, url, setup, processes, types={"testms/pipe": PIPELINE_TYPE, "testms/job": JOB_TYPE},
                             fleet_extra="jobs:\n  type: testms/job\n")
             unseen = create_token(setup, "unseen", "read")
         _database_down_run(api, pgdata, server_url, unseen)
-    finally:
-        stop_embedded(pgdata)
 
 
 def _database_down_run(api, pgdata, server_url, unseen):
