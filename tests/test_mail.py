@@ -219,6 +219,7 @@ def watchdog_actions(conn, since) -> list:
 
 
 @pytest.mark.processes
+@pytest.mark.process_faults  # about the bot's liveness, not SQL: the first CI run is enough
 def test_a_silent_smtp_server_neither_stales_the_heartbeat_nor_holds_a_transaction_and_the_mail_goes_out_later(
         supervised, conn, smtp, silent_smtp):
     silent = silent_smtp()

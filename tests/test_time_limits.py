@@ -156,6 +156,7 @@ def test_a_watchdog_whose_supervisord_never_answers_keeps_checking(tmp_path, db_
 # -- the watchdog's session ---------------------------------------------------------------------------------
 
 @pytest.mark.processes
+@pytest.mark.process_faults
 def test_a_row_of_one_bot_locked_by_a_person_leaves_the_watchdog_checking_the_others(tmp_path, db_url, conn,
                                                                                        processes):
     run_watchdog(tmp_path, db_url, conn, processes)

@@ -116,6 +116,7 @@ def silent_receiver():
     server.stop()
 
 
+@pytest.mark.process_faults  # about the bot's liveness, not SQL: the first CI run is enough
 def test_a_receiver_that_never_answers_does_not_stale_the_heartbeat(tmp_path, db_url, conn, processes,
                                                                     silent_receiver):
     # Slow heartbeats (4 s, hung after 12 s) allow a request timeout of 6 s: a bot that waited on its
