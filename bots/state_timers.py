@@ -28,7 +28,8 @@ class StateTimers:
         self.deadline.reset_in(None)
         timed_out = []
         if not self.spec.final:
-            counters["reminders"] += send_due_rounds(conn, self.spec, self.ticket_type, self.spec.name)
+            counters["reminders"] += send_due_rounds(conn, self.spec, self.ticket_type, self.spec.name,
+                                                     mail=self.config.mail is not None)
             if free > 0:  # else the next turn comes back for them: a thread is free again by then
                 timed_out = claim_timed_out(conn, self.spec, owner, free, in_hand)
                 if len(timed_out) == free:

@@ -104,6 +104,30 @@ def test_every_member_is_asked_on_arrival_and_each_period_then_the_creator_told_
     assert received(conn, "acceptance", ticket.waiting_for) == dict.fromkeys(members, 1)
 
 
+def test_a_round_due_before_the_deadline_but_not_sent_by_then_is_never_sent_after_it(desk, conn):
+    """The fleet was down over a ticket's last round and its deadline: when its bot comes back, the timeout
+    comes first, and the missed round is not sent at all."""
+    cfg, start = desk
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")  # its first round goes with it
+    clock.shift(conn, 61 * MINUTE_S)  # past the rounds of minutes 15, 30, 45 and the deadline at 60
+    start()
+    wait_until(lambda: received(conn, "timeout") == {"zoe": 1}, 30, "the creator's timeout message")
+    stays_true(lambda: received(conn, "acceptance", ticket_id) == dict.fromkeys(("ann", "bob", "cid"), 1), 3,
+               lambda: f"no round after the deadline: {received(conn, 'acceptance', ticket_id)}")
+    assert len(rounds(conn, ticket_id)) == 1
+
+
+def test_without_a_mail_section_a_notification_is_never_pending_mail(desk, conn):
+    """Nothing would ever mail it: it is done with at once (inbox only), shown and pruned as such."""
+    cfg, _start = desk
+    assert cfg.mail is None
+    directory.add_user(conn, "ann", email="ann@example.org")
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    states = {r["email_state"] for r in conn.execute("SELECT email_state FROM notifications WHERE ticket_id = %s",
+                                                       (ticket_id,)).fetchall()}
+    assert states == {"none"}
+
+
 def test_once_accepted_the_rounds_stop_and_the_assignee_is_reminded_each_period_until_it_closes(desk, conn):
     cfg, start = desk
     start(FIRST)

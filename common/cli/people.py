@@ -61,7 +61,8 @@ def cmd_group_list(args):
 
 
 def cmd_inbox(args):
-    with connection(load_config(args)) as conn:
+    config = load_config(args)
+    with connection(config) as conn:
         items = outbox.inbox(conn, args.user, include_read=args.all, limit=args.limit)
         if args.mark_read:
             outbox.mark_read(conn, args.user, [item["id"] for item in items])
@@ -70,7 +71,10 @@ def cmd_inbox(args):
         print_json(items)
         return
     for item in reversed(items):
-        mail = {"none": "", "pending": " (mail pending)", "sent": " (mailed)"}.get(
+        # Without a mail: section nothing mails: a notification left pending from a time the fleet did is
+        # not waiting for anything.
+        pending = " (mail pending)" if config.mail is not None else ""
+        mail = {"none": "", "pending": pending, "sent": " (mailed)"}.get(
             item["email_state"], f" (mail {item['email_state']} after {item['email_attempts']} tries)")
         print(f"{item['at']:%Y-%m-%d %H:%M}  {'  ' if item['read'] else '* '}#{item['id']} {item['kind']:<10} "
               f"ticket {item['ticket_id']}: {item['text']}{mail}")

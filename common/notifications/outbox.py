@@ -4,12 +4,13 @@ from common.errors import BotfleetError
 from common.store import sql
 
 
-def send_user_notification(conn, ticket_id, user, text, *, kind="message") -> int:
-    """Notify a user about a ticket (in their inbox, and by email if they have an address); the row commits
-    with the caller's transaction. Returns its id."""
+def send_user_notification(conn, ticket_id, user, text, *, kind="message", mail=True) -> int:
+    """Notify a user about a ticket (in their inbox, and by email if they have an address and `mail`, the fleet
+    mails at all); the row commits with the caller's transaction. Returns its id."""
     if not isinstance(text, str) or not text.strip():
         raise BotfleetError("a notification needs a text")
-    row = conn.execute(sql.NOTIFY_USER, {"ticket_id": ticket_id, "user": user, "kind": kind, "text": text}).fetchone()
+    row = conn.execute(sql.NOTIFY_USER, {"ticket_id": ticket_id, "user": user, "kind": kind, "text": text,
+                                         "mail": mail}).fetchone()
     if row is None:
         raise BotfleetError(f"no user named {user!r} to notify")
     return row["id"]

@@ -106,9 +106,11 @@ LIVE_NOW = "statement_timestamp()"
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
 
-# How a notification row is made for user u (joined from users): mailed if the user has an address.
-_NOTIFICATION_EMAIL = """CASE WHEN u.email IS NULL THEN 'none' ELSE 'pending' END,
-       CASE WHEN u.email IS NOT NULL THEN (SELECT botfleet_now()) END"""
+# How a notification row is made for user u (joined from users): mailed if the user has an address and the
+# fleet mails at all (`mail`: a mail: section in fleet.yaml). Without one, nothing would ever send it: it is
+# done with at once, instead of showing "mail pending" for ever and never being pruned.
+_NOTIFICATION_EMAIL = """CASE WHEN u.email IS NULL OR NOT %(mail)s THEN 'none' ELSE 'pending' END,
+       CASE WHEN u.email IS NOT NULL AND %(mail)s THEN (SELECT botfleet_now()) END"""
 
 
 def _send_rounds(rounds: str) -> str:
@@ -875,6 +877,9 @@ WITH due AS (
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
       AND closed_at IS NULL AND timed_out_at IS NULL AND {_TIMER} <= (SELECT botfleet_now())
       AND next_reminder_at <= (SELECT botfleet_now()) AND next_reminder_at < deadline_at
+      -- A round due before the deadline but not sent by then (the fleet was down over it, the clock shifted
+      -- past both) is not sent late: the lifetime's timeout is the last word.
+      AND deadline_at > (SELECT botfleet_now())
     ORDER BY {_TIMER}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

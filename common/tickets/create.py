@@ -18,6 +18,7 @@ def _create_params(config, metaservice, ticket_type, payloads, *, creator=None, 
         "group_role": group_role or kind.group_role, "parent_id": parent_id,
         "lifetime_s": kind.lifetime_s, "notification_frequency_s": kind.notification_frequency_s,
         "actor": creator, "start_after": start_after, "callback_url": callback_url,
+        "mail": config.mail is not None,
     }
 
 

@@ -84,7 +84,7 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
             if not rows:
                 raise psycopg.Rollback(transaction)
             for user, text, kind in step.notifications:
-                send_user_notification(conn, step.ticket.id, user, text, kind=kind)
+                send_user_notification(conn, step.ticket.id, user, text, kind=kind, mail=config.mail is not None)
             for bot, text, kind in step.bot_messages:
                 send_bot_notification(conn, config, step.ticket.id, bot, text, kind=kind, sender=actor)
             applied += rows

@@ -7,12 +7,13 @@ from common.tickets.outcomes import Ticket, error_ticket
 ROUNDS_PER_STATEMENT = 500
 
 
-def send_due_rounds(conn, spec, ticket_type, actor) -> int:
-    """Send the acceptance rounds and reminders due in the bot's state, each once; how many rounds."""
+def send_due_rounds(conn, spec, ticket_type, actor, *, mail=True) -> int:
+    """Send the acceptance rounds and reminders due in the bot's state, each once; how many rounds. `mail`:
+    whether the fleet mails notifications (it has a mail: section)."""
     rounds = 0
     while True:
         row = conn.execute(sql.REMIND, {"metaservice": spec.metaservice, "ticket_type": spec.ticket_type,
-                                        "state": spec.state, "limit": ROUNDS_PER_STATEMENT,
+                                        "state": spec.state, "limit": ROUNDS_PER_STATEMENT, "mail": mail,
                                         "notification_frequency_s": ticket_type.notification_frequency_s,
                                         "actor": actor}).fetchone()
         rounds += row["rounds"]  # rounds that reached someone; a ticket with nobody to ask is only moved on
