@@ -10,11 +10,12 @@ import json
 import logging
 import os
 import sys
+from types import SimpleNamespace
 
 import psycopg
 
 from common.cli import lock, people, status_models, tickets, tokens, types, workers
-from common.cli.shared import connection, load_config, print_json
+from common.cli.shared import connection, load_config, load_config_for_monitoring, print_json, with_config_problem
 from common.config.builtin import API_BOT
 from common.config.handlers import check_handlers, import_handler
 from common.errors import EX_TEMPFAIL, BotfleetError
@@ -156,20 +157,25 @@ def cmd_watchdog_forget(args):
 def cmd_check(args):
     from watchdog import health
 
-    cfg = load_config(args)
+    cfg, config_error = load_config_for_monitoring(args)
     # A monitoring probe must never start a database: only report that none runs.
     url = resolve_url(cfg, start=False)
     code, line = (health.check(url, cfg.watchdog) if url else
                   (health.CRITICAL, f"CRITICAL: database unavailable: no DATABASE_URL and the embedded "
                                     f"PostgreSQL ({cfg.paths.pgdata}) is not running"))
+    code, line = with_config_problem(code, line, config_error, health.CRITICAL)
     print(line)
     return code
 
 
 def cmd_zabbix_discovery(args):
-    cfg = load_config(args)
+    cfg, config_error = load_config_for_monitoring(args)
+    bots = cfg.bots.values()
+    if config_error is not None:  # the bots as the database knows them: discovery must not lose them now
+        with connection(cfg) as conn:
+            bots = [SimpleNamespace(**row) for row in conn.execute(sql.KNOWN_BOTS).fetchall()]
     data = [{"{#BOT}": s.name, "{#METASERVICE}": s.metaservice, "{#TICKET_TYPE}": s.ticket_type,
-             "{#STATE}": str(s.state), "{#STATE_NAME}": s.state_name} for s in sorted(cfg.bots.values(), key=lambda s: s.name)]
+             "{#STATE}": str(s.state), "{#STATE_NAME}": s.state_name} for s in sorted(bots, key=lambda s: s.name)]
     print(json.dumps({"data": data}))
 
 
@@ -214,13 +220,15 @@ def cmd_down(args):
 def cmd_status(args):
     from common.fleet import status
 
-    cfg = load_config(args)
+    cfg, config_error = load_config_for_monitoring(args)
     with connection(cfg) as conn:
         report = status.collect(conn, cfg)
+    report["config_error"] = None if config_error is None else str(config_error)
     if args.json:
         print_json(report)
     else:
         print(status.format_text(report))
+    return 0 if config_error is None else config_error.exit_code
 
 
 # -- parser -----------------------------------------------------------------------------------

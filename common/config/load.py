@@ -137,6 +137,23 @@ def load(root: Path | str | None = None) -> FleetConfig:
                        status_models=status_models, **fleet)
 
 
+def load_for_monitoring(root: Path | str | None = None) -> tuple[FleetConfig, ConfigError | None]:
+    """The config and None; or, when it is broken, what monitoring needs to find the fleet's database and
+    judge the fleet from there (fleet.yaml's settings if they can be read, else the defaults; no types, no
+    bots) and the error, for the caller to report as one more problem. Someone breaking the config must not
+    blind `check` and `status`: the processes already running keep the config they started with."""
+    try:
+        return load(root), None
+    except ConfigError as error:
+        root = (Path(root) if root else default_root()).resolve()
+        try:
+            fleet = _fleet(yamlfile.load(root / "fleet.yaml"))
+        except ConfigError:
+            # _fleet insists on a metaservice; monitoring reads none, so a placeholder stands in.
+            fleet = _fleet(yamlfile.Located(root / "fleet.yaml", {"metaservices": ["unknown"]}, {}))
+        return FleetConfig(root=root, builtin_types=dict(BUILTIN_TYPES), **fleet), error
+
+
 # -- fleet.yaml -------------------------------------------------------------------------------
 
 

@@ -9,6 +9,8 @@ from common.store import sql
 def collect(conn, config) -> dict:
     states = supervisor.process_states(config.paths.supervisor_socket)
     local = config.local_bots()
+    # A config that could not be read knows no bots: they are judged from the database alone, as this host's.
+    known = bool(config.bots)
     bots = []
     for row in conn.execute(sql.BOT_STATUS, {"stale_after_s": config.watchdog.stale_after_s}).fetchall():
         names = process_names(row["name"], row["replicas"])
@@ -20,7 +22,8 @@ def collect(conn, config) -> dict:
             # supervisord does not run or does not know the bot.
             "state": _worst(process_states),
             # None where every host runs every bot; else the hosts that do, this one or others.
-            "hosts": config.hosts_of(row["name"]), "on_this_host": row["name"] in local,
+            "hosts": config.hosts_of(row["name"]) if known else None,
+            "on_this_host": row["name"] in local or not known,
             "registered_processes": row["registered_processes"],
             "last_heartbeat_at": row["last_heartbeat_at"],
             "processed": row["processed"], "failed": row["failed"],
@@ -57,7 +60,9 @@ def _worst(process_states):
 
 def format_text(report) -> str:
     lock = report.get("lock")
-    lines = [] if lock is None or lock["state"] == "open" else [
+    lines = [f"CONFIG ERROR: {report['config_error']}", "  (running processes keep the config they started "
+             "with; what follows is the database's view)", ""] if report.get("config_error") else []
+    lines += [] if lock is None or lock["state"] == "open" else [
         f"FLEET {lock['state'].upper()}: {lock['reason'] or 'no reason given'} (by {lock['set_by'] or '?'}"
         + (f"; then {lock['returns_to']}" if lock["returns_to"] else "") + ")", ""]
     lines += [f"{'BOT':<44} {'SUPERVISORD':<11} {'HEALTH':<9} {'LAST HEARTBEAT':<26} {'PROCESSED':>9} {'FAILED':>6}"]

@@ -617,6 +617,10 @@ FROM bots b LEFT JOIN bot_processes p ON p.bot_name = b.name
 GROUP BY b.name ORDER BY b.name
 """
 
+# The bots the database knows (synced from the last good config): what monitoring lists while the config
+# folder is broken.
+KNOWN_BOTS = "SELECT name, metaservice, ticket_type, state, state_name FROM bots ORDER BY name"
+
 TICKET_COUNTS = """
 SELECT metaservice, ticket_type, state, count(*) FILTER (WHERE closed_at IS NULL) AS open,
        count(*) FILTER (WHERE closed_at IS NOT NULL) AS closed
