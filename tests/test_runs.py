@@ -90,3 +90,17 @@ def test_a_slow_message_handler_neither_stops_the_heartbeat_nor_runs_past_handle
     # The bot goes on with its work.
     ticket_id = create_ticket(conn, cfg, "testms", "pipe")
     wait_until(lambda: get_ticket(conn, ticket_id).state == 2, 10, "a ticket to move meanwhile")
+
+
+def test_a_bot_whose_every_thread_is_stuck_exits_to_be_restarted(tmp_path, db_url, conn, processes):
+    """The issue's case: 4 threads, retries 1; one ticket's handler hangs and so does its retry, and two more
+    hang: four runs given up hold the four threads. The bot exits non-zero (supervisord restarts it), though
+    only three tickets hang."""
+    cfg, _marks = start_first_bot(tmp_path, db_url, conn, processes,
+                                  "handler: tests.handlers:slow\nhandler_timeout: 1s\nthreads: 4\nretries: 1\n")
+    bot = processes.procs[-1]
+    for _ in range(3):
+        create_ticket(conn, cfg, "testms", "pipe", {"sleep_s": 120})
+    wait_until(lambda: bot.poll() is not None, 30, "the bot to exit")
+    assert bot.returncode == 70  # EX_SOFTWARE: not a config error, restarted by supervisord
+    assert "handler threads are stuck" in bot.log_path.read_text()
