@@ -29,6 +29,14 @@ def ticket_json(ticket, config, events=None) -> dict:
     return data
 
 
+def _state_label(data) -> str:
+    """The state's name, or why there is none: a state (or type) the config does not have (any more). The
+    JSON keeps state_name null."""
+    if data["state_name"] is not None:
+        return data["state_name"]
+    return f"unknown: {data['metaservice']}/{data['type']} has no state {data['state']} in this config"
+
+
 def _payload(text):
     """--payload: JSON text, @FILE for a file's, or - for standard input's."""
     source = "--payload"
@@ -71,7 +79,7 @@ def cmd_ticket_show(args):
         print_json(data)
         return
     print(f"ticket {data['id']}: {data['metaservice']}/{data['type']} state {data['state']} "
-          f"({data['state_name']}){' closed ' + data['closed_at'].isoformat() if data['closed_at'] else ''}")
+          f"({_state_label(data)}){' closed ' + data['closed_at'].isoformat() if data['closed_at'] else ''}")
     print(f"  payload: {json.dumps(data['payload'])}")
     for event in data["events"]:
         move = (f"{event['from_state']} -> {event['to_state']}" if event["from_state"] != event["to_state"]
@@ -91,7 +99,7 @@ def cmd_ticket_list(args):
         return
     for t in tickets:
         closed = f" closed {t['closed_at']:%Y-%m-%d %H:%M:%S}" if t["closed_at"] else ""
-        print(f"{t['id']:>8}  {t['metaservice']}/{t['type']}  {t['state']} {t['state_name']}{closed}")
+        print(f"{t['id']:>8}  {t['metaservice']}/{t['type']}  {t['state']} {t['state_name'] or '(unknown)'}{closed}")
 
 
 def cmd_ticket_send(args):

@@ -1,6 +1,7 @@
 """`botfleet type show|set`: a ticket type's lifetime and notification frequency, overridden at run time."""
 
 from common.cli.shared import connection, load_config, print_json
+from common.config.durations import format_duration
 from common.errors import BotfleetError
 from common.tickets.settings import UNSET, set_type_settings, type_settings
 
@@ -15,7 +16,8 @@ def _key(text):
 def _line(row) -> str:
     def value(name):
         override = row[f"{name}_override_s"]
-        return f"{row[f'effective_{name}_s']:g}s" + (f" (overridden; YAML {row[f'{name}_s']:g}s)" if override else "")
+        in_force = format_duration(row[f"effective_{name}_s"])
+        return in_force + (f" (overridden; YAML {format_duration(row[f'{name}_s'])})" if override else "")
     return (f"{row['metaservice'] + '/' + row['name']:<32} lifetime {value('lifetime'):<34} "
             f"notification_frequency {value('notification_frequency')}")
 

@@ -134,7 +134,7 @@ def load(root: Path | str | None = None) -> FleetConfig:
     jobs = _jobs(fleet_doc, fleet_doc.data.get("jobs"), types)
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
                        people=people, mail=mail, jobs=jobs, webhooks=webhooks, sweep_every_s=sweep_every_s,
-                       status_models=status_models, **fleet)
+                       status_models=status_models, hosts_line=fleet_doc.line("hosts") if hosts else None, **fleet)
 
 
 def load_for_monitoring(root: Path | str | None = None) -> tuple[FleetConfig, ConfigError | None]:

@@ -214,6 +214,7 @@ class FleetConfig:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     sweep_every_s: float = 3600.0  # how often the JOBSWEEPER runs
     status_models: dict = field(default_factory=dict)  # object name -> StatusModel (config/status_models/)
+    hosts_line: int | None = None  # where fleet.yaml says `hosts:`, for the error of a host it does not list
 
     @property
     def hung_after_s(self) -> float:
@@ -252,9 +253,10 @@ class FleetConfig:
         try:
             return self.hosts[name]
         except KeyError:
-            raise BotfleetError(f"host {name!r} is not listed under hosts: in {self.root / 'fleet.yaml'} "
-                                f"(listed: {', '.join(sorted(self.hosts))}); set BOTFLEET_HOST to the name "
-                                f"this machine has there") from None
+            # A config error (exit 78): this machine's name and the config disagree, and nothing would run.
+            raise ConfigError(self.root / "fleet.yaml", self.hosts_line, None,
+                              f"host {name!r} is not listed under hosts: (listed: {', '.join(sorted(self.hosts))}); "
+                              f"set BOTFLEET_HOST to the name this machine has there") from None
 
     def local_bots(self, host=None) -> dict:
         """bot name -> BotSpec of the bots this host (or the named one) runs."""
