@@ -4,6 +4,9 @@ import os
 
 EX_CONFIG = getattr(os, "EX_CONFIG", 78)
 EX_TEMPFAIL = getattr(os, "EX_TEMPFAIL", 75)
+# A bot disabled in the database (`botfleet bot disable`) that was started anyway: the operator's word, not a
+# failure; supervisord's config does not restart it (common/fleet/render.py).
+EX_DISABLED = getattr(os, "EX_NOPERM", 77)
 
 
 class BotfleetError(Exception):
@@ -19,6 +22,12 @@ class ConfigError(BotfleetError):
         self.path, self.line, self.field = path, line, field
         where = f"{path}:{line}" if line else str(path)
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+class BotDisabled(BotfleetError):
+    """A bot started while the database says it is disabled."""
+
+    exit_code = EX_DISABLED
 
 
 class SchemaBehindError(BotfleetError):

@@ -20,8 +20,10 @@ def test_render_check_fails_when_a_bot_file_changed(tmp_path):
     render.write(load(folder))
     assert render.stale_files(load(folder)) == []
     (folder / "bots" / "testms-pipe-1-first.yaml").write_text("handler: tests.handlers:advance\nreplicas: 2\n")
+    # Every program carries the config's digest: the watchdog's too, which must be restarted onto the new config.
     assert render.stale_files(load(folder)) == [
-        f"{tmp_path / 'supervisord.d' / 'testms.conf'}: differs from what {folder} renders"]
+        f"{tmp_path / 'supervisord.d' / name}: differs from what {folder} renders" for name in ("testms.conf",
+                                                                                           "watchdog.conf")]
 
 
 def test_a_project_renders_paths_relative_to_itself(tmp_path):

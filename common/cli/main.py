@@ -18,9 +18,10 @@ from common.cli import lock, people, status_models, tickets, tokens, types, work
 from common.cli.shared import connection, load_config, load_config_for_monitoring, print_json, with_config_problem
 from common.config.builtin import API_BOT
 from common.config.handlers import check_handlers, import_handler
-from common.errors import EX_TEMPFAIL, BotfleetError
+from common.errors import EX_TEMPFAIL, BotDisabled, BotfleetError
 from common.store import sql
 from common.store.connect import redacted
+from common.store.revision import check_schema
 from common.store.server import resolve_url
 
 log = logging.getLogger("botfleet")
@@ -51,8 +52,6 @@ def cmd_db_upgrade(args):
 
 
 def cmd_db_check(args):
-    from common.store.revision import check_schema
-
     with connection(load_config(args)) as conn:
         check_schema(conn)
     print("database schema is up to date")
@@ -76,6 +75,8 @@ def cmd_bot_run(args):
     # A bad handler is a config error: exit 78 before any connection.
     handler = import_handler(spec) if spec.handler else None
     _log_to_stderr(args, spec.name)
+    with connection(cfg) as conn:
+        _refuse_if_disabled(conn, spec)
     runtime = BotRuntime(cfg, spec, resolve_url(cfg), handler=handler)
     runtime.install_signal_handlers()
     code = runtime.run()
@@ -85,6 +86,15 @@ def cmd_bot_run(args):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _refuse_if_disabled(conn, spec):
+    """A disabled bot started anyway (a restart of supervisord, `supervisorctl start`, another host's update)
+    claims nothing: it exits at once with a code its rendered program does not restart (EX_DISABLED)."""
+    check_schema(conn)  # a schema that is behind says so (exit 75) before the bots table is read
+    if not conn.execute(sql.BOT_ENABLED, {"name": spec.name}).fetchone()["enabled"]:
+        raise BotDisabled(f"bot {spec.name} is disabled in the database: not starting it "
+                          f"(`botfleet bot enable {spec.name}` starts it again)")
 
 
 def cmd_bot_enable(args, enabled=True):
@@ -128,12 +138,13 @@ def cmd_api_run(args):
 
 def _serve_api(args, cfg, spec):
     from api.run import serve
-    from common.store.revision import check_schema
 
     _log_to_stderr(args, "api")
     url = resolve_url(cfg)
     with connection(cfg) as conn:  # refuse to serve a schema this code does not know, before listening
         check_schema(conn)
+        if spec is not None:  # as the fleet's program, the API can be disabled like any bot
+            _refuse_if_disabled(conn, spec)
     serve(cfg, url, spec=spec, log_level=args.log_level)
 
 

@@ -38,16 +38,17 @@ def supervisord_env(config, url, fleet_paths, extra_env=None) -> dict:
     return {**os.environ, "DATABASE_URL": url, **fleet_paths.environment(config.root), **(extra_env or {})}
 
 
-def _prepare(config, fleet_paths, executable=None):
-    """Everything supervisord needs on disk before it starts: its rendered files and the log folder."""
-    render.write(config, fleet_paths, executable)
+def _prepare(config, fleet_paths, url, executable=None):
+    """Everything supervisord needs on disk before it starts: its rendered files (with the database's view of
+    which bots are disabled, so that supervisord does not start them) and the log folder."""
+    render.write(config, fleet_paths, executable, disabled=render.disabled_bots(url))
     fleet_paths.log_dir.mkdir(parents=True, exist_ok=True)
 
 
 def start_supervisord(config, url, *, fleet_paths=None, extra_env=None, executable=None) -> subprocess.Popen:
     """Render supervisord's files and start it in its own session; returns at once."""
     fleet_paths = fleet_paths or config.paths
-    _prepare(config, fleet_paths, executable)
+    _prepare(config, fleet_paths, url, executable)
     # supervisord runs in the foreground of its own process (nodaemon) and logs to its logfile.
     return subprocess.Popen(supervisord_command(fleet_paths), env=supervisord_env(config, url, fleet_paths, extra_env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -56,7 +57,7 @@ def start_supervisord(config, url, *, fleet_paths=None, extra_env=None, executab
 def wait_running(config, fleet_paths=None, timeout_s=START_TIMEOUT_S):
     """Until every process of the fleet is RUNNING; a BotfleetError naming those that failed instead."""
     fleet_paths = fleet_paths or config.paths
-    expected = expected_processes(config, fleet_paths.host_name)
+    expected = expected_processes(config, fleet_paths.host_name) - render.disabled_processes(config, fleet_paths)
 
     def all_running():
         states = supervisor.process_states(fleet_paths.supervisor_socket)
@@ -116,7 +117,7 @@ def up(config, *, daemon=False) -> int:
             reset_lock(conn, "botfleet up")
             print(f"fleet lock was {was.describe()}: opened by this start")
     if not daemon:
-        _prepare(config, fleet_paths)
+        _prepare(config, fleet_paths, url)
         print(f"starting supervisord with {len(expected_processes(config))} process(es); Ctrl-C stops the fleet")
         return _run_in_foreground(config, url, fleet_paths)
     start_supervisord(config, url)

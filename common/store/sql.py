@@ -679,6 +679,10 @@ SELECT extract(epoch FROM {LIVE_NOW} - max(heartbeat_at))::float8 AS age_s FROM 
 """
 
 SET_BOT_ENABLED = "UPDATE bots SET enabled = %(enabled)s WHERE name = %(name)s RETURNING name"
+# Rendering supervisord's files: these bots' programs are not started by supervisord.
+DISABLED_BOTS = "SELECT name FROM bots WHERE NOT enabled ORDER BY name"
+# A bot at its start: a bot not in the table yet (before its first sync) is enabled.
+BOT_ENABLED = "SELECT coalesce((SELECT enabled FROM bots WHERE name = %(name)s), true) AS enabled"
 
 RECORD_WATCHDOG_EVENT = """
 WITH event AS (
