@@ -40,5 +40,9 @@ def serve(config, url: str, *, spec=None, log_level: str = "info") -> None:
     """Serve until SIGTERM or SIGINT; with `spec`, as the fleet's built-in bot botfleet-api-1-serve."""
     host, port = split_listen(config.api_listen)
     log.info("API listening on http://%s:%d", host, port)
+    # On SIGTERM (a stop, `botfleet reload`) uvicorn stops listening and answers the requests in hand; as the
+    # fleet's program it gives up on them after its stop timeout, so that it exits (and deregisters) before
+    # supervisord's SIGKILL, rendered STOP_MARGIN_S later.
     QuietServer(uvicorn.Config(create_app(config, url, spec), host=host, port=port, log_level=log_level,
-                               access_log=False, server_header=False)).run()
+                               access_log=False, server_header=False,
+                               timeout_graceful_shutdown=spec.stop_timeout_s if spec else None)).run()

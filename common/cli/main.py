@@ -210,6 +210,19 @@ def cmd_supervisor_render(args):
     return 0
 
 
+def cmd_reload(args):
+    from common.fleet import reload
+
+    cfg = load_config(args)
+    check_handlers(cfg)  # the same full check as `config check`: a running fleet is not touched for a broken one
+    # The running fleet's database: never one started for the occasion.
+    url = resolve_url(cfg, start=False)
+    if url is None:
+        raise BotfleetError(f"the embedded database ({cfg.paths.pgdata}) is not running: there is no running fleet "
+                            f"to reload; `botfleet up` starts one")
+    return reload.reload(cfg, url)
+
+
 def cmd_supervisorctl(args):
     cfg = load_config(args)
     command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(cfg.paths.supervisord_conf), *args.args]
@@ -292,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = sub.add_parser("supervisor", help="supervisord config").add_subparsers(dest="sub", required=True)
     p = command(group, "render", cmd_supervisor_render, "write supervisord.conf and supervisord.d/*.conf from config/")
     p.add_argument("--check", action="store_true", help="exit 1 if the rendered files are stale, write nothing")
+    command(sub, "reload", cmd_reload, "bring the running fleet onto the config folder as it is now: check it, "
+                                       "upgrade the database, render, and restart gracefully every process whose "
+                                       "config changed (the API and the watchdog too)")
     p = command(sub, "supervisorctl", cmd_supervisorctl, "run supervisorctl on the fleet's supervisord")
     p.add_argument("args", nargs=argparse.REMAINDER, help="supervisorctl's command, e.g. status")
 
