@@ -2,10 +2,21 @@
 
 import pytest
 
-from watchdog.decide import Heartbeat, Limits, Process, Retry, decide
+from watchdog.decide import (
+    Heartbeat,
+    Limits,
+    Process,
+    Retry,
+    Stall,
+    decide,
+    restart_backoff,
+    start_grace_s,
+    waiting_tickets,
+)
 
 NOW = 1_000_000.0
-LIMITS = Limits(hung_after_s=6, start_grace_s=10, fatal_backoff_s=10, fatal_backoff_max_s=300, reconnect_grace_s=7)
+LIMITS = Limits(hung_after_s=6, start_grace_s=10, fatal_backoff_s=10, fatal_backoff_max_s=300, restart_backoff_s=5,
+                restart_backoff_max_s=120, reconnect_grace_s=7, stalled_after_s=60)
 BOT = "ms-t-1-a"
 
 
@@ -82,9 +93,160 @@ def test_a_fatal_bot_being_retried_stays_fatal_until_it_runs(state):
     assert result.retries == {BOT: Retry(attempts=2, next_at=NOW + 20)}
 
 
-def test_retry_memory_is_forgotten_once_the_process_runs():
+def test_retry_memory_is_forgotten_once_the_process_has_run_healthy_for_the_longest_backoff():
     result = verdict([running()], [beat()], retries={BOT: Retry(attempts=3, next_at=NOW)})
-    assert result.health == "healthy" and result.retries == {}
+    assert result.health == "healthy"
+    assert result.retries == {BOT: Retry(attempts=3, next_at=NOW, healthy_since=NOW, ran=True)}
+    kept = verdict([running()], [beat()], retries={BOT: Retry(3, NOW, healthy_since=NOW - 119, ran=True)})
+    assert kept.retries == {BOT: Retry(3, NOW, healthy_since=NOW - 119, ran=True)}
+    assert verdict([running()], [beat()], retries={BOT: Retry(3, NOW, healthy_since=NOW - 120, ran=True)}).retries == {}
+    # A break (hung for a moment, within the backoff) starts the healthy stretch again.
+    broken = verdict([running()], [beat(ago_s=7)], retries={BOT: Retry(3, NOW + 9, healthy_since=NOW - 119, ran=True)})
+    assert broken.retries == {BOT: Retry(3, NOW + 9, ran=True)}
+
+
+def test_a_process_that_hangs_again_after_each_restart_is_killed_with_growing_backoff_up_to_a_cap():
+    """The loop of the issue: killed, started, registered, hung again. Each kill comes later than the last."""
+    retries, kills_at = {}, []
+    now = NOW
+    while len(kills_at) < 8:
+        result = decide(BOT, enabled=True, replicas=1, processes=[Process(BOT, "RUNNING", 7, now - 30)],
+                        heartbeats=[Heartbeat(7, now - 7)], now=now, limits=LIMITS, retries=retries)
+        assert result.health == "hung", result.reason
+        if result.actions:
+            kills_at.append(now)
+            assert [(a.kind, a.reason) for a in result.actions] == [("kill", "hung")]
+            assert f"restart {len(kills_at)} in a row" in result.actions[0].detail
+        else:
+            assert f"restart {len(kills_at) + 1} in a row backs off, in " in result.reason
+        # Healthy for a moment in between (it registered again): that is not long enough to forget.
+        retries = decide(BOT, enabled=True, replicas=1, processes=[Process(BOT, "RUNNING", 7, now - 30)],
+                         heartbeats=[Heartbeat(7, now)], now=now + 0.5, limits=LIMITS,
+                         retries=result.retries).retries
+        now += 1
+    assert [round(b - a) for a, b in zip(kills_at, kills_at[1:], strict=False)] == [5, 10, 20, 40, 80, 120, 120]
+
+
+@pytest.mark.parametrize("retry, health", [
+    (Retry(1, NOW + 5, reason="hung"), "starting"),  # restarted after a hang: starting like any start
+    (Retry(1, NOW + 5, reason="fatal"), "fatal"),  # the watchdog's start of a FATAL process: still fatal
+    (Retry(1, NOW + 5, reason="fatal", ran=True), "starting"),  # it ran since: this is a new start
+])
+def test_a_starting_process_is_fatal_only_while_the_watchdog_retries_it_out_of_fatal(retry, health):
+    assert verdict([running(state="STARTING", age_s=1)], retries={BOT: retry}).health == health
+
+
+def test_restart_backoff_is_what_status_and_the_metrics_show():
+    assert restart_backoff({}, NOW) == (0, None)
+    assert restart_backoff({"a": Retry(2, NOW + 9, "hung"), "b": Retry(1, NOW - 1, "hung")}, NOW) == (2, NOW + 9)
+    assert restart_backoff({"a": Retry(3, NOW - 1, "hung")}, NOW) == (3, None)
+
+
+# -- the start grace ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("configured_s, starts_s, grace_s", [
+    (10, [], 10),  # nothing seen yet: as configured
+    (10, [3, 4], 10),  # starts well within it
+    (10, [3, 7.5], 15),  # a start of 7.5 s: twice that
+    (0.5, [5.2], 10.4),  # a grace far too short for this host grows to what starts take
+    (10, [200], 120),  # up to the longest backoff
+])
+def test_the_start_grace_follows_the_slowest_recent_start_on_this_host(configured_s, starts_s, grace_s):
+    assert start_grace_s(configured_s, starts_s, max_s=120) == pytest.approx(grace_s)
+
+
+def test_a_process_killed_for_not_registering_gets_twice_the_grace_the_next_time():
+    # Started 20 s ago, not registered: past 10 + 6 it is killed...
+    first = verdict([running(age_s=20)])
+    assert [a.reason for a in first.actions] == ["hung"] and "never registered" in first.reason
+    # ...and its next start has 20 + 6 s, within the backoff's window or after it.
+    again = verdict([running(pid=101, age_s=20)], retries={BOT: Retry(1, NOW - 1, "hung")})
+    assert (again.health, again.actions) == ("starting", [])
+    assert [a.reason for a in verdict([running(pid=101, age_s=27)],
+                                      retries={BOT: Retry(1, NOW - 1, "hung")}).actions] == ["hung"]
+
+
+# -- a stalled database ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stalled_ago_s, health", [(0.1, "starting"), (5.9, "starting"), (6.1, "hung")])
+def test_silence_is_excused_for_a_hung_threshold_after_the_database_held_the_watchdog_up(stalled_ago_s, health):
+    """A frozen server held every heartbeat and the watchdog's own statements alike: silence from before it
+    answered again says nothing about the bots, and a bot that does not heartbeat within a hung threshold after
+    it is hung."""
+    result = decide(BOT, enabled=True, replicas=1, processes=[running()], heartbeats=[beat(ago_s=11)], now=NOW,
+                    limits=LIMITS, retries={}, database_stalled_at=NOW - stalled_ago_s)
+    assert result.health == health, result.reason
+    assert [a.kind for a in result.actions] == ([] if health == "starting" else ["kill"])
+    if health == "starting":
+        assert "held the watchdog's own statements too" in result.reason
+
+
+# -- a stalled bot: due work, and no step written ------------------------------------------------------
+
+def progress(pid_counts, since=None):
+    return Stall(dict(pid_counts), since)
+
+
+@pytest.mark.parametrize("stall, processed, waiting, health, since", [
+    # Nothing remembered yet: the stretch starts now.
+    (None, 5, 3, "healthy", NOW),
+    # Work waits and nobody wrote a step for a minute: stalled.
+    (progress({100: 5}, NOW - 60), 5, 3, "stalled", NOW - 60),
+    (progress({100: 5}, NOW - 59), 5, 3, "healthy", NOW - 59),
+    # A step written (the counter grew) starts the stretch again.
+    (progress({100: 5}, NOW - 600), 6, 3, "healthy", NOW),
+    # No work waiting: not stalled, however quiet.
+    (progress({100: 5}, NOW - 600), 5, 0, "healthy", None),
+    # Work arrives after a quiet spell without any: the stretch starts with it.
+    (progress({100: 5}), 5, 1, "healthy", NOW),
+])
+def test_a_bot_whose_work_waits_while_no_step_is_written_is_stalled(stall, processed, waiting, health, since):
+    result = decide(BOT, enabled=True, replicas=1, processes=[running()],
+                    heartbeats=[Heartbeat(100, NOW - 1, processed)], now=NOW, limits=LIMITS, retries={},
+                    waiting=waiting, stall=stall)
+    assert result.health == health, result.reason
+    assert result.actions == []  # reported, never restarted
+    assert result.stall == Stall({100: processed}, since)
+    if health == "stalled":
+        assert result.reason == (f"{BOT} stalled: 3 ticket(s) wait for it and no step written for 60s, though its "
+                                 f"processes heartbeat (its threads are busy with handlers that do not finish; see "
+                                 f"its log)")
+
+
+def test_a_new_process_that_has_written_nothing_is_no_progress():
+    """A restart gives a new pid whose counter starts at 0: the bot as a whole still completes nothing."""
+    result = decide(BOT, enabled=True, replicas=1, processes=[running(pid=200)],
+                    heartbeats=[Heartbeat(200, NOW - 1, 0)], now=NOW, limits=LIMITS, retries={}, waiting=2,
+                    stall=progress({100: 7}, NOW - 61))
+    assert result.health == "stalled"
+
+
+@pytest.mark.parametrize("supervised_states, heartbeats, health", [
+    ([running(age_s=3)], [], "starting"),  # not registered yet: starting says more than stalled
+    ([running()], [beat(ago_s=30)], "hung"),  # hung says more, and is acted on
+])
+def test_a_bot_that_is_not_healthy_otherwise_is_not_called_stalled(supervised_states, heartbeats, health):
+    result = decide(BOT, enabled=True, replicas=1, processes=supervised_states, heartbeats=heartbeats, now=NOW,
+                    limits=LIMITS, retries={}, waiting=5, stall=progress({}, NOW - 600))
+    assert result.health == health
+
+
+def test_bots_without_handlers_are_never_stalled():
+    """`waiting` None: a duty, a final state, external work, an exclusive type: no memory, never stalled."""
+    result = decide(BOT, enabled=True, replicas=1, processes=[running()], heartbeats=[beat()], now=NOW,
+                    limits=LIMITS, retries={}, waiting=None, stall=progress({100: 0}, NOW - 600))
+    assert (result.health, result.stall) == ("healthy", None)
+
+
+@pytest.mark.parametrize("claimable, in_hand, threads, replicas, waiting", [
+    (0, 4, 4, 1, 0),  # four tickets on four threads: nothing waits
+    (0, 5, 4, 1, 1),  # a fifth claimed into the batch waits for a thread
+    (2, 0, 4, 1, 2),  # due and nobody claims them
+    (2, 9, 4, 2, 3),  # two processes: eight threads
+])
+def test_waiting_tickets_are_the_claimable_ones_and_those_held_beyond_the_threads(claimable, in_hand, threads,
+                                                                                   replicas, waiting):
+    assert waiting_tickets(claimable, in_hand, threads, replicas) == waiting
 
 
 def test_worst_replica_decides_and_every_hung_replica_is_killed():

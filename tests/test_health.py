@@ -6,9 +6,9 @@ from watchdog.health import CRITICAL, OK, judge
 
 
 def row(name="ms-t-1-a", health="healthy", reason="ok", enabled=True, watchdog_age_s=1.0, health_age_s=1.0,
-        host="a"):
+        host="a", supervisor_error=None):
     return {"host": host, "watchdog_age_s": watchdog_age_s, "name": name, "enabled": enabled, "health": health,
-            "health_reason": reason, "health_age_s": health_age_s}
+            "health_reason": reason, "health_age_s": health_age_s, "supervisor_error": supervisor_error}
 
 
 @pytest.mark.parametrize("rows, code, line", [
@@ -31,6 +31,12 @@ def row(name="ms-t-1-a", health="healthy", reason="ok", enabled=True, watchdog_a
      "CRITICAL: b: watchdog heartbeat is stale: last check 30.0s ago (stale after 5s)"),
     ([row(host="a"), row(host="b", health="hung", reason="ms-t-1-a hung: no heartbeat")], CRITICAL,
      "CRITICAL: b: ms-t-1-a hung: no heartbeat"),
+    # A dead supervisord: its bots heartbeat on as healthy, and the host is named for it.
+    ([row(host="a"), row(host="b", supervisor_error="supervisord is not running (...)")], CRITICAL,
+     "CRITICAL: b: supervisord is not running (...)"),
+    # A stalled bot names itself.
+    ([row(health="stalled", reason="ms-t-1-a stalled: 3 ticket(s) wait for it and no step written for 60s")],
+     CRITICAL, "CRITICAL: a: ms-t-1-a stalled: 3 ticket(s) wait for it and no step written for 60s"),
 ])
 def test_verdict(rows, code, line):
     result = judge(rows, stale_s=5)

@@ -43,10 +43,10 @@ METRIC_NAME = re.compile(r"botfleet_[a-z_]+")
 USER_MACRO = re.compile(r"\{\$([A-Z0-9_.]+)")  # the name only; a context such as :"{#BOT}" may follow
 LLD_MACRO = re.compile(r"\{#[A-Z0-9_.]+\}")
 ITEM_REFERENCE = re.compile(r"\(/([^/]+)/([^,)]+(?:\[[^\]]*\])?)")  # function(/host/key,...
-# The pattern forms the template uses: a metric name and label="value" conditions, nothing fancier,
-# so that the small matcher below reads them the way Zabbix does.
-PATTERN = re.compile(r'(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>\w+="[^"]*"(?:,\w+="[^"]*")*)\})?')
-LABEL = re.compile(r'(\w+)="([^"]*)"')
+# The pattern forms the template uses: a metric name and label="value" or label=~"regex" conditions, nothing
+# fancier, so that the small matcher below reads them the way Zabbix does.
+PATTERN = re.compile(r'(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>\w+=~?"[^"]*"(?:,\w+=~?"[^"]*")*)\})?')
+LABEL = re.compile(r'(\w+)(=~?)"([^"]*)"')
 
 
 # -- reading the template --------------------------------------------------------------------------
@@ -201,8 +201,8 @@ def test_item_prototypes_cover_the_bot_and_use_only_discovered_macros(template):
             "botfleet_transitions_total", "botfleet_handler_failures_total", "botfleet_tickets_open"} <= set(read)
     assert [s["type"] for s in steps(read["botfleet_transitions_total"])] == ["PROMETHEUS_PATTERN", "CHANGE_PER_SECOND"]
     backlog = read["botfleet_tickets_open"]["preprocessing"][0]["parameters"][0]
-    assert dict(LABEL.findall(backlog)) == {"metaservice": "{#METASERVICE}", "ticket_type": "{#TICKET_TYPE}",
-                                            "state": "{#STATE}"}
+    assert LABEL.findall(backlog) == [("metaservice", "=", "{#METASERVICE}"), ("ticket_type", "=", "{#TICKET_TYPE}"),
+                                      ("state", "=", "{#STATE}")]
 
 
 def test_preprocessing_parameters_are_lists_of_strings_zabbix_can_parse(template):
@@ -290,8 +290,11 @@ def exposition_names(families) -> set:
 def matching(samples, pattern):
     """The samples a Zabbix Prometheus pattern of the form name{label="value",...} selects."""
     parsed = PATTERN.fullmatch(pattern)
-    wanted = dict(LABEL.findall(parsed["labels"] or ""))
-    return [s for s in samples if s.name == parsed["name"] and all(s.labels.get(k) == v for k, v in wanted.items())]
+    wanted = LABEL.findall(parsed["labels"] or "")
+
+    def holds(labels, name, op, value):
+        return labels.get(name) == value if op == "=" else re.search(value, labels.get(name, "")) is not None
+    return [s for s in samples if s.name == parsed["name"] and all(holds(s.labels, *w) for w in wanted)]
 
 
 def substitute(text, macros):
@@ -357,6 +360,21 @@ def test_backlog_item_counts_the_open_tickets_of_its_bots_state(db_url, synced, 
     (backlog,) = [p for p in prototypes(template) if p["key"].startswith("botfleet.bot.backlog[")]
     pattern = substitute(steps(backlog, "PROMETHEUS_PATTERN")[0]["parameters"][0], macros)
     assert [s.value for s in matching(samples, pattern)] == [1.0]
+
+
+def test_the_restart_alert_counts_crashes_and_hangs_and_never_an_operators_restarts(db_url, synced, conn, template):
+    bot = "testms-pipe-1-first"
+    for reason, restarts in (("crash", 2), ("hung", 3), ("operator", 7), ("fatal", 11), ("exited", 13)):
+        conn.execute("INSERT INTO watchdog_restart_totals (bot, reason, restarts) VALUES (%s, %s, %s)",
+                     (bot, reason, restarts))
+    _, samples = scrape(db_url, synced)
+    (macros,) = [b for b in discovered(samples) if b["{#BOT}"] == bot]
+    (item,) = [p for p in prototypes(template) if p["key"].startswith("botfleet.bot.restarts[")]
+    pattern, request, function = steps(item, "PROMETHEUS_PATTERN")[0]["parameters"]
+    assert (request, function) == ("function", "sum")
+    assert sum(s.value for s in matching(samples, substitute(pattern, macros))) == 2 + 3
+    (trigger,) = item["trigger_prototypes"]
+    assert "botfleet.bot.restarts[{#BOT}]" in trigger["expression"]
 
 
 def test_agent_discovery_gives_the_same_bots_and_macros_as_the_metrics(db_url, synced, config_dir):

@@ -103,14 +103,33 @@ class FleetCollector:
             if row["last_check"] is not None:
                 per_host.add_metric([row["host"]], row["last_check"])
         yield per_host
+        supervisord = GaugeMetricFamily("botfleet_supervisord_up", "1 when a host's supervisord answered its "
+                                        "watchdog's last check; 0: its processes run with nothing to restart them",
+                                        labels=["host"])
+        for row in hosts:
+            if row["supervisor_up"] is not None:
+                supervisord.add_metric([row["host"]], 1 if row["supervisor_up"] else 0)
+        yield supervisord
         leader = GaugeMetricFamily("botfleet_watchdog_leader", "1 when this watchdog holds the fleet-wide lease")
         leader.add_metric([], 1 if self.leader() else 0)
         yield leader
-        restarts = CounterMetricFamily("botfleet_watchdog_restarts_total", "Restarts the watchdog did",
-                                       labels=["bot", "reason"])
+        restarts = CounterMetricFamily(
+            "botfleet_watchdog_restarts_total", "Restarts of a bot's processes by reason: hung, fatal and exited "
+            "(the watchdog's), crash (supervisord's, after the process died) and operator (after a clean stop)",
+            labels=["bot", "reason"])
         for r in conn.execute(sql.METRIC_RESTARTS).fetchall():
             restarts.add_metric([r["bot"], r["reason"]], r["restarts"])
         yield restarts
+        in_a_row = GaugeMetricFamily("botfleet_bot_restarts_in_a_row", "The watchdog's restarts in a row of a "
+                                     "process of the bot on a host (0 once it has run healthy long enough)",
+                                     labels=["bot", "host"])
+        backoff = GaugeMetricFamily("botfleet_bot_restart_backoff_seconds", "Seconds before the watchdog restarts "
+                                    "a process of the bot on a host again (0: it may now)", labels=["bot", "host"])
+        for row in conn.execute(sql.RESTART_BACKOFFS).fetchall():
+            in_a_row.add_metric([row["bot"], row["host"]], row["restarts_in_a_row"])
+            backoff.add_metric([row["bot"], row["host"]], row["backoff_s"])
+        yield in_a_row
+        yield backoff
 
     def _bots(self, conn):
         up = GaugeMetricFamily("botfleet_bot_up", "1 when the watchdog of every host that runs the bot found it healthy",

@@ -14,13 +14,13 @@ from watchdog.time_limits import PROBE_TIMEOUTS
 OK, CRITICAL = 0, 2  # exit codes as monitoring plugins use them
 
 
-
 def judge(rows, stale_s: float) -> tuple[int, str]:
     """(exit code, line) from HEALTH_CHECK rows (one per bot and host that runs it). Pure.
 
     Every problem names its host: a watchdog that never checked or went stale stands for all the
-    bots of its host (they are unjudged, not each broken); otherwise each enabled bot must have been
-    found healthy by its host's watchdog recently."""
+    bots of its host (they are unjudged, not each broken); a supervisord its host's watchdog could not
+    reach is a problem of its own (its processes run with nothing to restart them); otherwise each
+    enabled bot must have been found healthy by its host's watchdog recently."""
     if not rows:
         return CRITICAL, "CRITICAL: no watchdog has ever checked this fleet (is `botfleet watchdog run` running?)"
     by_host: dict = {}
@@ -36,6 +36,8 @@ def judge(rows, stale_s: float) -> tuple[int, str]:
             problems.append(f"{host}: watchdog heartbeat is stale: last check {age_s:.1f}s ago (stale after {stale_s:g}s)")
             continue
         newest_ages.append(age_s)
+        if host_rows[0].get("supervisor_error"):
+            problems.append(f"{host}: {host_rows[0]['supervisor_error']}")
         for row in host_rows:
             if not row["enabled"]:
                 disabled.add(row["name"])

@@ -13,6 +13,8 @@ import signal
 import threading
 import time
 import xmlrpc.client
+from collections import deque
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -29,7 +31,16 @@ from common.store.revision import check_schema
 from watchdog import health
 from watchdog.budget import ConnectionBudgetWatch
 from watchdog.collector import FleetCollector, registry_for
-from watchdog.decide import Heartbeat, Limits, Process, Verdict, decide
+from watchdog.decide import (
+    Heartbeat,
+    Limits,
+    Process,
+    Verdict,
+    decide,
+    restart_backoff,
+    start_grace_s,
+    waiting_tickets,
+)
 from watchdog.http_session import SharedConnection
 from watchdog.retire import Retirements
 from watchdog.time_limits import PROBE_TIMEOUTS, check_timeouts, rpc_timeout_s
@@ -42,6 +53,28 @@ HOUSEKEEPING_EVERY_S = 60.0  # pruning and forgetting: a minute late costs nothi
 # is fine, and what it was for waits for a later check. Not a lost database, which would drop the connection
 # and give every bot the grace of a reconnect.
 GAVE_UP = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+STARTS_KEPT = 20  # the start grace follows the slowest of this many recent starts seen on this host
+# supervisord's socket refuses or is gone: no supervisord runs there (killed, crashed), not one that is slow.
+NOT_RUNNING = (ConnectionRefusedError, FileNotFoundError)
+
+
+class TimedConnection:
+    """The check loop's connection, timing each statement of the watchdog's own. One that waited longer than
+    `limit_s` (a bot's heartbeat interval) means the database held statements up, the bots' heartbeats as
+    much as the watchdog's: a frozen or stalled server, not silent bots. `on_stall` hears of it, also when
+    the statement failed (a statement_timeout that fired as the server thawed)."""
+
+    def __init__(self, conn, limit_s: float, on_stall):
+        self._conn, self._limit_s, self._on_stall = conn, limit_s, on_stall
+
+    def execute(self, query, params=None):
+        started = time.monotonic()
+        try:
+            return self._conn.execute(query, params)
+        finally:
+            waited_s = time.monotonic() - started
+            if waited_s > self._limit_s:
+                self._on_stall(waited_s)
 
 
 class Watchdog:
@@ -63,17 +96,40 @@ class Watchdog:
         self.retirements = Retirements(self.host)
         self.limits = Limits(
             hung_after_s=config.hung_after_s,
-            start_grace_s=self.settings.start_grace_s,
+            start_grace_s=self.settings.start_grace_s,  # adapted to the starts seen here, at each check
             fatal_backoff_s=self.settings.fatal_retry_backoff_s,
             fatal_backoff_max_s=self.settings.fatal_retry_backoff_max_s,
+            restart_backoff_s=self.settings.restart_backoff_s,
+            restart_backoff_max_s=self.settings.restart_backoff_max_s,
             # A bot may retry up to its longest reconnect delay after the server is back, then it
             # connects, checks the schema and heartbeats on a host busy with every other bot doing
             # the same: twice that delay, plus a heartbeat, before silence counts again.
             reconnect_grace_s=2 * RECONNECT_BACKOFF_MAX_S + config.heartbeat_interval_s,
+            stalled_after_s=self.settings.stalled_after_s,
         )
+        # A statement of the watchdog's that waits longer than a heartbeat interval is the database holding
+        # everyone up. A freeze long enough to make bots look hung (their silence past the hung threshold) holds
+        # the watchdog's next check for nearly as long, more than a heartbeat interval while check_interval stays
+        # under the hung threshold less two heartbeat intervals (2 s against 5 s as shipped).
+        self.stall_limit_s = config.heartbeat_interval_s
         self.database_lost = False
         self.next_housekeeping_mono = 0.0  # the first check does it
         self.database_back_at = 0.0  # unix time the watchdog regained a database it had lost
+        self.database_stalled_at = 0.0  # unix time a statement of its own came back after a stall
+        self.stalls = {}  # bot -> Stall: its progress as of the last check
+        # The bots whose stalls are judged: those that run handlers on tickets of their state. Not duties, final
+        # states or states worked outside the fleet, whose due tickets wait for something else; nor exclusive
+        # types, whose due ticket waits for the rest of the fleet's work to end.
+        local = config.local_bots(self.host)
+        self.handler_bots = sorted(
+            name for name, spec in local.items()
+            if not (spec.final or spec.duty or spec.external
+                    or config.ticket_type(spec.metaservice, spec.ticket_type).exclusive))
+        self.threads = {name: local[name].threads for name in self.handler_bots}
+        self.lease_max_s = max((local[name].lease_s for name in self.handler_bots), default=0.0)
+        self.starts_s = deque(maxlen=STARTS_KEPT)  # recent starts seen here: its own, and registrations
+        self.unregistered = {}  # supervisord process name -> the pid last seen RUNNING and not registered yet
+        self.supervisor_error = None  # why this host's supervisord did not answer the last check
         self.connections = ConnectionBudgetWatch(fleet_need(config, self.host))  # reported, never acted on
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -118,28 +174,51 @@ class Watchdog:
             signal.signal(signum, lambda *_: self.stop())
 
     def check_once(self):
-        conn = self._connection()
+        conn = TimedConnection(self._connection(), self.stall_limit_s, self._database_stalled)
         self.is_leader = conn.execute(sql.TAKE_FLEET_LEASE, {"holder": self.name,
                                                              "lease_s": self.settings.lease_s}).fetchone() is not None
         # Heartbeat before the bots' health rows, so that when this loop stops its own heartbeat
         # goes stale first and `check` blames the watchdog, not every bot it no longer checks.
         conn.execute(sql.WATCHDOG_HEARTBEAT, {"name": self.name, "host": self.host, "pid": os.getpid()})
-        bots = conn.execute(sql.WATCHDOG_BOTS, {"host": self.host}).fetchall()
+        bots = conn.execute(sql.WATCHDOG_BOTS, {"host": self.host, "handler_bots": self.handler_bots,
+                                                "lease_max_s": self.lease_max_s}).fetchall()
         infos = self._supervisor_processes()
         now = time.time()
+        self._note_own_start(infos, now)
+        limits = replace(self.limits, start_grace_s=start_grace_s(self.settings.start_grace_s, self.starts_s,
+                                                                  self.settings.restart_backoff_max_s))
         verdicts = []
         for bot in bots:
             try:
-                verdicts.append(self._check_bot(conn, bot, infos, now))
+                verdicts.append(self._check_bot(conn, bot, infos, now, limits))
             except GAVE_UP as exc:  # a row of this bot's held by another session: the others are still checked
                 log.warning("bot %s: not judged at this check: %s", bot["name"], _first_line(exc))
+        backoffs = [restart_backoff(v.retries, now) for v in verdicts]
         conn.execute(sql.SET_BOTS_HEALTH, {"host": self.host, "names": [v.bot for v in verdicts],
                                            "healths": [v.health for v in verdicts],
-                                           "reasons": [v.reason for v in verdicts]})
+                                           "reasons": [v.reason for v in verdicts],
+                                           "restarts": [attempts for attempts, _ in backoffs],
+                                           "backoffs_s": [None if until is None else until - now
+                                                          for _, until in backoffs]})
         if time.monotonic() >= self.next_housekeeping_mono:
             self._housekeeping(conn, bots)
-        conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name})
+        conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name, "supervisor_error": self.supervisor_error})
         self.connections.check(conn)
+
+    def _database_stalled(self, waited_s):
+        if time.time() - self.database_stalled_at > self.limits.hung_after_s:  # said once per stall
+            log.warning("a statement of the watchdog's waited %.1fs: the database held everyone's statements, the "
+                        "bots' heartbeats too; their silence until now is not held against them", waited_s)
+        self.database_stalled_at = time.time()
+
+    def _note_own_start(self, infos, now):
+        """The watchdog's own start, from supervisord starting it to its first check: the first start it sees on
+        this host, while every bot may still be starting beside it under the same load."""
+        if self.starts_s or not infos:
+            return
+        own = next((info for info in infos.values() if info["pid"] == os.getpid()), None)
+        if own is not None:
+            self.starts_s.append(now - float(own["start"]))
 
     def _housekeeping(self, conn, bots):
         """What no check needs at once: verdicts of bots moved off this host, and (the leader's) registrations
@@ -152,18 +231,25 @@ class Watchdog:
             conn.execute(sql.PRUNE_WATCHDOG_EVENTS)
             conn.execute(sql.PRUNE_WATCHDOGS)
 
-    def _check_bot(self, conn, bot, infos, now) -> Verdict:
+    def _check_bot(self, conn, bot, infos, now, limits) -> Verdict:
         names = process_names(bot["name"], bot["replicas"])
         processes = None if infos is None else [
             Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]),
                     float(infos[name]["stop"]))
             for name in names if name in infos]
-        heartbeats = [Heartbeat(pid, now - age_s) for pid, age_s in zip(bot["pids"], bot["ages_s"], strict=True)]
+        heartbeats = [Heartbeat(pid, now - age_s, processed) for pid, age_s, processed
+                      in zip(bot["pids"], bot["ages_s"], bot["processed"], strict=True)]
+        waiting = None if bot["claimable"] is None else waiting_tickets(
+            bot["claimable"], bot["in_hand"], self.threads[bot["name"]], len(bot["owners"]))
         verdict = decide(bot["name"], enabled=bot["enabled"], replicas=bot["replicas"], processes=processes,
-                         heartbeats=heartbeats, now=now, limits=self.limits,
-                         retries=self.retries.get(bot["name"], {}), database_back_at=self.database_back_at)
+                         heartbeats=heartbeats, now=now, limits=limits,
+                         retries=self.retries.get(bot["name"], {}), database_back_at=self.database_back_at,
+                         database_stalled_at=self.database_stalled_at, waiting=waiting,
+                         stall=self.stalls.get(bot["name"]))
         self.retries[bot["name"]] = verdict.retries
+        self.stalls[bot["name"]] = verdict.stall
         if processes:
+            self._note_registrations(processes, {h.pid for h in heartbeats}, now)
             self._note_restarts(conn, bot["name"], processes)
             running = {process.pid for process in processes if process.pid}
             self.retirements.retire(conn, bot["name"], [pid for pid in bot["pids"] if pid not in running])
@@ -174,9 +260,22 @@ class Watchdog:
             self._record(conn, bot["name"], "health", f"{bot['health'] or 'unknown'} -> {verdict.health}: {verdict.reason}")
         return verdict
 
+    def _note_registrations(self, processes, registered_pids, now):
+        """How long the starts this watchdog saw took, from supervisord starting a process to the first check
+        that found it registered: what the start grace follows."""
+        for process in processes:
+            if process.state != "RUNNING" or not process.pid:
+                continue
+            if process.pid not in registered_pids:
+                self.unregistered[process.name] = process.pid
+            elif self.unregistered.pop(process.name, None) == process.pid:
+                self.starts_s.append(now - process.started_at)
+
     def _note_restarts(self, conn, bot, processes):
-        """Count every restart seen, whoever made it: a new pid this watchdog did not cause is supervisord's
-        restart of a process that died (a crash, a kill -9)."""
+        """Count every restart seen, whoever made it, by its reason. A new pid this watchdog did not cause
+        followed either a clean stop (the process ended its registration itself: an operator's `supervisorctl
+        restart`, stop and start, `bot disable` and `enable`) or a death (a crash, a kill -9: its registration
+        was left live), and supervisord started it again."""
         for process in processes:
             seen = self.pids.get(process.name)
             if not process.pid:
@@ -185,8 +284,13 @@ class Watchdog:
                 if process.name in self.restarted:
                     self.restarted.discard(process.name)
                 else:
-                    self._record(conn, bot, "restart",
-                                 f"crash: supervisord restarted {process.name} (pid {seen} -> {process.pid})")
+                    previous = conn.execute(sql.PREVIOUS_REGISTRATION, {"bot": bot, "host": self.host,
+                                                                        "pid": seen}).fetchone()
+                    if previous and previous["deregistered"]:
+                        reason = f"operator: {process.name} was stopped cleanly and started again"
+                    else:
+                        reason = f"crash: {process.name} died and supervisord restarted it"
+                    self._record(conn, bot, "restart", f"{reason} (pid {seen} -> {process.pid})")
             self.pids[process.name] = process.pid
 
     def _act(self, conn, bot, group, action):
@@ -216,11 +320,20 @@ class Watchdog:
                                                  "reason": reason})
 
     def _supervisor_processes(self):
+        """This host's supervisord's processes, or None when it does not answer; why not, in supervisor_error,
+        which `botfleet check` reports: the bots and this watchdog live on after a kill -9 of their supervisord,
+        heartbeating as ever, and nothing but this call tells."""
         try:
             infos = supervisor.client(self.socket, self.rpc_timeout_s).supervisor.getAllProcessInfo()
         except (OSError, xmlrpc.client.Error) as exc:
             log.warning("supervisord not reachable at %s: %s", self.socket, exc)
+            self.supervisor_error = (
+                f"supervisord is not running (nothing answers at {self.socket}: {exc}): this host's bots run on "
+                f"with nothing to restart them; stop them (`botfleet down`) and start the fleet again (`botfleet up`)"
+                if isinstance(exc, NOT_RUNNING) else
+                f"supervisord is not answering at {self.socket} ({exc}): nothing restarts this host's processes")
             return None
+        self.supervisor_error = None
         return {info["name"]: info for info in infos}
 
     # -- connections and HTTP -------------------------------------------------------------------

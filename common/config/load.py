@@ -59,7 +59,8 @@ FLEET_DEFAULTS = {
     "heartbeat_interval": "5s",
     "watchdog": {"listen": "127.0.0.1:9108", "check_interval": "2s", "hung_after_missed_heartbeats": 3,
                  "start_grace": "10s", "fatal_retry_backoff": "10s", "fatal_retry_backoff_max": "5m",
-                 "lease": "10s", "stale_after": None},
+                 "restart_backoff": "10s", "restart_backoff_max": "5m", "lease": "10s", "stale_after": None,
+                 "stalled_after": None},
     "api": {"listen": "127.0.0.1:8080"},
     "max_payload_bytes": 1024 * 1024,
 }
@@ -233,12 +234,21 @@ def _watchdog(doc, section, heartbeat_interval_s) -> WatchdogSettings:
     if stale_after_s < 2 * check_interval_s:
         raise doc.error(("watchdog", "stale_after"), f"must be at least two check intervals "
                                                       f"({2 * check_interval_s:g}s), got {merged['stale_after']!r}")
+    # A bot's `processed` moves with its heartbeats only: a stretch without progress means something only once
+    # it spans a hung threshold. By default four of them (1 minute as shipped): well past the time a healthy bot
+    # takes to write a step, and minutes before handler_timeout (5m) would give up the runs that jam it.
+    hung_after_s = heartbeat_interval_s * missed
+    stalled_after_s = 4 * hung_after_s if merged["stalled_after"] is None else duration("stalled_after")
+    if stalled_after_s < hung_after_s:
+        raise doc.error(("watchdog", "stalled_after"), f"must be at least the hung threshold ({hung_after_s:g}s: "
+                                                        f"heartbeats carry the counts), got {merged['stalled_after']!r}")
     return WatchdogSettings(
         listen=_listen(doc, ("watchdog", "listen"), merged["listen"]),
         check_interval_s=check_interval_s, hung_after_missed_heartbeats=missed,
         start_grace_s=duration("start_grace"), fatal_retry_backoff_s=duration("fatal_retry_backoff"),
         fatal_retry_backoff_max_s=duration("fatal_retry_backoff_max"), lease_s=duration("lease"),
-        stale_after_s=stale_after_s,
+        stale_after_s=stale_after_s, restart_backoff_s=duration("restart_backoff"),
+        restart_backoff_max_s=duration("restart_backoff_max"), stalled_after_s=stalled_after_s,
     )
 
 

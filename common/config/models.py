@@ -124,6 +124,9 @@ class WatchdogSettings:
     fatal_retry_backoff_max_s: float
     lease_s: float  # the fleet-wide lease one watchdog holds
     stale_after_s: float = 5.0  # `botfleet check` and /healthz fail when no check completed for this long
+    restart_backoff_s: float = 10.0  # after a restart of a hung or exited process, the next waits this long, doubling
+    restart_backoff_max_s: float = 300.0  # ...up to this; forgotten once the process ran healthy this long
+    stalled_after_s: float = 60.0  # due work waiting this long with no step written: the bot is stalled
 
     @property
     def host(self) -> str:

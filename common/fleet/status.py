@@ -33,11 +33,12 @@ def collect(conn, config) -> dict:
     for row in conn.execute(sql.TICKET_COUNTS).fetchall():
         tickets.append({**row, "state_name": config.state_name(row["metaservice"], row["ticket_type"], row["state"])})
     watchdog_events = conn.execute(sql.RECENT_WATCHDOG_EVENTS, {"limit": 10}).fetchall()
+    restart_backoffs = conn.execute(sql.RESTART_BACKOFFS).fetchall()
     # Without a mail: section nothing mails: mail left pending from a time the fleet did is not news.
     mail = conn.execute(sql.MAIL_QUEUE).fetchone() if config.mail is not None else {"pending": 0, "retrying": 0}
     webhooks = conn.execute(sql.WEBHOOK_QUEUE).fetchone()
     return {"lock": read_lock(conn).__dict__, "bots": bots, "tickets": tickets, "supervisord": states is not None,
-            "watchdog_events": watchdog_events, "mail": {"pending": mail["pending"], "retrying": mail["retrying"]},
+            "watchdog_events": watchdog_events, "restart_backoffs": restart_backoffs, "mail": {"pending": mail["pending"], "retrying": mail["retrying"]},
             "webhooks": {key: webhooks[key] for key in ("pending", "retrying", "failed")}}
 
 
@@ -87,6 +88,11 @@ def format_text(report) -> str:
     if hooks.get("pending") or hooks.get("failed"):
         lines += ["", f"WEBHOOKS  {hooks['pending']} pending ({hooks['retrying']} after a failed try), "
                       f"{hooks['failed']} failed (see var/log/botfleet-webhook-1-deliver.log)"]
+    if report.get("restart_backoffs"):
+        lines += ["", "RESTARTS IN A ROW (the watchdog backs off: each waits twice as long, up to restart_backoff_max)"]
+        for row in report["restart_backoffs"]:
+            wait = f"next restart not before {row['backoff_s']:.0f}s from now" if row["backoff_s"] else "may restart now"
+            lines.append(f"{row['bot'] + '@' + row['host']:<44} {row['restarts_in_a_row']:>3} in a row, {wait}")
     if report["watchdog_events"]:
         lines += ["", "RECENT WATCHDOG ACTIONS"]
         for event in report["watchdog_events"]:

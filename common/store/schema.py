@@ -150,6 +150,10 @@ bot_health = Table(
     Column("health", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", TZ, nullable=False),
+    # The watchdog's restart backoff: the most restarts in a row of a process of the bot on this host, and
+    # until when (real time) it restarts none of them again (NULL: it may now).
+    Column("restarts_in_a_row", Integer, nullable=False, server_default=text("0")),
+    Column("restart_backoff_until", TZ),
 )
 
 bot_processes = Table(
@@ -170,6 +174,9 @@ bot_processes = Table(
     # Its control loop's turns so far, written with each heartbeat: an idle process turns a few times per
     # heartbeat, and one that spins on a due time in the past shows here.
     Column("loop_turns", BigInteger, nullable=False, server_default=text("0")),
+    # Set by the process's own deregistration (a clean stop), not by retiring it: a restart after one is an
+    # operator's, after none a crash.
+    Column("deregistered", Boolean, nullable=False, server_default=text("false")),
 )
 # Not heartbeat_at: a heartbeat that changes no indexed column is a HOT update, which writes no index entry.
 Index("ix_bot_processes_bot_name", bot_processes.c.bot_name)
@@ -182,6 +189,8 @@ watchdogs = Table(
     Column("started_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("heartbeat_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("last_check_at", TZ),
+    # Why the host's supervisord did not answer this watchdog's last check (NULL: it did).
+    Column("supervisor_error", Text),
 )
 
 # Leases for fleet-wide duties: one holder at a time among the watchdogs of all hosts.

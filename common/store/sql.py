@@ -519,9 +519,11 @@ WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state 
   AND closed_at IS NULL AND due_at > (SELECT botfleet_now()) AND lease_owner = ANY(%(owners)s)
 """
 
+# `deregistered`: the process ended its registration itself, as a clean stop does; the watchdog counts the restart
+# that follows as an operator's, not as a crash.
 DEREGISTER_PROCESS = f"""
 UPDATE bot_processes SET stopped_at = {LIVE_NOW}, heartbeat_at = {LIVE_NOW}, processed = %(processed)s,
-    failed = %(failed)s
+    failed = %(failed)s, deregistered = true
 WHERE instance_id = %(owner)s
 """
 
@@ -631,36 +633,80 @@ FROM tickets GROUP BY metaservice, ticket_type, state ORDER BY 1, 2, 3
 
 # Ages are computed by the database's clock, so the watchdog's host clock does not matter; and on real
 # time (LIVE_NOW), so a shift of business time does not age a heartbeat.
-# The bots this host runs, with this host's last verdict on each.
+# The bots this host runs, with this host's last verdict on each, and each live process's heartbeat and steps
+# written. For the bots that run handlers (`handler_bots`), their work that waits: `claimable`, due tickets of the
+# state nobody holds (counted up to 1000, and only while the fleet is open: a locked fleet claims nothing), and
+# `in_hand`, those this host's processes of the bot hold. Held tickets are due within a lease (`lease_max_s`, the
+# longest of the host's bots), the index's range that leaves out tickets waiting on a timer.
 WATCHDOG_BOTS = f"""
-SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, bh.health,
-       coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS pids,
-       coalesce(array_agg(extract(epoch FROM {LIVE_NOW} - p.heartbeat_at)::float8)
-                FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS ages_s
-FROM bots b
-LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = %(host)s
-LEFT JOIN bot_processes p ON p.bot_name = b.name AND p.stopped_at IS NULL AND p.host = %(host)s
-WHERE b.hosts IS NULL OR %(host)s = ANY(b.hosts)
-GROUP BY b.name, bh.health ORDER BY b.name
+WITH here AS (
+    SELECT b.name, b.metaservice, b.ticket_type, b.state, b.enabled, b.replicas, bh.health,
+           coalesce(array_agg(p.pid) FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS pids,
+           coalesce(array_agg(extract(epoch FROM {LIVE_NOW} - p.heartbeat_at)::float8)
+                    FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS ages_s,
+           coalesce(array_agg(p.processed) FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS processed,
+           coalesce(array_agg(p.instance_id) FILTER (WHERE p.instance_id IS NOT NULL), '{{}}') AS owners
+    FROM bots b
+    LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = %(host)s
+    LEFT JOIN bot_processes p ON p.bot_name = b.name AND p.stopped_at IS NULL AND p.host = %(host)s
+    WHERE b.hosts IS NULL OR %(host)s = ANY(b.hosts)
+    GROUP BY b.name, bh.health
+)
+SELECT here.*,
+       CASE WHEN here.name = ANY(%(handler_bots)s) THEN (
+           SELECT count(*) FROM (
+               SELECT 1 FROM tickets t
+               WHERE t.metaservice = here.metaservice AND t.ticket_type = here.ticket_type AND t.state = here.state
+                 AND t.closed_at IS NULL AND t.due_at <= (SELECT botfleet_now())
+                 AND coalesce(t.lease_expires_at <= {LIVE_NOW}, true) AND (SELECT state FROM fleet_lock) = 'open'
+               LIMIT 1000) AS due) END AS claimable,
+       CASE WHEN here.name = ANY(%(handler_bots)s) THEN (
+           SELECT count(*) FROM tickets t
+           WHERE t.metaservice = here.metaservice AND t.ticket_type = here.ticket_type AND t.state = here.state
+             AND t.closed_at IS NULL AND t.due_at > (SELECT botfleet_now())
+             AND t.due_at <= (SELECT botfleet_now()) + %(lease_max_s)s * interval '1 second'
+             AND t.lease_owner = ANY(here.owners) AND t.lease_expires_at > {LIVE_NOW}) END AS in_hand
+FROM here ORDER BY here.name
 """
 
 # This host's verdicts of one check, in one statement: each bot's row is rewritten (its `at` is how fresh
 # the verdict is), 25 bots a check costing one round trip, not 25. A row another session holds locked (a
 # person in psql) is skipped, not waited for: that verdict waits for a later check, the others are written.
+# With each verdict, the restart backoff: restarts in a row, and for how many more seconds (NULL: none).
 SET_BOTS_HEALTH = f"""
 WITH v AS (
-    SELECT * FROM unnest(%(names)s::text[], %(healths)s::text[], %(reasons)s::text[]) AS v(name, health, reason)
+    SELECT v.name, v.health, v.reason, v.restarts,
+           {LIVE_NOW} + v.backoff_s * interval '1 second' AS backoff_until
+    FROM unnest(%(names)s::text[], %(healths)s::text[], %(reasons)s::text[], %(restarts)s::int[],
+                %(backoffs_s)s::float8[]) AS v(name, health, reason, restarts, backoff_s)
 ), free AS (
     SELECT bot_name FROM bot_health WHERE host = %(host)s AND bot_name = ANY(%(names)s) FOR UPDATE SKIP LOCKED
 ), updated AS (
-    UPDATE bot_health b SET health = v.health, reason = v.reason, at = {LIVE_NOW}
+    UPDATE bot_health b SET health = v.health, reason = v.reason, at = {LIVE_NOW}, restarts_in_a_row = v.restarts,
+        restart_backoff_until = v.backoff_until
     FROM v JOIN free ON free.bot_name = v.name
     WHERE b.host = %(host)s AND b.bot_name = v.name
 )
-INSERT INTO bot_health (bot_name, host, health, reason, at)
-SELECT v.name, %(host)s, v.health, v.reason, {LIVE_NOW} FROM v
+INSERT INTO bot_health (bot_name, host, health, reason, at, restarts_in_a_row, restart_backoff_until)
+SELECT v.name, %(host)s, v.health, v.reason, {LIVE_NOW}, v.restarts, v.backoff_until FROM v
 WHERE NOT EXISTS (SELECT 1 FROM bot_health b WHERE b.host = %(host)s AND b.bot_name = v.name)
 ON CONFLICT (bot_name, host) DO NOTHING
+"""
+
+# Restarts the watchdogs hold back: per bot and host, restarts in a row and the seconds until the next may come
+# (0 once it may), for `botfleet status` and the metrics. Verdicts of stopped watchdogs too: the backoff is
+# theirs until a watchdog checks that host again.
+RESTART_BACKOFFS = f"""
+SELECT bot_name AS bot, host, restarts_in_a_row,
+       greatest(0, coalesce(extract(epoch FROM restart_backoff_until - {LIVE_NOW}), 0))::float8 AS backoff_s
+FROM bot_health WHERE restarts_in_a_row > 0 ORDER BY bot_name, host
+"""
+
+# The registration of the process a bot's supervisord process ran before (its last pid): whether it ended it
+# itself (a clean stop: an operator's restart) or not (it died: a crash). No row: it died before registering.
+PREVIOUS_REGISTRATION = """
+SELECT deregistered FROM bot_processes WHERE bot_name = %(bot)s AND host = %(host)s AND pid = %(pid)s
+ORDER BY started_at DESC LIMIT 1
 """
 
 # Verdicts of this host on bots it no longer runs (moved to another host in `hosts:`).
@@ -702,7 +748,7 @@ ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, heart
 """
 
 WATCHDOG_CHECKED = f"""
-UPDATE watchdogs SET last_check_at = {LIVE_NOW} WHERE name = %(name)s
+UPDATE watchdogs SET last_check_at = {LIVE_NOW}, supervisor_error = %(supervisor_error)s WHERE name = %(name)s
 """
 
 # One watchdog at a time holds the fleet-wide lease; it is renewed every check and taken over
@@ -761,12 +807,15 @@ SELECT at, watchdog, bot, action, reason FROM watchdog_events ORDER BY id DESC L
 """
 
 # What `botfleet check` and /healthz judge by: one row per bot and host that runs it, with the age of
-# that host's newest watchdog heartbeat (NULL: none ever) and of its verdict on the bot.
+# that host's newest watchdog heartbeat (NULL: none ever) and of its verdict on the bot, and why that watchdog
+# found its supervisord not answering, if it did.
 HEALTH_CHECK = f"""
 SELECT h.host, b.name, b.enabled, bh.health, bh.reason AS health_reason,
        extract(epoch FROM {LIVE_NOW} - bh.at)::float8 AS health_age_s,
        (SELECT extract(epoch FROM {LIVE_NOW} - max(w.heartbeat_at))::float8 FROM watchdogs w
-        WHERE w.host = h.host) AS watchdog_age_s
+        WHERE w.host = h.host) AS watchdog_age_s,
+       (SELECT w.supervisor_error FROM watchdogs w WHERE w.host = h.host
+        ORDER BY w.heartbeat_at DESC LIMIT 1) AS supervisor_error
 FROM bots b
 CROSS JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host)
 LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host
@@ -797,10 +846,13 @@ GROUP BY metaservice, ticket_type, state
 
 METRIC_RESTARTS = "SELECT bot, reason, restarts FROM watchdog_restart_totals"
 
-# Each host's newest completed check, for every host the fleet expects a watchdog on (NULL: none yet).
+# Each host's newest completed check, for every host the fleet expects a watchdog on (NULL: none yet), and
+# whether its newest watchdog found its supervisord answering (NULL: no watchdog yet).
 METRIC_WATCHDOG_HOSTS = f"""
 SELECT h.host, (SELECT extract(epoch FROM max(w.last_check_at))::float8 FROM watchdogs w
-                WHERE w.host = h.host) AS last_check
+                WHERE w.host = h.host) AS last_check,
+       (SELECT w.supervisor_error IS NULL FROM watchdogs w WHERE w.host = h.host
+        ORDER BY w.heartbeat_at DESC LIMIT 1) AS supervisor_up
 FROM (SELECT DISTINCT unnest({_BOT_HOSTS}) AS host FROM bots b) AS h ORDER BY h.host
 """
 
