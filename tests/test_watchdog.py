@@ -305,6 +305,8 @@ def _state(pid) -> str:
 
 
 FREEZE_S = 10
+# Stopped, or ended meanwhile: a backend that exits as it is stopped stays a zombie, its postmaster stopped too.
+STOPPED = ("T", "Z", "gone")
 
 
 @pytest.mark.own_server
@@ -326,10 +328,11 @@ def test_a_database_frozen_for_10_seconds_kills_no_healthy_process(tmp_path):
             try:
                 for pid in postgres[1:]:
                     os.kill(pid, signal.SIGSTOP)
-                wait_until(lambda: all(_state(pid) in ("T", "gone") for pid in postgres), 10, "the server to stop")
+                wait_until(lambda: all(_state(pid) in STOPPED for pid in postgres), 10,
+                           lambda: f"the server to stop: {[(pid, _state(pid)) for pid in postgres]}")
                 # The fault itself: every process of the server stays stopped for the whole freeze.
-                stays_true(lambda: all(_state(pid) in ("T", "gone") for pid in postgres), FREEZE_S,
-                           "the server frozen")
+                stays_true(lambda: all(_state(pid) in STOPPED for pid in postgres), FREEZE_S,
+                           lambda: f"the server frozen: {[(pid, _state(pid)) for pid in postgres]}")
             finally:
                 for pid in postgres:
                     with contextlib.suppress(ProcessLookupError):

@@ -128,6 +128,7 @@ class Watchdog:
         self.threads = {name: local[name].threads for name in self.handler_bots}
         self.lease_max_s = max((local[name].lease_s for name in self.handler_bots), default=0.0)
         self.starts_s = deque(maxlen=STARTS_KEPT)  # recent starts seen here: its own, and registrations
+        self.first_check = True
         self.unregistered = {}  # supervisord process name -> the pid last seen RUNNING and not registered yet
         self.supervisor_error = None  # why this host's supervisord did not answer the last check
         self.connections = ConnectionBudgetWatch(fleet_need(config, self.host))  # reported, never acted on
@@ -185,8 +186,7 @@ class Watchdog:
         infos = self._supervisor_processes()
         now = time.time()
         self._note_own_start(infos, now)
-        limits = replace(self.limits, start_grace_s=start_grace_s(self.settings.start_grace_s, self.starts_s,
-                                                                  self.settings.restart_backoff_max_s))
+        limits = self._limits()
         verdicts = []
         for bot in bots:
             try:
@@ -205,6 +205,16 @@ class Watchdog:
         conn.execute(sql.WATCHDOG_CHECKED, {"name": self.name, "supervisor_error": self.supervisor_error})
         self.connections.check(conn)
 
+    def _limits(self) -> Limits:
+        """This check's limits: the start grace as the starts seen on this host have it now."""
+        grace_s = start_grace_s(self.settings.start_grace_s, self.starts_s, self.settings.restart_backoff_max_s)
+        if grace_s != self.limits.start_grace_s:
+            log.info("start grace on %s is %.1fs (configured %gs; the slowest of the last %d starts seen here took "
+                     "%.1fs)", self.host, grace_s, self.settings.start_grace_s, len(self.starts_s),
+                     max(self.starts_s, default=0.0))
+            self.limits = replace(self.limits, start_grace_s=grace_s)
+        return self.limits
+
     def _database_stalled(self, waited_s):
         if time.time() - self.database_stalled_at > self.limits.hung_after_s:  # said once per stall
             log.warning("a statement of the watchdog's waited %.1fs: the database held everyone's statements, the "
@@ -214,7 +224,8 @@ class Watchdog:
     def _note_own_start(self, infos, now):
         """The watchdog's own start, from supervisord starting it to its first check: the first start it sees on
         this host, while every bot may still be starting beside it under the same load."""
-        if self.starts_s or not infos:
+        first, self.first_check = self.first_check, False
+        if not first or not infos:
             return
         own = next((info for info in infos.values() if info["pid"] == os.getpid()), None)
         if own is not None:
