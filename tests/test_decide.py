@@ -166,6 +166,16 @@ def test_a_process_killed_for_not_registering_gets_twice_the_grace_the_next_time
                                       retries={BOT: Retry(1, NOW - 1, "hung")}).actions] == ["hung"]
 
 
+@pytest.mark.parametrize("started_s, busy, health", [
+    (30, True, "starting"),  # past its grace, but still using CPU: a busy host slows its start
+    (30, False, "hung"),  # past its grace and idle: it hangs
+    (127, True, "hung"),  # busy, but past the longest grace (120 s) and the hung threshold: it never registers
+])
+def test_a_process_still_busy_starting_is_given_time_up_to_the_longest_grace(started_s, busy, health):
+    process = Process(BOT, "RUNNING", 100, NOW - started_s, busy=busy)
+    assert verdict([process]).health == health
+
+
 # -- a stalled database ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stalled_ago_s, health", [(0.1, "starting"), (5.9, "starting"), (6.1, "hung")])

@@ -24,6 +24,7 @@ class Process:
     pid: int
     started_at: float  # unix time supervisord started it
     stopped_at: float = 0.0  # unix time it last stopped or exited (0: never)
+    busy: bool = False  # it used CPU within the last hung threshold (read only for a process not registered yet)
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,15 @@ def _process(process: Process, heartbeat, now, limits, retry, excuse):
         age_s = now - heartbeat.heartbeat_at if heartbeat else None
         if age_s is not None and age_s <= limits.hung_after_s:
             return "healthy", "", None, _settled(retry, now, limits)
-        # The grace covers start-up until the first heartbeat; once registered, silence is a hang.
-        if heartbeat is None and now - process.started_at < _grace_s(limits, retry) + limits.hung_after_s:
-            return "starting", f"{name} started {now - process.started_at:.1f}s ago, not registered yet", None, retry
+        # The grace covers start-up until the first heartbeat; once registered, silence is a hang. Past it, a
+        # process still using CPU is still starting, as slowly as a busy host lets it (up to the longest grace):
+        # one that sits idle without registering is the one that hangs.
+        started_s = now - process.started_at
+        if heartbeat is None and started_s < _grace_s(limits, retry) + limits.hung_after_s:
+            return "starting", f"{name} started {started_s:.1f}s ago, not registered yet", None, retry
+        if heartbeat is None and process.busy and started_s < _longest_grace_s(limits) + limits.hung_after_s:
+            return "starting", (f"{name} started {started_s:.0f}s ago, not registered yet, and still busy starting "
+                                f"(it used CPU within {limits.hung_after_s:g}s)"), None, retry
         if excuse:
             return "starting", f"{name} {excuse}", None, retry
         detail = (f"no heartbeat for {age_s:.1f}s (pid {process.pid})" if age_s is not None
@@ -199,9 +206,13 @@ def _process(process: Process, heartbeat, now, limits, retry, excuse):
 
 def _grace_s(limits, retry) -> float:
     """The start grace of one process: each restart of it in a row doubles it (one killed for not registering in
-    time gets longer the next time), up to the longest restart backoff."""
-    doubled_s = limits.start_grace_s * 2 ** (retry.attempts if retry else 0)
-    return min(doubled_s, max(limits.start_grace_s, limits.restart_backoff_max_s))
+    time gets longer the next time), up to the longest."""
+    return min(limits.start_grace_s * 2 ** (retry.attempts if retry else 0), _longest_grace_s(limits))
+
+
+def _longest_grace_s(limits) -> float:
+    """However slow the host, a process that has not registered within this is killed: the longest backoff."""
+    return max(limits.start_grace_s, limits.restart_backoff_max_s)
 
 
 def _restart(process, reason, kind, what, detail, now, limits, retry):

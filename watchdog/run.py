@@ -16,6 +16,7 @@ import xmlrpc.client
 from collections import deque
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -56,6 +57,16 @@ GAVE_UP = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
 STARTS_KEPT = 20  # the start grace follows the slowest of this many recent starts seen on this host
 # supervisord's socket refuses or is gone: no supervisord runs there (killed, crashed), not one that is slow.
 NOT_RUNNING = (ConnectionRefusedError, FileNotFoundError)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_s(pid) -> float | None:
+    """The CPU time (user and system) a process has used so far, from /proc; None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime and stime, fields 14 and 15
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class TimedConnection:
@@ -130,6 +141,7 @@ class Watchdog:
         self.starts_s = deque(maxlen=STARTS_KEPT)  # recent starts seen here: its own, and registrations
         self.first_check = True
         self.unregistered = {}  # supervisord process name -> the pid last seen RUNNING and not registered yet
+        self.cpu_seen = {}  # supervisord process name -> (pid, CPU s, unix time that grew last) while not registered
         self.supervisor_error = None  # why this host's supervisord did not answer the last check
         self.connections = ConnectionBudgetWatch(fleet_need(config, self.host))  # reported, never acted on
 
@@ -244,12 +256,13 @@ class Watchdog:
 
     def _check_bot(self, conn, bot, infos, now, limits) -> Verdict:
         names = process_names(bot["name"], bot["replicas"])
-        processes = None if infos is None else [
-            Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]),
-                    float(infos[name]["stop"]))
-            for name in names if name in infos]
         heartbeats = [Heartbeat(pid, now - age_s, processed) for pid, age_s, processed
                       in zip(bot["pids"], bot["ages_s"], bot["processed"], strict=True)]
+        processes = None if infos is None else [
+            Process(name, infos[name]["statename"], infos[name]["pid"], float(infos[name]["start"]),
+                    float(infos[name]["stop"]),
+                    busy=infos[name]["pid"] not in bot["pids"] and self._busy(name, infos[name]["pid"], now))
+            for name in names if name in infos]
         waiting = None if bot["claimable"] is None else waiting_tickets(
             bot["claimable"], bot["in_hand"], self.threads[bot["name"]], len(bot["owners"]))
         verdict = decide(bot["name"], enabled=bot["enabled"], replicas=bot["replicas"], processes=processes,
@@ -270,6 +283,18 @@ class Watchdog:
             log.info("bot %s: %s -> %s (%s)", bot["name"], bot["health"], verdict.health, verdict.reason)
             self._record(conn, bot["name"], "health", f"{bot['health'] or 'unknown'} -> {verdict.health}: {verdict.reason}")
         return verdict
+
+    def _busy(self, name, pid, now) -> bool:
+        """Whether a process not registered yet has used CPU within the last hung threshold: still starting."""
+        used_s = cpu_s(pid) if pid else None
+        seen = self.cpu_seen.get(name)
+        if used_s is None:
+            self.cpu_seen.pop(name, None)
+            return False
+        same = seen is not None and seen[0] == pid
+        grew_at = now if same and used_s > seen[1] else (seen[2] if same else 0.0)  # first sight proves nothing
+        self.cpu_seen[name] = (pid, used_s, grew_at)
+        return now - grew_at < self.limits.hung_after_s
 
     def _note_registrations(self, processes, registered_pids, now):
         """How long the starts this watchdog saw took, from supervisord starting a process to the first check
