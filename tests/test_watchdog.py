@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -224,10 +225,12 @@ def test_a_bot_jammed_by_hanging_handlers_is_reported_stalled_by_check_and_left_
     wait_until(lambda: len(list(fleet.marks.glob(f"*-{pid}-*-2-start"))) == 4, 30, "four handlers to hang")
     good = create_ticket(conn, fleet.config, "testms", "pipe", {"sleep_s": 0})
     wait_until(lambda: get_ticket(conn, good).state == 2, 30, "the good ticket to reach the jammed bot")
+    jammed_mono = time.monotonic()
     last = []
     wait_until(lambda: last.append(fleet.check()) or (last[-1][0] == 2 and f"{BOT} stalled" in last[-1][1]), 30,
                lambda: f"botfleet check to name the stalled bot, last: {last[-1] if last else None}")
     code, line = last[-1]
+    print(f"check named the stalled bot {time.monotonic() - jammed_mono:.1f}s after the good ticket reached it: {line}")
     assert f"{hostname()}: {BOT} stalled: " in line and "no step written for" in line, line
     assert health(conn, BOT)["health"] == "stalled"
     # Reported, not restarted: the runs are the handler's, within its time limit, and a restart would run
@@ -418,3 +421,45 @@ def test_operator_restarts_count_as_operator_and_a_crash_as_crash(supervised, co
     text = scrape_text(fleet.db_url)
     assert f'botfleet_watchdog_restarts_total{{bot="{BOT}",reason="operator"}} 3.0' in text, text
     assert f'botfleet_watchdog_restarts_total{{bot="{BOT}",reason="crash"}} 1.0' in text, text
+
+
+RESTART_BACKOFF_S = 30  # longer than the shipped 10 s, so that a slow restart on a busy machine stays within it
+
+
+def test_a_process_that_hangs_again_after_its_restart_is_restarted_again_only_after_a_backoff(supervised, conn):
+    """The second hang comes seconds after the first restart: the watchdog reports it hung at once, and kills it
+    only restart_backoff after the first kill; `status` and the metrics say so meanwhile."""
+    fleet = supervised()
+    _add_watchdog_settings(fleet, f"restart_backoff: {RESTART_BACKOFF_S}s")
+    fleet.start()
+    wait_until(lambda: settled(fleet, conn, BOT), 30, "the bot to settle")
+    since = last_event_id(conn)
+
+    def kills():
+        return conn.execute("SELECT extract(epoch FROM at)::float8 AS at, reason FROM watchdog_events WHERE bot = %s "
+                            "AND action = 'restart' AND reason LIKE 'hung:%%' AND id > %s ORDER BY id",
+                            (BOT, since)).fetchall()
+    os.kill(fleet.info("testms", BOT)["pid"], signal.SIGSTOP)
+    [first] = wait_until(kills, 15, "the first kill")
+    wait_until(lambda: settled(fleet, conn, BOT), 30, "the restarted bot to settle")
+    os.kill(fleet.info("testms", BOT)["pid"], signal.SIGSTOP)
+    # Hung again: reported at once, and not killed (before, it was killed as soon as it was found hung, in a loop).
+    reason = wait_until(lambda: (lambda h: h["health_reason"] if h["health"] == "hung" else None)(health(conn, BOT)),
+                        15, "the second hang to be reported")
+    assert len(kills()) == 1 and "restart 2 in a row backs off, in " in reason, (kills(), reason)
+    assert f"restart 1 in a row, the next not within {RESTART_BACKOFF_S}s" in first["reason"], first
+    status = subprocess.run([*BOTFLEET, "--config", str(fleet.config_dir), "status"], cwd=ROOT,
+                            env={**os.environ, "DATABASE_URL": fleet.db_url}, capture_output=True, text=True,
+                            timeout=60).stdout
+    assert "RESTARTS IN A ROW" in status and f"{BOT}@{hostname()}" in status and "next restart not before" in status
+    from watchdog.collector import scrape_text
+    backoff = [line for line in scrape_text(fleet.db_url).splitlines()
+               if line.startswith(f'botfleet_bot_restart_backoff_seconds{{bot="{BOT}"')]
+    assert backoff and float(backoff[0].rsplit(" ", 1)[1]) > 0, backoff
+    # The database's clock and this host's are one here.
+    stays_true(lambda: len(kills()) == 1, first["at"] + RESTART_BACKOFF_S - 1 - time.time(),
+               lambda: f"the second kill held back: {kills()}")
+    first_kill, second_kill = wait_until(lambda: (lambda k: k if len(k) == 2 else None)(kills()), 30,
+                                         "the second kill, after the backoff")
+    assert second_kill["at"] - first_kill["at"] >= RESTART_BACKOFF_S - 0.1, (first_kill, second_kill)
+    assert f"restart 2 in a row, the next not within {2 * RESTART_BACKOFF_S}s" in second_kill["reason"], second_kill
