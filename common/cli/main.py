@@ -232,7 +232,24 @@ def cmd_supervisorctl(args):
 def cmd_up(args):
     from common.fleet import lifecycle
 
-    return lifecycle.up(load_config(args), daemon=args.daemon)
+    cfg = load_config(args)
+    timeout = {} if args.ready_timeout is None else {"ready_timeout_s": args.ready_timeout}
+    return lifecycle.up(cfg, daemon=args.daemon, readiness=lambda url: _ready_here(cfg, url), **timeout)
+
+
+def _ready_here(cfg, url) -> tuple[int, str]:
+    """`check`'s verdict on this host's bots: a host's start waits for its own, not for hosts not started yet."""
+    from common.store.connect import connect
+    from watchdog import health
+    from watchdog.time_limits import PROBE_TIMEOUTS
+
+    host = cfg.paths.host_name
+    try:
+        with connect(url, autocommit=True, timeouts=PROBE_TIMEOUTS) as conn:
+            rows = [row for row in conn.execute(sql.HEALTH_CHECK).fetchall() if row["host"] == host]
+    except psycopg.Error as exc:
+        return health.CRITICAL, f"CRITICAL: database unavailable: {str(exc).strip().splitlines()[0]}"
+    return health.judge(rows, cfg.watchdog.stale_after_s)
 
 
 def cmd_down(args):
@@ -312,8 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="supervisorctl's command, e.g. status")
 
     p = command(sub, "up", cmd_up, "start the database if embedded, upgrade, render and run supervisord")
-    p.add_argument("--daemon", action="store_true", help="return once every program is RUNNING")
-    p = command(sub, "down", cmd_down, "stop supervisord and every bot, then the embedded database")
+    p.add_argument("--daemon", action="store_true",
+                   help="return once the fleet is ready: every bot registered and found healthy, as `check` says")
+    p.add_argument("--ready-timeout", type=float, metavar="SECONDS",
+                   help="how long to wait for the fleet to be ready (default 120); then --daemon exits 1, naming "
+                        "what is missing, and leaves the fleet running")
+    p = command(sub, "down", cmd_down, "stop supervisord and every bot (also those left by a supervisord that died), "
+                                       "then the embedded database")
     p.add_argument("--keep-database", action="store_true", help="leave the embedded database running")
 
     p = command(sub, "status", cmd_status, "each bot's liveness and counts, and tickets per state")

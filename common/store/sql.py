@@ -106,6 +106,9 @@ LIVE_NOW = "statement_timestamp()"
 SCHEMA_REVISION = "SELECT version_num FROM alembic_version"
 SCHEMA_COMPATIBLE_SINCE = "SELECT compatible_since FROM botfleet_schema"
 
+# `botfleet db upgrade` (and `up`): one at a time per database, whatever the host (common/store/migrate.py).
+LOCK_UPGRADES = "SELECT pg_advisory_lock(hashtext('botfleet db upgrade'))"
+
 # How a notification row is made for user u (joined from users): mailed if the user has an address and the
 # fleet mails at all (`mail`: a mail: section in fleet.yaml). Without one, nothing would ever send it: it is
 # done with at once, instead of showing "mail pending" for ever and never being pruned.
@@ -1261,6 +1264,14 @@ RESET_FLEET_LOCK = f"""
 UPDATE fleet_lock SET state = 'open', reason = NULL, set_by = %(by)s, set_at = botfleet_now(),
                       holder_ticket = NULL, before = NULL
 RETURNING {_lock_columns()}
+"""
+
+# `botfleet up`: the registered processes of other hosts that are alive now (not stopped, heard from within the
+# hung threshold). While any is, a start is one host joining a running fleet, and leaves the lock as it is.
+ALIVE_ON_OTHER_HOSTS = f"""
+SELECT host, coalesce(process_name, bot_name) AS name, pid FROM bot_processes
+WHERE host <> %(host)s AND stopped_at IS NULL AND heartbeat_at > {LIVE_NOW} - %(alive_s)s * interval '1 second'
+ORDER BY host, name
 """
 
 # A due ticket of an exclusive type closes the fleet and holds it: nothing new is claimed from now on,
