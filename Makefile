@@ -4,9 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install up up-daemon down test bench chaos status
+# Debian packages the tests need beside Python's: tmux is the real terminal the Ctrl-C tests type into.
+DEBIAN_PACKAGES := tmux
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install debian-packages up up-daemon down test bench chaos status
 
 install: $(STAMP)
+
+# Installed with apt-get only when one is missing, so a machine that has them needs neither root nor a network.
+debian-packages:
+	@missing="$$(for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +39,7 @@ down: install
 status: install
 	$(BIN)/botfleet status
 
-test: install
+test: install debian-packages
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/botfleet config check
