@@ -116,11 +116,11 @@ def test_cli_type_set_and_show_and_bad_input_named(db_url, conn):
 
     sync_config(conn, load(ROOT / "config"))
     shown = botfleet(db_url, "type", "set", "helpdesk/incident", "--lifetime", "3h")
-    assert shown.returncode == 0 and "lifetime 10800s (overridden; YAML 7200s)" in shown.stdout, shown.stderr
+    assert shown.returncode == 0 and "lifetime 3h (overridden; YAML 2h)" in shown.stdout, shown.stderr
     bad = botfleet(db_url, "type", "set", "helpdesk/incident", "--lifetime", "soon")
     assert bad.returncode == 1 and "--lifetime: bad duration 'soon'" in bad.stderr
     bad = botfleet(db_url, "type", "set", "helpdesk/nothing", "--lifetime", "1h")
     assert bad.returncode == 1 and "unknown ticket type helpdesk/nothing" in bad.stderr
-    assert "lifetime 10800s" in botfleet(db_url, "type", "show", "helpdesk/incident").stdout
+    assert "lifetime 3h " in botfleet(db_url, "type", "show", "helpdesk/incident").stdout
     assert botfleet(db_url, "type", "set", "helpdesk/incident", "--reset").returncode == 0
-    assert "lifetime 7200s " in botfleet(db_url, "type", "show", "helpdesk/incident").stdout
+    assert "lifetime 2h " in botfleet(db_url, "type", "show", "helpdesk/incident").stdout

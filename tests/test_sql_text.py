@@ -15,4 +15,5 @@ def test_every_statement_fits_the_parse_cache_of_psycopg():
 
 def test_compact_drops_comments_and_blanks_but_not_quoted_text_or_the_newline_that_joins_two_strings():
     statement = "SELECT  'a -- b',\t\"x  y\"  -- a comment\n    'c'\n\n    'd' -- last"
-    assert sql.compact(statement) == "SELECT 'a -- b', \"x  y\"\n'c'\n'd'"
+    assert sql.compact(statement) == "SELECT 'a -- b',\"x  y\"\n'c'\n'd'"
+    assert sql.compact("f( a,\n b ) , 'x, ( y )' )") == "f(a,b) ,'x, ( y )')"
