@@ -214,6 +214,19 @@ def config_dir(tmp_path):
 
 
 @pytest.fixture
+def cli(db_url, config_dir):
+    """`botfleet --config <config_dir> ARGS` against the test database; asserts its exit code (`expect`)."""
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+
+    def run(*args, expect=0):
+        result = subprocess.run([*BOTFLEET, "--config", str(config_dir), *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == expect, result.stderr
+        return result
+    return run
+
+
+@pytest.fixture
 def fleet_config(config_dir):
     from common.config.load import load
 

@@ -4,25 +4,11 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from common.store.connect import connect
 from common.store.revision import check_schema
 from common.store.sync import sync_config
 from common.tickets.create import create_tickets
 from tests.conftest import BOTFLEET, ROOT
-
-
-@pytest.fixture
-def cli(db_url, config_dir):
-    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
-
-    def run(*args, expect=0):
-        result = subprocess.run([*BOTFLEET, "--config", str(config_dir), *args], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == expect, result.stderr
-        return result
-    return run
 
 
 def test_create_show_list_and_send(cli):

@@ -12,18 +12,6 @@ from common.config.durations import parse_duration_s
 from tests.conftest import BOTFLEET, ROOT, write_config
 
 
-@pytest.fixture
-def cli(db_url, config_dir):
-    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
-
-    def run(*args, expect=0):
-        result = subprocess.run([*BOTFLEET, "--config", str(config_dir), *args], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == expect, result.stderr
-        return result
-    return run
-
-
 @pytest.mark.parametrize("seconds, text", [
     (30 * 86400, "30d"), (36 * 3600, "36h"), (3600, "1h"), (5400, "90m"), (600, "10m"), (90, "90s"), (7, "7s"),
     (0.25, "250ms"), (1.5, "1500ms"), (0.0001, "0.1ms"), (0, "0s"),

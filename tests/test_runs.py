@@ -92,7 +92,7 @@ def test_a_slow_message_handler_neither_stops_the_heartbeat_nor_runs_past_handle
     wait_until(lambda: get_ticket(conn, ticket_id).state == 2, 10, "a ticket to move meanwhile")
 
 
-def test_a_bot_whose_every_thread_is_stuck_exits_to_be_restarted(tmp_path, db_url, conn, processes):
+def test_a_bot_jammed_by_a_retried_hang_and_two_more_exits_to_be_restarted(tmp_path, db_url, conn, processes):
     """The issue's case: 4 threads, retries 1; one ticket's handler hangs and so does its retry, and two more
     hang: four runs given up hold the four threads. The bot exits non-zero (supervisord restarts it), though
     only three tickets hang."""
