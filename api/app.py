@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, jobs, lock, statusek, tickets, types, workers
+from api import errors, jobs, lock, statusek, statusek_compat, tickets, types, workers
 from api.auth import TokenCache
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
@@ -72,6 +72,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     app.include_router(lock.router)
     app.include_router(jobs.router)
     app.include_router(statusek.router)
+    app.include_router(statusek_compat.router)  # the same, as the upstream service answers
     app.include_router(workers.router)
     # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
     # API's error shape, as every refusal does.

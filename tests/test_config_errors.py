@@ -137,6 +137,12 @@ BAD_CASES = {
             "name: dropped, final: true", "name: dropped, final: true, outcome: failed") + "job: true\n"},
          "fleet_extra": "jobs:\n  type: testms/pipe\n  statuses: {finished: 4}\n"},
         r"fleet.yaml:\d+: jobs.statuses.finished: unknown job status \(known: pending, in_progress, completed, failed\)"),
+    "statusek open_create that is not true or false": (
+        {"fleet_extra": "statusek:\n  open_create: yes please\n"},
+        r"fleet.yaml:\d+: statusek.open_create: must be true or false, got 'yes please'"),
+    "unknown statusek setting": (
+        {"fleet_extra": "statusek:\n  open_creat: true\n"},
+        r"fleet.yaml:\d+: statusek.open_creat: unknown setting 'open_creat' \(known: open_create\)"),
     "invalid YAML": (
         {"types": {"testms/pipe": PIPELINE_TYPE + "states: [\n"}},
         r"pipe.yaml:\d+: invalid YAML"),

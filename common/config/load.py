@@ -48,7 +48,7 @@ from common.config.models import (
 )
 from common.config.names import MAX_BOT_NAME_BYTES, NAME_PART, bot_name
 from common.config.people import EMAIL, PERSON_NAME, parse_window
-from common.config.status_models import load_status_models
+from common.config.status_models import load_status_models, parse_statusek_settings
 from common.errors import ConfigError
 
 FLEET_DEFAULTS = {
@@ -135,7 +135,9 @@ def load(root: Path | str | None = None) -> FleetConfig:
     jobs = _jobs(fleet_doc, fleet_doc.data.get("jobs"), types)
     return FleetConfig(root=root, types=types, bots=bots, builtin_types=dict(BUILTIN_TYPES), hosts=hosts,
                        people=people, mail=mail, jobs=jobs, webhooks=webhooks, sweep_every_s=sweep_every_s,
-                       status_models=status_models, hosts_line=fleet_doc.line("hosts") if hosts else None, **fleet)
+                       status_models=status_models,
+                       statusek_open_create=parse_statusek_settings(fleet_doc, fleet_doc.data.get("statusek")),
+                       hosts_line=fleet_doc.line("hosts") if hosts else None, **fleet)
 
 
 def load_for_monitoring(root: Path | str | None = None) -> tuple[FleetConfig, ConfigError | None]:
@@ -185,7 +187,7 @@ def _unknown_keys(doc, keys, mapping, allowed):
 def _fleet(doc) -> dict:
     data = _mapping(doc, (), doc.data)
     allowed = set(FLEET_DEFAULTS) | {"metaservices", "bot_defaults", "hosts", "people", "mail", "jobs", "webhooks",
-                                     "jobsweeper"}
+                                     "jobsweeper", "statusek"}
     _unknown_keys(doc, (), data, allowed)
     merged = {**FLEET_DEFAULTS, **data}
     metaservices = merged.get("metaservices")

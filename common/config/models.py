@@ -217,6 +217,7 @@ class FleetConfig:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     sweep_every_s: float = 3600.0  # how often the JOBSWEEPER runs
     status_models: dict = field(default_factory=dict)  # object name -> StatusModel (config/status_models/)
+    statusek_open_create: bool = False  # fleet.yaml's statusek: {open_create: true}: /statusek/ creates tokenless
     hosts_line: int | None = None  # where fleet.yaml says `hosts:`, for the error of a host it does not list
 
     @property

@@ -151,3 +151,20 @@ def _cycle(predecessors) -> list | None:
             if found:
                 return list(reversed(found))
     return None
+
+
+def parse_statusek_settings(doc, section) -> bool:
+    """fleet.yaml's `statusek: {open_create: true}`: whether /statusek/instance/create (the upstream
+    service's reply shapes, api/statusek_compat.py) creates instances without a bearer token, as upstream
+    does. Off unless said: anybody who can reach the API could then create instances."""
+    if section is None:
+        return False
+    if not isinstance(section, dict):
+        raise doc.error(("statusek",), f"must be a mapping like {{open_create: true}}, got {section!r}")
+    for key in section:
+        if key != "open_create":
+            raise doc.error(("statusek", key), f"unknown setting {key!r} (known: open_create)")
+    open_create = section.get("open_create", False)
+    if not isinstance(open_create, bool):
+        raise doc.error(("statusek", "open_create"), f"must be true or false, got {open_create!r}")
+    return open_create

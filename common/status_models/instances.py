@@ -8,15 +8,19 @@ from common.errors import BotfleetError
 from common.status_models.rules import STOPPED, Refusal, finish_reason, refusal
 from common.store import sql
 
+# What a refusal is about besides the rules' kinds (rules.py), for callers that word it their own way.
+UNKNOWN_TOKEN, UNKNOWN_OBJECT = "unknown_token", "unknown_object"
+
 EXPIRE_BATCH = 1000
 
 
 class StatusRefused(BotfleetError):
-    """A call the status model refuses, with its HTTP status (400 bad request, 404 unknown, 409 refused)."""
+    """A call the status model refuses, with its HTTP status (400 bad request, 404 unknown, 409 refused) and
+    its kind (UNKNOWN_TOKEN, UNKNOWN_OBJECT or a rule's, rules.py)."""
 
-    def __init__(self, http_status: int, message: str, field: str | None = None):
+    def __init__(self, http_status: int, message: str, field: str | None = None, kind: str | None = None):
         super().__init__(message)
-        self.http_status, self.field = http_status, field
+        self.http_status, self.field, self.kind = http_status, field, kind
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,15 @@ def parse_token(token) -> str:
         return str(uuid.UUID(str(token)))
     except ValueError:
         raise StatusRefused(400, f"instance_token {token!r} is not a token (a UUID like "
-                                 "1d36bcdf-d776-4e7a-97a6-4431079d2b2e)", "instance_token") from None
+                                 "1d36bcdf-d776-4e7a-97a6-4431079d2b2e)", "instance_token",
+                             UNKNOWN_TOKEN) from None
 
 
 def instance_of(row, token: str) -> Instance:
     """The instance of a READ_STATUS_INSTANCE row, or 404 when there was none."""
     if row is None:
-        raise StatusRefused(404, f"there is no instance with the token {token}", "instance_token")
+        raise StatusRefused(404, f"there is no instance with the token {token}", "instance_token",
+                             UNKNOWN_TOKEN)
     return Instance(row["id"], row["token"], row["object_name"], row["version"], row["finish_reason"],
                     row["stop_status"], tuple(row["set_statuses"]))
 
@@ -55,7 +61,7 @@ def model_of(config, instance: Instance):
     model = config.status_models.get(instance.object_name)
     if model is None:
         raise StatusRefused(404, f"object {instance.object_name!r} of instance {instance.token} no longer has a "
-                                 "status model in config/status_models")
+                                 "status model in config/status_models", kind=UNKNOWN_OBJECT)
     return model
 
 
@@ -64,7 +70,7 @@ def set_status_params(config, instance: Instance, status: str, message: str | No
     model = model_of(config, instance)
     refused: Refusal | None = refusal(model, instance.token, instance.set_statuses, status, instance.finish_reason)
     if refused is not None:
-        raise StatusRefused(refused.http_status, refused.message, "status_name")
+        raise StatusRefused(refused.http_status, refused.message, "status_name", refused.kind)
     reason = finish_reason(model, (*instance.set_statuses, status))
     return {"id": instance.id, "version": instance.version, "status": status, "message": message,
             "finish_reason": reason, "stop_status": status if reason == STOPPED else None}
@@ -73,7 +79,8 @@ def set_status_params(config, instance: Instance, status: str, message: str | No
 def create_params(config, object_name: str, timeout_s: int) -> dict:
     if object_name not in config.status_models:
         raise StatusRefused(404, f"there is no status model for object {object_name!r} (known: "
-                                 f"{', '.join(sorted(config.status_models)) or 'none'})", "object_name")
+                                 f"{', '.join(sorted(config.status_models)) or 'none'})", "object_name",
+                            UNKNOWN_OBJECT)
     return {"object_name": object_name, "timeout_s": timeout_s}
 
 
