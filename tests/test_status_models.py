@@ -267,3 +267,17 @@ def test_instances_by_model_and_finish_reason_in_the_metrics_and_the_cli(api, db
     instances = {model["object"]: model["instances"] for model in json.loads(listed.stdout)}
     assert instances["2-POINT LINE TASK"] == {"open": 1, "completed": 1, "stopped": 0, "timed_out": 0}
     assert instances["DOCUMENT REVIEW"]["stopped"] == 1 and instances["BUILD"]["open"] == 0
+
+
+def test_config_check_warns_about_a_status_the_model_can_never_set_and_passes(config_dir, cli):
+    models = config_dir / "status_models"
+    models.mkdir()
+    shutil.copy(SHIPPED / "2_point_line_task.yaml", models)
+    (models / "archive.yaml").write_text("object: ARCHIVED TASK\nstatuses:\n  RUN: {type: MANDATORY}\n"
+                                         "  FINISHED: {type: MANDATORY}\n  ARCHIVED: {type: OPTIONAL}\n"
+                                         "workflow:\n  - [RUN, FINISHED]\n  - [FINISHED, ARCHIVED]\n")
+    check = cli("config", "check")
+    assert "is valid" in check.stdout
+    assert check.stderr.strip().splitlines() == [
+        f"botfleet: warning: {models / 'archive.yaml'}:5: statuses.ARCHIVED: status 'ARCHIVED' of 'ARCHIVED TASK' "
+        "can never be set: it needs FINISHED, RUN set first, every MANDATORY status, which finishes the instance"]

@@ -33,6 +33,7 @@ log = logging.getLogger("botfleet")
 def cmd_config_check(args):
     cfg = load_config(args)
     check_handlers(cfg)
+    status_models.warn_unreachable(cfg)
     print(f"config {cfg.root} is valid: {len(cfg.types)} ticket type(s), {len(cfg.bots)} bot(s)")
     if args.database:
         from common.fleet.lifecycle import check_connections

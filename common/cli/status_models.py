@@ -1,9 +1,13 @@
 """`botfleet status-model list|show`: the status models of config/status_models (seed 001), with how many
 instances of each are running and how those that ended finished."""
 
+import sys
+
 from common.cli.shared import connection, load_config, print_json
+from common.config import yamlfile
 from common.errors import BotfleetError
 from common.status_models.instances import instance_counts
+from common.status_models.reach import unreachable
 from common.status_models.rules import requirement
 
 COUNTED = ("open", "completed", "stopped", "timed_out")
@@ -48,6 +52,20 @@ def cmd_status_model_show(args):
     print(f"{model.object_name}: {model.description}  ({model.path})")
     for status in statuses:
         print(f"  {status['name']:<24} {status['type']:<10} {status['when']:<36} {status['description']}")
+
+
+def warn_unreachable(cfg) -> int:
+    """`config check`'s warnings (not errors: the model still works) about statuses a model can never set,
+    each naming its file, line and status; how many there were."""
+    warned = 0
+    for name, model in sorted(cfg.status_models.items()):
+        dead = unreachable(model)
+        doc = yamlfile.load(model.path) if dead else None
+        for status, why in dead.items():
+            print(f"botfleet: warning: {model.path}:{doc.line('statuses', status)}: statuses.{status}: status "
+                  f"{status!r} of {name!r} can never be set: {why}", file=sys.stderr)
+            warned += 1
+    return warned
 
 
 def add_parsers(sub, command):
