@@ -18,6 +18,7 @@ import os
 import smtplib
 import time
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
 from functools import partial
 
 from bots.courier import Courier
@@ -54,6 +55,8 @@ class MailDuty:
         # the control loop to write the marks.
         self.lease_s = self.batch_budget_s + WAITS_PER_MAIL * self.settings.timeout_s + config.hung_after_s
         self.courier = Courier("mail-send", wake)
+        # Message-IDs in the sender's domain (make_msgid's default, the host's name, may be no domain at all).
+        self._domain = parseaddr(self.settings.sender)[1].partition("@")[2] or None
 
     def run(self, conn) -> float | None:
         """Mark what the last batch sent, send the next; seconds until the next mail is due (None: a batch
@@ -146,5 +149,9 @@ class MailDuty:
         message["From"] = self.settings.sender
         message["To"] = row["email"]
         message["Subject"] = f"[botfleet] {row['kind']}" + (f": ticket {row['ticket_id']}" if row["ticket_id"] else "")
+        # RFC 5322 asks for both; without them a receiving server adds its own or counts the mail as spam. The
+        # Message-ID names the notification, for whoever traces a mail back to its row.
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = make_msgid(idstring=f"notification-{row['id']}", domain=self._domain)
         message.set_content(row["text"])
         return message

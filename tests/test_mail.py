@@ -3,8 +3,12 @@ delivered; held until the user's delivery window opens; refused, tried again, th
 one error ticket for the operators, and never dropped. A server that never answers neither makes the bot
 look hung nor holds a transaction open; a mail sent whose mark was lost is not sent again within its lease."""
 
+import email.policy
+import re
 import signal
 from datetime import UTC, datetime, timedelta
+from email import message_from_string
+from email.utils import parsedate_to_datetime
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -91,6 +95,21 @@ def test_a_notification_is_mailed_and_marked_sent(tmp_path, db_url, conn, proces
     assert recipients == ["ann@example.org"] and "the printer is on fire" in content
     assert "From: fleet@example.org" in content
     wait_until(lambda: state_of(conn, sent)["email_state"] == "sent", 10, "the notification to be marked sent")
+
+
+def test_a_mail_carries_a_date_and_a_message_id_of_its_own(tmp_path, db_url, conn, processes, smtp):
+    mailbox, port = smtp()
+    mail_fleet(tmp_path, db_url, conn, processes, port)
+    before = datetime.now(UTC).replace(microsecond=0)
+    ids = [send_user_notification(conn, None, "ann", text) for text in ("one", "two")]
+    wait_until(lambda: len(mailbox.received) == 2, 30, "both mails to arrive")
+    messages = [message_from_string(content, policy=email.policy.default) for _, content in mailbox.received]
+    for message in messages:
+        assert before - timedelta(seconds=5) <= parsedate_to_datetime(message["Date"]) <= datetime.now(UTC), message["Date"]
+    message_ids = [message["Message-ID"].strip() for message in messages]  # a long one is folded
+    assert all(re.fullmatch(r"<[^<>@\s]+@example\.org>", m) for m in message_ids), message_ids  # the sender's domain
+    # Each names its notification.
+    assert sorted(int(re.search(r"\.notification-(\d+)@", m)[1]) for m in message_ids) == sorted(ids), message_ids
 
 
 def test_mail_waits_for_the_users_delivery_window(tmp_path, db_url, conn, processes, smtp):
