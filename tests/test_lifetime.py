@@ -117,6 +117,19 @@ def test_a_round_due_before_the_deadline_but_not_sent_by_then_is_never_sent_afte
     assert len(rounds(conn, ticket_id)) == 1
 
 
+def test_an_error_tickets_notification_to_its_group_says_what_went_wrong(desk, conn):
+    cfg, start = desk
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    clock.shift(conn, 61 * MINUTE_S)
+    start()
+    wait_until(lambda: get_ticket(conn, ticket_id).waiting_for is not None, 30, "the error ticket")
+    error_id = get_ticket(conn, ticket_id).waiting_for
+    [asked] = [n["text"] for n in inbox(conn, "ann") if n["ticket_id"] == error_id]
+    assert asked == (f"Ticket {error_id} (botfleet/error, open) waits for someone of group desk to accept it: "
+                     f"botfleet ticket accept {error_id} ann. What went wrong: ticket {ticket_id} (testms/desk) "
+                     f"in state 1: its lifetime of 3600s ran out in state 1")
+
+
 def test_without_a_mail_section_a_notification_is_never_pending_mail(desk, conn):
     """Nothing would ever mail it: it is done with at once (inbox only), shown and pruned as such."""
     cfg, _start = desk

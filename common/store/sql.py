@@ -7,7 +7,7 @@ rows and its NOTIFY still commit together.
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from common.config.builtin import MAIL_TICKET_TYPE, STATUS_TICKET_TYPE
+from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE, MAIL_TICKET_TYPE, STATUS_TICKET_TYPE
 
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
@@ -121,11 +121,19 @@ _NOTIFICATION_EMAIL = """CASE WHEN u.email IS NULL OR NOT %(mail)s THEN 'none' E
        CASE WHEN u.email IS NOT NULL AND %(mail)s THEN (SELECT botfleet_now()) END"""
 
 
-def _send_rounds(rounds: str) -> str:
+# What an error ticket's rounds add to their text: what went wrong, from its payload (the stuck ticket, its
+# state and the reason; a mail problem's reason names the notification), so that an operator need not look first.
+_ERROR_SAYS = f"""CASE WHEN rc.metaservice = '{ERROR_METASERVICE}' AND rc.ticket_type = '{ERROR_TYPE}' THEN
+    format('. What went wrong: %%s%%s', CASE WHEN rc.payload ? 'state' THEN format('ticket %%s (%%s/%%s) in state %%s: ',
+        rc.payload->>'ticket_id', rc.payload->>'metaservice', rc.payload->>'ticket_type', rc.payload->>'state') END,
+        coalesce(rc.payload->>'reason', 'no reason given')) ELSE '' END"""
+
+
+def _send_rounds(rounds: str, errors_say: bool = True) -> str:
     """CTEs that send one acceptance round or reminder for each row of the CTE `rounds` (id, step, state,
-    metaservice, ticket_type, group_role, assigned_user): while nobody has accepted, every member of the
-    ticket's group is asked to; once someone has, the assignee is reminded. Each round with anyone to tell
-    gets a 'reminder' event naming them."""
+    metaservice, ticket_type, group_role, assigned_user, payload): while nobody has accepted, every member of
+    the ticket's group is asked to; once someone has, the assignee is reminded. Each round with anyone to tell
+    gets a 'reminder' event naming them. `errors_say`: an error ticket's rounds say what went wrong."""
     return f"""recipients AS (
     SELECT r.*, 'reminder' AS kind, r.assigned_user AS user_name FROM {rounds} r WHERE r.assigned_user IS NOT NULL
     UNION ALL
@@ -140,7 +148,7 @@ def _send_rounds(rounds: str) -> str:
                                              coalesce(sc.name, 'state ' || rc.state), rc.group_role, rc.id, rc.user_name)
                ELSE format('Reminder: ticket %%s (%%s/%%s, %%s) is yours and still open', rc.id, rc.metaservice,
                            rc.ticket_type, coalesce(sc.name, 'state ' || rc.state))
-           END,
+           END{' || ' + _ERROR_SAYS if errors_say else ''},
            {_NOTIFICATION_EMAIL}, (SELECT botfleet_now())
     FROM recipients rc JOIN users u ON u.name = rc.user_name
     LEFT JOIN status_codes sc ON sc.metaservice = rc.metaservice AND sc.ticket_type = rc.ticket_type
@@ -187,7 +195,9 @@ def _create_tickets(gated: bool) -> str:
     `gated`: only while the fleet is open, and every row (one, when nothing was inserted) also carries the
     fleet's lock as lock_state, lock_reason, ... FOR SHARE holds the lock's row until the insert commits, so
     a lock set meanwhile waits for it, and a create that started before a lock committed reads the lock
-    as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing."""
+    as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing. A gated create
+    (the API's) leaves out what an error ticket's first round says went wrong: the fleet raises error
+    tickets with create_ticket, and the API's statement must stay short enough for psycopg's parse cache."""
     gate = f"gate AS (SELECT {_lock_columns('lock_')} FROM fleet_lock FOR SHARE), " if gated else ""
     # The API reads back the ticket it submitted; the fleet's own creates (children, batches) need only ids.
     rows = f"SELECT {'new.*' if gated else 'id'} FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id"
@@ -217,7 +227,7 @@ WITH {gate}clock AS (
 ), created AS (
     -- Reading ev makes its 'created' events come first in each ticket's history, before the round's.
     SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id
-), {_send_rounds("created")}, wake AS (
+), {_send_rounds("created", errors_say=not gated)}, wake AS (
     -- A ticket that sleeps (start_after) is not claimed now: its bot sets its timer for it instead.
     SELECT pg_notify(c, p) FROM (
         SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c,
@@ -939,7 +949,7 @@ WHERE u.name IS NULL
 # no bot ran are not sent in a burst), and the notifications and the 'reminder' event written, all in
 # this one statement. No round at or after the deadline: the lifetime's timeout is the last word. The
 # round does not touch `step`, so a handler running meanwhile is unaffected.
-REMIND = f"""
+REMIND = compact(f"""
 WITH due AS (
     SELECT id FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
@@ -958,12 +968,12 @@ WITH due AS (
     SET next_reminder_at = t.next_reminder_at + (floor(extract(epoch FROM (SELECT botfleet_now()) - t.next_reminder_at)
                                                        / setting.frequency_s) + 1) * setting.frequency_s * interval '1 second'
     FROM due, setting WHERE t.id = due.id
-    RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user
+    RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user, t.payload
 ), {_send_rounds("rounds")}
 SELECT (SELECT count(*) FROM rounds) AS due, round_events AS rounds,
        (SELECT count(*) FROM sent) AS notifications
 FROM round_results
-"""
+""")
 
 # send_user_notification outside a handler's outcome (the CLI, the API, timers of their own).
 NOTIFY_USER = f"""
