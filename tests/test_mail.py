@@ -4,8 +4,10 @@ one error ticket for the operators, and never dropped. A server that never answe
 look hung nor holds a transaction open; a mail sent whose mark was lost is not sent again within its lease."""
 
 import email.policy
+import os
 import re
 import signal
+import subprocess
 from datetime import UTC, datetime, timedelta
 from email import message_from_string
 from email.utils import parsedate_to_datetime
@@ -24,7 +26,7 @@ from common.store.sync import sync_config
 from common.tickets.create import create_ticket
 from common.tickets.manual import accept_ticket, close_ticket
 from common.tickets.read import get_ticket
-from tests.conftest import free_port, last_event_id, registered, stays_true, wait_until, write_config
+from tests.conftest import BOTFLEET, ROOT, free_port, last_event_id, registered, stays_true, wait_until, write_config
 from tests.liveness import SilentServer, heartbeat_age_s, idle_in_transaction_s
 from watchdog.collector import scrape_text
 
@@ -336,6 +338,9 @@ def test_the_rounds_a_window_held_go_as_one_mail_per_ticket_and_user_and_those_w
     # The inbox keeps them all, with what became of their mail.
     shown = {(item["ticket_id"], item["email_state"], item["email_note"]) for item in inbox(conn, "ann", include_read=True)}
     assert (closed, "dropped", f"not mailed: ticket {closed} was closed") in shown
+    listed = subprocess.run([*BOTFLEET, "--config", str(cfg.root), "inbox", "ann", "--all"], cwd=ROOT, text=True,
+                            env={**os.environ, "DATABASE_URL": db_url}, capture_output=True, timeout=60, check=True).stdout
+    assert f"(not mailed: ticket {closed} was closed)" in listed and "(mailed)" in listed, listed
 
 
 def test_mail_of_a_user_whose_address_is_gone_is_done_with_and_leaves_nothing_due(tmp_path, conn):
