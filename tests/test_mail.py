@@ -143,6 +143,10 @@ def test_refused_mail_is_tried_again_then_undeliverable_with_one_error_ticket_an
     errors = conn.execute("SELECT group_role, payload FROM tickets WHERE ticket_type = 'error'").fetchall()
     assert len(errors) == 1 and errors[0]["group_role"] == "ops"
     assert errors[0]["payload"]["notification_id"] == refused
+    # What the operators are told says what went wrong.
+    [asked] = inbox(conn, "oscar")
+    assert asked["text"].endswith(f". What went wrong: notification {refused} to ann <ann@example.org> is undeliverable "
+                                  f"after 3 tries: {row['email_error']}"), asked["text"]
     # The inbox keeps it, with what happened to the mail.
     [item] = inbox(conn, "ann")
     assert (item["id"], item["email_state"], item["email_attempts"]) == (refused, "undeliverable", 3)
