@@ -1,15 +1,18 @@
 """The duty of the built-in bot botfleet-mail-1-deliver: mail the notifications of users with an address.
 
 Each run takes a batch of the pending mail that is due (SKIP LOCKED, so replicas share it) in one
-statement that commits at once: mail outside the user's delivery window waits for it to open; the rest
-is leased on real time and goes out over SMTP (smtplib) on the duty's own thread, outside any
+statement that commits at once: mail outside the user's delivery window waits for it to open; a round
+(acceptance, reminder) whose reason is gone (its ticket accepted, closed or timed out) is dropped, and one
+with a later round of the same ticket pending for the same user is merged into it, so that the rounds a
+window held go as one mail; the rest is leased on real time and goes out over SMTP (smtplib) on the duty's own thread, outside any
 transaction and off the control loop (bots/courier.py). The next run marks each mail in a statement of
 its own. A mail sent whose mark was lost (the bot died in between) is not sent again before its lease
 runs out, and is sent again after it: never lost, at worst twice.
 
 A failed try is tried again with a doubling backoff; after `max_tries` the notification is
 undeliverable (never dropped: the inbox keeps it) and the operators' group hears of it through one
-error ticket, which counts every further problem until an operator resolves it. Then the sweeper
+error ticket, which counts every further problem until an operator resolves it; so does mail pending
+longer than `stuck_after` since it became sendable (time held for a window does not count). Then the sweeper
 removes notifications done with mail and older than `keep_delivered`.
 """
 
@@ -18,6 +21,7 @@ import os
 import smtplib
 import time
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
 from functools import partial
 
 from bots.courier import Courier
@@ -54,6 +58,8 @@ class MailDuty:
         # the control loop to write the marks.
         self.lease_s = self.batch_budget_s + WAITS_PER_MAIL * self.settings.timeout_s + config.hung_after_s
         self.courier = Courier("mail-send", wake)
+        # Message-IDs in the sender's domain (make_msgid's default, the host's name, may be no domain at all).
+        self._domain = parseaddr(self.settings.sender)[1].partition("@")[2] or None
 
     def run(self, conn) -> float | None:
         """Mark what the last batch sent, send the next; seconds until the next mail is due (None: a batch
@@ -62,7 +68,8 @@ class MailDuty:
             return None
         self.courier.write(partial(self._mark, conn))
         rows = conn.execute(sql.TAKE_MAIL, {"limit": MAIL_PER_BATCH, "lease_s": self.lease_s}).fetchall()
-        batch = [row for row in rows if row["to_send"]]  # the others wait for their window, or have no address
+        # The others wait for their window, have no address, or were dropped or merged: not to be sent.
+        batch = [row for row in rows if row["to_send"]]
         if batch:
             self.courier.send([partial(self._send_batch, batch)])
         conn.execute(sql.PRUNE_NOTIFICATIONS, {"keep_s": self.settings.keep_delivered_s})
@@ -70,15 +77,16 @@ class MailDuty:
         if batch:
             return None
         if len(rows) == MAIL_PER_BATCH:
-            return 0.0  # a batch of mail for closed windows or no address: more may be due
+            return 0.0  # a batch of mail not to send now: more may be due
         return conn.execute(sql.NEXT_MAIL_DUE).fetchone()["due_in_s"]
 
     def _report_stuck(self, conn):
-        """One error ticket to the operators for each mail pending longer than mail.stuck_after."""
+        """One error ticket to the operators for each mail pending longer than mail.stuck_after since it became
+        sendable (held for its user's delivery window, a mail is not stuck)."""
         with conn.transaction():
             for row in conn.execute(sql.MARK_STUCK_MAIL, {"stuck_after_s": self.settings.stuck_after_s}).fetchall():
                 self._error_ticket(conn, row, f"notification {row['id']} to {row['user_name']} has waited "
-                                              f"{row['age_s']:.0f}s to be mailed ({row['email_attempts']} tries; "
+                                              f"{row['age_s']:.0f}s to be mailed since it could be ({row['email_attempts']} tries; "
                                               f"last error: {row['email_error'] or 'none'})")
 
     def _mark(self, conn, result):
@@ -146,5 +154,9 @@ class MailDuty:
         message["From"] = self.settings.sender
         message["To"] = row["email"]
         message["Subject"] = f"[botfleet] {row['kind']}" + (f": ticket {row['ticket_id']}" if row["ticket_id"] else "")
+        # RFC 5322 asks for both; without them a receiving server adds its own or counts the mail as spam. The
+        # Message-ID names the notification, for whoever traces a mail back to its row.
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = make_msgid(idstring=f"notification-{row['id']}", domain=self._domain)
         message.set_content(row["text"])
         return message

@@ -1,8 +1,11 @@
 """A ticket's life by the fleet's clock (shifted, so an hour runs in seconds): acceptance rounds to every
 member of its group, reminders to the one who accepted, notifications written with their outcome."""
 
+from types import SimpleNamespace
+
 import pytest
 
+from common.config.builtin import ERROR_TICKET_TYPE
 from common.config.load import load
 from common.notifications.outbox import inbox
 from common.people import directory
@@ -12,6 +15,7 @@ from common.tickets.create import create_ticket, create_tickets
 from common.tickets.manual import accept_ticket, close_ticket
 from common.tickets.read import get_events, get_ticket
 from common.tickets.settings import set_type_settings
+from common.tickets.timers import send_due_rounds
 from tests.conftest import PIPELINE_TYPE, registered, stays_true, wait_until, write_config
 
 pytestmark = pytest.mark.processes
@@ -115,6 +119,24 @@ def test_a_round_due_before_the_deadline_but_not_sent_by_then_is_never_sent_afte
     stays_true(lambda: received(conn, "acceptance", ticket_id) == dict.fromkeys(("ann", "bob", "cid"), 1), 3,
                lambda: f"no round after the deadline: {received(conn, 'acceptance', ticket_id)}")
     assert len(rounds(conn, ticket_id)) == 1
+
+
+def test_an_error_tickets_notification_to_its_group_says_what_went_wrong(desk, conn):
+    cfg, start = desk
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    clock.shift(conn, 61 * MINUTE_S)
+    start()
+    wait_until(lambda: get_ticket(conn, ticket_id).waiting_for is not None, 30, "the error ticket")
+    error_id = get_ticket(conn, ticket_id).waiting_for
+    said = (f"Ticket {error_id} (botfleet/error, open) waits for someone of group desk to accept it: "
+            f"botfleet ticket accept {error_id} ann. What went wrong: ticket {ticket_id} (testms/desk) "
+            f"in state 1: its lifetime of 3600s ran out in state 1")
+    assert [n["text"] for n in inbox(conn, "ann") if n["ticket_id"] == error_id] == [said]
+    # The next round (an error ticket's bot, where a fleet runs one) says it again.
+    clock.shift(conn, ERROR_TICKET_TYPE.notification_frequency_s)
+    error_bot = SimpleNamespace(metaservice="botfleet", ticket_type="error", state=1)
+    assert send_due_rounds(conn, error_bot, ERROR_TICKET_TYPE, "test") == 1
+    assert [n["text"] for n in inbox(conn, "ann") if n["ticket_id"] == error_id] == [said, said]
 
 
 def test_without_a_mail_section_a_notification_is_never_pending_mail(desk, conn):

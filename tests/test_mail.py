@@ -3,8 +3,14 @@ delivered; held until the user's delivery window opens; refused, tried again, th
 one error ticket for the operators, and never dropped. A server that never answers neither makes the bot
 look hung nor holds a transaction open; a mail sent whose mark was lost is not sent again within its lease."""
 
+import email.policy
+import os
+import re
 import signal
+import subprocess
 from datetime import UTC, datetime, timedelta
+from email import message_from_string
+from email.utils import parsedate_to_datetime
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -17,8 +23,10 @@ from common.notifications.outbox import inbox, send_user_notification
 from common.people import directory
 from common.store import clock
 from common.store.sync import sync_config
-from common.tickets.manual import close_ticket
-from tests.conftest import free_port, last_event_id, registered, stays_true, wait_until, write_config
+from common.tickets.create import create_ticket
+from common.tickets.manual import accept_ticket, close_ticket
+from common.tickets.read import get_ticket
+from tests.conftest import BOTFLEET, ROOT, free_port, last_event_id, registered, stays_true, wait_until, write_config
 from tests.liveness import SilentServer, heartbeat_age_s, idle_in_transaction_s
 from watchdog.collector import scrape_text
 
@@ -63,8 +71,8 @@ def smtp():
         controller.stop()
 
 
-def mail_fleet(tmp_path, db_url, conn, processes, port, max_tries=3, retry_backoff="200ms"):
-    folder = write_config(tmp_path / "config", fleet_extra=(
+def mail_fleet(tmp_path, db_url, conn, processes, port, max_tries=3, retry_backoff="200ms", **config):
+    folder = write_config(tmp_path / "config", **config, fleet_extra=(
         f"mail:\n  host: 127.0.0.1\n  port: {port}\n  max_tries: {max_tries}\n  retry_backoff: {retry_backoff}\n"
         f"  operators_group: ops\n  from: fleet@example.org\n"))
     cfg = load(folder)
@@ -91,6 +99,21 @@ def test_a_notification_is_mailed_and_marked_sent(tmp_path, db_url, conn, proces
     assert recipients == ["ann@example.org"] and "the printer is on fire" in content
     assert "From: fleet@example.org" in content
     wait_until(lambda: state_of(conn, sent)["email_state"] == "sent", 10, "the notification to be marked sent")
+
+
+def test_a_mail_carries_a_date_and_a_message_id_of_its_own(tmp_path, db_url, conn, processes, smtp):
+    mailbox, port = smtp()
+    mail_fleet(tmp_path, db_url, conn, processes, port)
+    before = datetime.now(UTC).replace(microsecond=0)
+    ids = [send_user_notification(conn, None, "ann", text) for text in ("one", "two")]
+    wait_until(lambda: len(mailbox.received) == 2, 30, "both mails to arrive")
+    messages = [message_from_string(content, policy=email.policy.default) for _, content in mailbox.received]
+    for message in messages:
+        assert before - timedelta(seconds=5) <= parsedate_to_datetime(message["Date"]) <= datetime.now(UTC), message["Date"]
+    message_ids = [message["Message-ID"].strip() for message in messages]  # a long one is folded
+    assert all(re.fullmatch(r"<[^<>@\s]+@example\.org>", m) for m in message_ids), message_ids  # the sender's domain
+    # Each names its notification.
+    assert sorted(int(re.search(r"\.notification-(\d+)@", m)[1]) for m in message_ids) == sorted(ids), message_ids
 
 
 def test_mail_waits_for_the_users_delivery_window(tmp_path, db_url, conn, processes, smtp):
@@ -120,6 +143,10 @@ def test_refused_mail_is_tried_again_then_undeliverable_with_one_error_ticket_an
     errors = conn.execute("SELECT group_role, payload FROM tickets WHERE ticket_type = 'error'").fetchall()
     assert len(errors) == 1 and errors[0]["group_role"] == "ops"
     assert errors[0]["payload"]["notification_id"] == refused
+    # What the operators are told says what went wrong.
+    [asked] = inbox(conn, "oscar")
+    assert asked["text"].endswith(f". What went wrong: notification {refused} to ann <ann@example.org> is undeliverable "
+                                  f"after 3 tries: {row['email_error']}"), asked["text"]
     # The inbox keeps it, with what happened to the mail.
     [item] = inbox(conn, "ann")
     assert (item["id"], item["email_state"], item["email_attempts"]) == (refused, "undeliverable", 3)
@@ -173,6 +200,151 @@ def test_mail_pending_past_stuck_after_is_reported_to_the_operators_once_and_sho
     assert state_of(conn, waiting)["email_state"] == "pending"  # reported, not given up: it is still tried
     stays_true(lambda: conn.execute("SELECT count(*) AS n FROM tickets WHERE ticket_type = 'error'").fetchone()["n"] == 1,
                2, "one report, however many sweeps")
+
+
+def error_tickets(conn) -> list:
+    return conn.execute("SELECT payload FROM tickets WHERE ticket_type = 'error' ORDER BY id").fetchall()
+
+
+def window_in_2_to_3_hours():
+    """A delivery window of one hour, opening on the hour between 2 and 3 hours from now (UTC)."""
+    opens = (datetime.now(UTC) + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    return opens, f"{opens:%H:%M}-{opens + timedelta(hours=1):%H:%M}"
+
+
+def test_mail_held_for_a_window_is_not_stuck_and_counts_as_stuck_only_from_the_windows_opening(
+        tmp_path, db_url, conn, processes):
+    # Nothing listens on that port: every try fails, and the next one is an hour later.
+    mail_fleet(tmp_path, db_url, conn, processes, free_port(), max_tries=100, retry_backoff="1h")
+    opens, window = window_in_2_to_3_hours()
+    directory.add_user(conn, "ann", email="ann@example.org", window=window, tz="UTC")
+    held = send_user_notification(conn, None, "ann", "for the morning")
+    due = lambda: conn.execute("SELECT email_due_at FROM notifications WHERE id = %s", (held,)).fetchone()["email_due_at"]  # noqa: E731
+    wait_until(lambda: due() == opens, 30, lambda: f"the mail to wait for the window at {opens} (due {due()})")
+    # Over the night: more than the default stuck_after (1h) after it was written, and it is only waiting.
+    clock.shift(conn, (opens - clock.now(conn)).total_seconds() - 600)
+    stays_true(lambda: error_tickets(conn) == [], 3, lambda: f"no report of held mail: {error_tickets(conn)}")
+    # The window opens and the server is down: sendable from now on.
+    clock.shift(conn, 660)
+    wait_until(lambda: state_of(conn, held)["email_attempts"] == 1, 30, "a first failed try in the window")
+    clock.shift(conn, 1800)
+    stays_true(lambda: error_tickets(conn) == [], 2, lambda: f"no report 31 minutes after the opening: {error_tickets(conn)}")
+    clock.shift(conn, 1800)
+    wait_until(lambda: error_tickets(conn), 30, "the mail to be reported stuck an hour after the window opened")
+    [error] = error_tickets(conn)
+    assert error["payload"]["notification_id"] == held
+    waited_s = int(error["payload"]["reason"].split(" has waited ")[1].split("s")[0])
+    assert 3600 <= waited_s < 3600 + 300, error["payload"]["reason"]  # from the opening, not from its writing
+
+
+DESK = """\
+lifetime: 10h
+notification_frequency: 15m
+retention: 1d
+group_role: desk
+states: [{code: 1, name: new}, {code: 2, name: working}, {code: 3, name: done, final: true}]
+transitions: [[1, 2], [2, 3]]
+"""
+BRIEF = """\
+lifetime: 30m
+notification_frequency: 15m
+retention: 1d
+group_role: desk
+states: [{code: 1, name: new}, {code: 2, name: done, final: true}]
+transitions: [[1, 2]]
+"""
+ROUND_BOTS = {"testms-desk-1-new": "handler: tests.handlers:wait_for_acceptance\n",
+              "testms-desk-2-working": "handler: tests.handlers:wait_an_hour\n",
+              "testms-brief-1-new": "handler: tests.handlers:wait_for_acceptance\n"}
+
+
+def mails_by_subject(mailbox) -> dict:
+    """recipient -> the subjects of the mails they received, in order."""
+    received = {}
+    for recipients, content in mailbox.received:
+        subject = message_from_string(content, policy=email.policy.default)["Subject"]
+        for recipient in recipients:
+            received.setdefault(recipient, []).append(subject)
+    return received
+
+
+def mail_states(conn, ticket_id) -> dict:
+    """user -> [(kind, email_state, email_note)] of their notifications about the ticket, oldest first."""
+    rows = conn.execute("SELECT user_name, kind, email_state, email_note FROM notifications WHERE ticket_id = %s "
+                        "ORDER BY id", (ticket_id,)).fetchall()
+    states = {}
+    for row in rows:
+        states.setdefault(row["user_name"], []).append((row["kind"], row["email_state"], row["email_note"]))
+    return states
+
+
+def test_the_rounds_a_window_held_go_as_one_mail_per_ticket_and_user_and_those_whose_reason_is_gone_are_dropped(
+        tmp_path, db_url, conn, processes, smtp):
+    """A night of 15-minute rounds for four tickets: one nobody accepts, one bob accepts (then reminded), one
+    closed, one timed out. When the window opens: one mail per ticket and user, and none whose reason is gone."""
+    mailbox, port = smtp()
+    cfg = mail_fleet(tmp_path, db_url, conn, processes, port, types={"testms/desk": DESK, "testms/brief": BRIEF},
+                     bots=ROUND_BOTS)
+    opens, window = window_in_2_to_3_hours()
+    for name in ("ann", "bob"):
+        directory.add_user(conn, name, email=f"{name}@example.org", window=window, tz="UTC")
+    directory.add_group(conn, "desk", ["ann", "bob"])
+    round_bots = [processes.start(bot, cfg.root, db_url) for bot in ROUND_BOTS]
+    wait_until(registered(conn, 1 + len(round_bots)), 30, "the bots to register")
+    waiting, accepted, closed = (create_ticket(conn, cfg, "testms", "desk", {}) for _ in range(3))
+    timed_out = create_ticket(conn, cfg, "testms", "brief", {})
+
+    def rounds_of(ticket_id):
+        return conn.execute("SELECT count(*) AS n FROM ticket_events WHERE ticket_id = %s AND kind = 'reminder'",
+                            (ticket_id,)).fetchone()["n"]
+    steps = 0
+    while clock.now(conn) + timedelta(minutes=15) < opens:
+        clock.shift(conn, 15 * 60)
+        steps += 1
+        wait_until(lambda n=steps + 1: rounds_of(waiting) == n and rounds_of(accepted) == n, 30,
+                   lambda n=steps + 1: f"round {n}: {rounds_of(waiting)}, {rounds_of(accepted)}")
+        if steps == 1:
+            accept_ticket(conn, cfg, accepted, "bob")
+            close_ticket(conn, cfg, closed, "withdrawn")
+    wait_until(lambda: get_ticket(conn, timed_out).waiting_for is not None, 30, "the brief ticket to time out")
+    error = get_ticket(conn, timed_out).waiting_for
+    assert steps >= 7 and mailbox.received == []  # all held for the window
+    for bot in round_bots:  # no round of the morning mixes in with what the night held
+        bot.terminate()
+        bot.wait(15)
+
+    clock.shift(conn, (opens - clock.now(conn)).total_seconds() + 60)
+    pending = lambda: conn.execute("SELECT count(*) AS n FROM notifications WHERE email_state = 'pending'").fetchone()["n"]  # noqa: E731
+    wait_until(lambda: pending() == 0, 30, lambda: f"the window's mail to be done with ({pending()} pending)")
+    stays_true(lambda: sum(map(len, mails_by_subject(mailbox).values())) == 5, 2, lambda: mails_by_subject(mailbox))
+    assert {user: sorted(subjects) for user, subjects in mails_by_subject(mailbox).items()} == {
+        "ann@example.org": sorted([f"[botfleet] acceptance: ticket {waiting}", f"[botfleet] acceptance: ticket {error}"]),
+        "bob@example.org": sorted([f"[botfleet] acceptance: ticket {waiting}", f"[botfleet] reminder: ticket {accepted}",
+                                   f"[botfleet] acceptance: ticket {error}"])}
+
+    # The night's rounds of the waiting ticket: all but the last merged into it.
+    for user in ("ann", "bob"):
+        rounds = mail_states(conn, waiting)[user]
+        last_id = conn.execute("SELECT max(id) AS id FROM notifications WHERE ticket_id = %s AND user_name = %s",
+                               (waiting, user)).fetchone()["id"]
+        assert len(rounds) == steps + 1 and rounds[-1] == ("acceptance", "sent", None)
+        assert set(rounds[:-1]) == {("acceptance", "merged", f"not mailed: notification {last_id} went instead")}
+    # Accepted by bob: nobody is asked any more; bob is reminded, once.
+    accepted_mail = mail_states(conn, accepted)
+    gone = f"not mailed: ticket {accepted} was accepted by bob"
+    assert set(accepted_mail["ann"]) == {("acceptance", "dropped", gone)}
+    assert {m for m in accepted_mail["bob"] if m[0] == "acceptance"} == {("acceptance", "dropped", gone)}
+    reminders = [m for m in accepted_mail["bob"] if m[0] == "reminder"]
+    assert len(reminders) >= 2 and reminders[-1][1] == "sent" and {m[1] for m in reminders[:-1]} == {"merged"}
+    for ticket_id, why in ((closed, "was closed"), (timed_out, "timed out")):
+        assert {m for user in ("ann", "bob") for m in mail_states(conn, ticket_id)[user]} == {
+            ("acceptance", "dropped", f"not mailed: ticket {ticket_id} {why}")}
+    # The inbox keeps them all, with what became of their mail.
+    shown = {(item["ticket_id"], item["email_state"], item["email_note"]) for item in inbox(conn, "ann", include_read=True)}
+    assert (closed, "dropped", f"not mailed: ticket {closed} was closed") in shown
+    listed = subprocess.run([*BOTFLEET, "--config", str(cfg.root), "inbox", "ann", "--all"], cwd=ROOT, text=True,
+                            env={**os.environ, "DATABASE_URL": db_url}, capture_output=True, timeout=60, check=True).stdout
+    assert f"(not mailed: ticket {closed} was closed)" in listed and "(mailed)" in listed, listed
 
 
 def test_mail_of_a_user_whose_address_is_gone_is_done_with_and_leaves_nothing_due(tmp_path, conn):

@@ -74,8 +74,10 @@ def cmd_inbox(args):
         # Without a mail: section nothing mails: a notification left pending from a time the fleet did is
         # not waiting for anything.
         pending = " (mail pending)" if config.mail is not None else ""
-        mail = {"none": "", "pending": pending, "sent": " (mailed)"}.get(
-            item["email_state"], f" (mail {item['email_state']} after {item['email_attempts']} tries)")
+        mail = {"none": "", "pending": pending, "sent": " (mailed)"}.get(item["email_state"])
+        if mail is None:  # dropped or merged (the note says why), undeliverable
+            mail = (f" ({item['email_note']})" if item["email_note"]
+                    else f" (mail {item['email_state']} after {item['email_attempts']} tries)")
         print(f"{item['at']:%Y-%m-%d %H:%M}  {'  ' if item['read'] else '* '}#{item['id']} {item['kind']:<10} "
               f"ticket {item['ticket_id']}: {item['text']}{mail}")
 

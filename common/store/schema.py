@@ -371,7 +371,8 @@ Index("ix_group_members_user_name", group_members.c.user_name)
 
 # Every message to a user: the in-app inbox reads it; the delivery process mails it. Written in the same
 # transaction as the outcome or timer round that causes it (an outbox): none for a step that did not
-# commit, none lost for one that did. email_state: none (no address) | pending | sent | undeliverable.
+# commit, none lost for one that did. email_state: none (no address) | pending | sent | undeliverable |
+# dropped (its reason was gone when it would have been sent) | merged (a later round of its ticket went instead).
 notifications = Table(
     "notifications", metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
@@ -390,6 +391,9 @@ notifications = Table(
     # Claimed for a send until then, on real time (statement_timestamp()): not sent again meanwhile, even
     # if its bot died between sending it and marking it.
     Column("email_lease_until", TZ),
+    # When it first became sendable (its user's delivery window open): mail.stuck_after counts from then.
+    Column("email_sendable_at", TZ),
+    Column("email_note", Text),  # why it was not mailed: dropped or merged
 )
 Index("ix_notifications_user_name", notifications.c.user_name, notifications.c.id)
 Index("ix_notifications_email_due_at", notifications.c.email_due_at, postgresql_where=text("email_state = 'pending'"))

@@ -7,7 +7,7 @@ rows and its NOTIFY still commit together.
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from common.config.builtin import MAIL_TICKET_TYPE, STATUS_TICKET_TYPE
+from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE, MAIL_TICKET_TYPE, STATUS_TICKET_TYPE
 
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
@@ -121,11 +121,19 @@ _NOTIFICATION_EMAIL = """CASE WHEN u.email IS NULL OR NOT %(mail)s THEN 'none' E
        CASE WHEN u.email IS NOT NULL AND %(mail)s THEN (SELECT botfleet_now()) END"""
 
 
-def _send_rounds(rounds: str) -> str:
+# What an error ticket's rounds add to their text: what went wrong, from its payload (the stuck ticket, its
+# state and the reason; a mail problem's reason names the notification), so that an operator need not look first.
+_ERROR_SAYS = f"""CASE WHEN rc.metaservice = '{ERROR_METASERVICE}' AND rc.ticket_type = '{ERROR_TYPE}' THEN
+    format('. What went wrong: %%s%%s', CASE WHEN rc.payload ? 'state' THEN format('ticket %%s (%%s/%%s) in state %%s: ',
+        rc.payload->>'ticket_id', rc.payload->>'metaservice', rc.payload->>'ticket_type', rc.payload->>'state') END,
+        coalesce(rc.payload->>'reason', 'no reason given')) ELSE '' END"""
+
+
+def _send_rounds(rounds: str, errors_say: bool = True) -> str:
     """CTEs that send one acceptance round or reminder for each row of the CTE `rounds` (id, step, state,
-    metaservice, ticket_type, group_role, assigned_user): while nobody has accepted, every member of the
-    ticket's group is asked to; once someone has, the assignee is reminded. Each round with anyone to tell
-    gets a 'reminder' event naming them."""
+    metaservice, ticket_type, group_role, assigned_user, payload): while nobody has accepted, every member of
+    the ticket's group is asked to; once someone has, the assignee is reminded. Each round with anyone to tell
+    gets a 'reminder' event naming them. `errors_say`: an error ticket's rounds say what went wrong."""
     return f"""recipients AS (
     SELECT r.*, 'reminder' AS kind, r.assigned_user AS user_name FROM {rounds} r WHERE r.assigned_user IS NOT NULL
     UNION ALL
@@ -140,7 +148,7 @@ def _send_rounds(rounds: str) -> str:
                                              coalesce(sc.name, 'state ' || rc.state), rc.group_role, rc.id, rc.user_name)
                ELSE format('Reminder: ticket %%s (%%s/%%s, %%s) is yours and still open', rc.id, rc.metaservice,
                            rc.ticket_type, coalesce(sc.name, 'state ' || rc.state))
-           END,
+           END{' || ' + _ERROR_SAYS if errors_say else ''},
            {_NOTIFICATION_EMAIL}, (SELECT botfleet_now())
     FROM recipients rc JOIN users u ON u.name = rc.user_name
     LEFT JOIN status_codes sc ON sc.metaservice = rc.metaservice AND sc.ticket_type = rc.ticket_type
@@ -187,7 +195,9 @@ def _create_tickets(gated: bool) -> str:
     `gated`: only while the fleet is open, and every row (one, when nothing was inserted) also carries the
     fleet's lock as lock_state, lock_reason, ... FOR SHARE holds the lock's row until the insert commits, so
     a lock set meanwhile waits for it, and a create that started before a lock committed reads the lock
-    as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing."""
+    as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing. A gated create
+    (the API's) leaves out what an error ticket's first round says went wrong: the fleet raises error
+    tickets with create_ticket, and the API's statement must stay short enough for psycopg's parse cache."""
     gate = f"gate AS (SELECT {_lock_columns('lock_')} FROM fleet_lock FOR SHARE), " if gated else ""
     # The API reads back the ticket it submitted; the fleet's own creates (children, batches) need only ids.
     rows = f"SELECT {'new.*' if gated else 'id'} FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id"
@@ -217,7 +227,7 @@ WITH {gate}clock AS (
 ), created AS (
     -- Reading ev makes its 'created' events come first in each ticket's history, before the round's.
     SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id
-), {_send_rounds("created")}, wake AS (
+), {_send_rounds("created", errors_say=not gated)}, wake AS (
     -- A ticket that sleeps (start_after) is not claimed now: its bot sets its timer for it instead.
     SELECT pg_notify(c, p) FROM (
         SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c,
@@ -939,7 +949,7 @@ WHERE u.name IS NULL
 # no bot ran are not sent in a burst), and the notifications and the 'reminder' event written, all in
 # this one statement. No round at or after the deadline: the lifetime's timeout is the last word. The
 # round does not touch `step`, so a handler running meanwhile is unaffected.
-REMIND = f"""
+REMIND = compact(f"""
 WITH due AS (
     SELECT id FROM tickets
     WHERE metaservice = %(metaservice)s AND ticket_type = %(ticket_type)s AND state = %(state)s
@@ -958,12 +968,12 @@ WITH due AS (
     SET next_reminder_at = t.next_reminder_at + (floor(extract(epoch FROM (SELECT botfleet_now()) - t.next_reminder_at)
                                                        / setting.frequency_s) + 1) * setting.frequency_s * interval '1 second'
     FROM due, setting WHERE t.id = due.id
-    RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user
+    RETURNING t.id, t.step, t.state, t.metaservice, t.ticket_type, t.group_role, t.assigned_user, t.payload
 ), {_send_rounds("rounds")}
 SELECT (SELECT count(*) FROM rounds) AS due, round_events AS rounds,
        (SELECT count(*) FROM sent) AS notifications
 FROM round_results
-"""
+""")
 
 # send_user_notification outside a handler's outcome (the CLI, the API, timers of their own).
 NOTIFY_USER = f"""
@@ -979,7 +989,7 @@ FROM sent
 
 INBOX = """
 SELECT id, kind, ticket_id, text, created_at AS at, read_at IS NOT NULL AS read, email_state, email_attempts,
-       email_error
+       email_error, email_note
 FROM notifications WHERE user_name = %(user)s AND (%(all)s OR read_at IS NULL)
 ORDER BY id DESC LIMIT %(limit)s
 """
@@ -1112,34 +1122,56 @@ _IN_WINDOW = f"""(u.window_start IS NULL
 _WINDOW_OPENS = f"""((({_LOCAL_NOW})::date + u.window_start
       + CASE WHEN {_LOCAL_NOW}::time >= u.window_start THEN interval '1 day' ELSE interval '0' END) AT TIME ZONE u.tz)"""
 
+# Why a round (acceptance, reminder) no longer needs mailing: its ticket was accepted, closed, timed out
+# (no round follows a timeout) or is gone, or a reminder's ticket is no longer its user's. NULL: still needed.
+_ROUND_GONE = """CASE WHEN n.kind NOT IN ('acceptance', 'reminder') OR n.ticket_id IS NULL THEN NULL
+     WHEN t.id IS NULL THEN format('ticket %%s is gone', n.ticket_id)
+     WHEN t.closed_at IS NOT NULL THEN format('ticket %%s was closed', t.id)
+     WHEN t.timed_out_at IS NOT NULL THEN format('ticket %%s timed out', t.id)
+     WHEN n.kind = 'acceptance' AND t.assigned_user IS NOT NULL THEN format('ticket %%s was accepted by %%s', t.id, t.assigned_user)
+     WHEN n.kind = 'reminder' AND t.assigned_user IS DISTINCT FROM n.user_name THEN format('ticket %%s is no longer yours', t.id)
+END"""
+
 # The pending mail due now and not leased, taken in one statement that commits before anything is sent
 # (SKIP LOCKED: replicas take different rows). Mail outside its user's window moves to the window's
-# opening; the rest is leased for lease_s of real time (statement_timestamp(), which no clock shift
-# moves): nobody sends it again meanwhile, even if its bot dies between sending it and marking it. Its
-# business due time moves on by as much too, which keeps the claims of code before migration 0024 off it.
+# opening (held: not sendable yet, so not stuck either); the rest is leased for lease_s of real time
+# (statement_timestamp(), which no clock shift moves): nobody sends it again meanwhile, even if its bot dies
+# between sending it and marking it. Its business due time moves on by as much too, which keeps the claims
+# of code before migration 0024 off it. The first time a mail is sendable, email_sendable_at keeps when that
+# began (its due time: its writing, or its window's opening): mail.stuck_after counts from there.
 # Mail of a user with no address any more (removed, or the address cleared) is done with: state none, as
 # for a user who never had one (else it would stay due, and the bot would come back for it at once, forever).
-TAKE_MAIL = f"""
+# A round whose reason is gone is dropped rather than sent, and one with a later round of its ticket and kind
+# still pending for the same user is merged into it: the rounds a window held go as one mail.
+TAKE_MAIL = compact(f"""
 WITH due AS (
-    SELECT n.id, u.email, {_IN_WINDOW} AS in_window, {_WINDOW_OPENS} AS window_opens_at
+    SELECT n.id, u.email, n.email_due_at, {_WINDOW_OPENS} AS window_opens_at,
+           CASE WHEN u.email IS NULL THEN 'none' WHEN NOT {_IN_WINDOW} THEN 'held' WHEN g.gone IS NOT NULL THEN 'dropped'
+                WHEN newer.id IS NOT NULL THEN 'merged' ELSE 'send' END AS fate,
+           'not mailed: ' || coalesce(g.gone, format('notification %%s went instead', newer.id)) AS note
     FROM notifications n LEFT JOIN users u ON u.name = n.user_name
+    LEFT JOIN tickets t ON t.id = n.ticket_id
+    CROSS JOIN LATERAL (SELECT {_ROUND_GONE} AS gone) g
+    LEFT JOIN LATERAL (SELECT max(s.id) AS id FROM notifications s
+                       WHERE s.user_name = n.user_name AND s.ticket_id = n.ticket_id AND s.kind = n.kind
+                         AND s.id > n.id AND s.email_state = 'pending' AND n.kind IN ('acceptance', 'reminder')) newer ON true
     WHERE n.email_state = 'pending' AND n.email_due_at <= (SELECT botfleet_now())
       AND coalesce(n.email_lease_until <= statement_timestamp(), true)
-    ORDER BY n.email_due_at
+    ORDER BY n.email_due_at, n.id
     LIMIT %(limit)s
     FOR UPDATE OF n SKIP LOCKED
 )
 UPDATE notifications n
-SET email_state = CASE WHEN due.email IS NULL THEN 'none' ELSE 'pending' END,
-    email_lease_until = CASE WHEN due.email IS NOT NULL AND due.in_window
-                             THEN statement_timestamp() + %(lease_s)s * interval '1 second' END,
-    email_due_at = CASE WHEN due.email IS NULL THEN NULL
-                        WHEN due.in_window THEN (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
-                        ELSE due.window_opens_at END
+SET email_state = CASE WHEN due.fate IN ('none', 'dropped', 'merged') THEN due.fate ELSE 'pending' END,
+    email_note = CASE WHEN due.fate IN ('dropped', 'merged') THEN due.note END,
+    email_lease_until = CASE WHEN due.fate = 'send' THEN statement_timestamp() + %(lease_s)s * interval '1 second' END,
+    email_due_at = CASE WHEN due.fate = 'send' THEN (SELECT botfleet_now()) + %(lease_s)s * interval '1 second'
+                        WHEN due.fate = 'held' THEN due.window_opens_at END,
+    email_sendable_at = CASE WHEN due.fate = 'held' THEN n.email_sendable_at
+                             ELSE coalesce(n.email_sendable_at, due.email_due_at) END
 FROM due WHERE n.id = due.id
-RETURNING n.id, n.user_name, due.email, n.kind, n.text, n.ticket_id, n.email_attempts,
-          due.email IS NOT NULL AND due.in_window AS to_send
-"""
+RETURNING n.id, n.user_name, due.email, n.kind, n.text, n.ticket_id, n.email_attempts, due.fate = 'send' AS to_send
+""")
 
 MAIL_SENT = """
 UPDATE notifications SET email_state = 'sent', email_sent_at = (SELECT botfleet_now()),
@@ -1167,7 +1199,7 @@ WHERE id = %(id)s AND email_state = 'pending'
 # The sweeper: notifications done with mail (sent, or never to be mailed) older than the retention.
 PRUNE_NOTIFICATIONS = """
 DELETE FROM notifications
-WHERE id IN (SELECT id FROM notifications WHERE email_state IN ('sent', 'none')
+WHERE id IN (SELECT id FROM notifications WHERE email_state IN ('sent', 'none', 'dropped', 'merged')
              AND created_at < (SELECT botfleet_now()) - %(keep_s)s * interval '1 second' LIMIT 1000)
 """
 
@@ -1196,16 +1228,18 @@ SELECT extract(epoch FROM min(greatest(email_due_at - (SELECT botfleet_now()),
 FROM notifications WHERE email_state = 'pending'
 """
 
-# The sweeper: mail still pending long after it was written (a server down for hours, a window that
-# never opens), each reported once.
-MARK_STUCK_MAIL = """
+# The sweeper: mail still pending long after it became sendable (a server down for hours, a bot that does not
+# run), each reported once. Time held for a delivery window does not count: until it is first taken in its
+# window it is due at the window's opening, and from then on email_sendable_at says since when.
+_SENDABLE_SINCE = "coalesce(email_sendable_at, email_due_at)"
+MARK_STUCK_MAIL = f"""
 UPDATE notifications SET email_stuck_reported_at = (SELECT botfleet_now())
 WHERE id IN (SELECT id FROM notifications
              WHERE email_state = 'pending' AND email_stuck_reported_at IS NULL
-               AND created_at < (SELECT botfleet_now()) - %(stuck_after_s)s * interval '1 second'
+               AND {_SENDABLE_SINCE} < (SELECT botfleet_now()) - %(stuck_after_s)s * interval '1 second'
              LIMIT 100 FOR UPDATE SKIP LOCKED)
 RETURNING id, user_name, ticket_id, email_attempts, email_error,
-          extract(epoch FROM (SELECT botfleet_now()) - created_at)::float8 AS age_s
+          extract(epoch FROM (SELECT botfleet_now()) - {_SENDABLE_SINCE})::float8 AS age_s
 """
 
 # The mail queue, for `botfleet status` and the metrics (the pending rows are on their own index).
