@@ -4,7 +4,7 @@ for its new states 'dropped' (its reason is gone: the ticket was accepted, close
 later round about the same ticket went instead). Only adds: compatible (older code neither reads the columns
 nor writes the states, and leaves such rows alone).
 
-Revision ID: 0029
+Revision ID: 0027
 Revises: 0026
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
-revision = "0029"
+revision = "0027"
 down_revision = "0026"
 branch_labels = None
 depends_on = None
