@@ -62,6 +62,10 @@ async def create_once(request, response, token, idempotency_key, metaservice, ti
     """submit_ticket for a request (refused while the fleet is locked), made once per Idempotency-Key: a
     replay gets the first ticket, also while locked, as it writes nothing. Sets Location."""
     config = request.app.state.config
+    if fields.get("callback_url") is not None:  # the webhook bot POSTs there: only where fleet.yaml allows
+        refusal = config.webhooks.callback_refusal(fields["callback_url"])
+        if refusal is not None:
+            raise ApiError(422, "callback_url_refused", refusal, "callback_url")
     fields["creator"] = fields.get("creator") or f"api:{token}"
     if idempotency_key is None:
         ticket = submitted(await fetch_one(request, sql.SUBMIT_TICKETS,
