@@ -31,7 +31,8 @@ class TicketIn(BaseModel):
     group: str | None = Field(default=None, min_length=1, max_length=200,
                               description="the group asked to accept it, instead of the type's group_role")
     creator: str | None = Field(default=None, min_length=1, max_length=200,
-                                description="whom the ticket is for: the user told when it times out")
+                                description="whom the ticket is for: the user told when it times out; default "
+                                            "the token's user; another user needs the admin scope")
     start_after: AwareDatetime | None = Field(default=None, description="it sleeps until then (with a time zone)")
     callback_url: CallbackUrl | None = Field(default=None, description="each state change is POSTed here")
 
@@ -85,7 +86,7 @@ class TicketPatch(BaseModel):
 class AcceptIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user": "ann"}]})
 
-    user: str = _name("a member of the ticket's group")
+    user: str = _name("a member of the ticket's group: the token's user; another user needs the admin scope")
 
 
 class CloseIn(BaseModel):

@@ -190,6 +190,45 @@ def test_cli_tokens_are_shown_once_kept_as_a_hash_listed_and_revoked(db_url, con
     assert bad.returncode == 1 and "there is no token named 'nobody'" in bad.stderr
 
 
+def test_a_token_bound_to_a_user_creates_and_accepts_only_as_that_user(api, conn):
+    api.tokens["bob"] = create_token(conn, "bobs-app", "read,submit,update", user="bob")
+    api.tokens["service"] = create_token(conn, "service", "read,submit,update")
+    with api.client("bob") as bob, api.client("service") as service, api.client() as admin:
+        assert new_ticket(bob)["creator"] == "bob"
+        assert new_ticket(bob, creator="bob")["creator"] == "bob"
+        refused = error_of(bob.post("/tickets", json={"metaservice": "testms", "type": "pipe", "creator": "eve"}), 403)
+        assert refused["field"] == "creator" and refused["message"] == (
+            "token 'bobs-app' acts as user 'bob' and may not act as 'eve' (creator): acting for someone else needs "
+            "the admin scope")
+        refused = error_of(service.post("/tickets", json={"metaservice": "testms", "type": "pipe", "creator": "bob"}),
+                           403)
+        assert refused["field"] == "creator" and "bound to no user" in refused["message"]
+        assert new_ticket(service)["creator"] == "api:service"
+        assert new_ticket(admin, creator="eve")["creator"] == "eve"  # the admin scope acts for anybody
+        assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 4
+
+        ticket = new_ticket(admin)["id"]
+        refused = error_of(service.post(f"/tickets/{ticket}/accept", json={"user": "bob"}), 403)
+        assert refused["field"] == "user" and "bound to no user" in refused["message"]
+        api.tokens["eve"] = create_token(conn, "eves-app", "update", user="eve")
+        with api.client("eve") as eve:
+            refused = error_of(eve.post(f"/tickets/{ticket}/accept", json={"user": "bob"}), 403)
+        assert "acts as user 'eve' and may not act as 'bob' (user)" in refused["message"]
+        assert admin.get(f"/tickets/{ticket}").json()["assigned_user"] is None
+        assert bob.post(f"/tickets/{ticket}/accept", json={"user": "bob"}).json()["assigned_user"] == "bob"
+
+
+def test_cli_token_bound_to_a_user_is_listed_with_it_and_the_user_must_exist(db_url, conn):
+    directory.add_user(conn, "ann")
+    made = botfleet(db_url, "token", "create", "--name", "anns-app", "--scopes", "submit", "--user", "ann")
+    assert made.returncode == 0, made.stderr
+    assert conn.execute("SELECT user_name FROM api_tokens WHERE name = 'anns-app'").fetchone()["user_name"] == "ann"
+    assert "as ann" in botfleet(db_url, "token", "list").stdout
+    bad = botfleet(db_url, "token", "create", "--name", "x", "--scopes", "submit", "--user", "zed")
+    assert bad.returncode == 1 and "no user named 'zed'" in bad.stderr
+    assert conn.execute("SELECT count(*) AS n FROM api_tokens WHERE name = 'x'").fetchone()["n"] == 0
+
+
 def test_types_show_states_and_settings_and_admins_override_lifetime_and_frequency(api):
     with api.client() as admin, api.client("reader") as reader:
         kinds = {(t["metaservice"], t["name"]): t for t in reader.get("/types").json()}
