@@ -67,6 +67,10 @@ async def create_once(request, response, token, idempotency_key, metaservice, ti
         if refusal is not None:
             raise ApiError(422, "callback_url_refused", refusal, "callback_url")
     fields["creator"] = acting_user(request, fields.get("creator"), "creator") or f"api:{token}"
+    group = fields.get("group_role")
+    if group is not None and not (await fetch_one(request, sql.GROUP_EXISTS, {"name": group}))["found"]:
+        # A ticket asked of a group that does not exist could never be accepted.
+        raise ApiError(422, "unknown_group", f"there is no group {group!r} (botfleet group add {group})", "group")
     if idempotency_key is None:
         ticket = submitted(await fetch_one(request, sql.SUBMIT_TICKETS,
                                            submit_params(config, metaservice, ticket_type, payload, **fields)))

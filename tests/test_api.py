@@ -103,6 +103,7 @@ def test_tokens_and_scopes(api, conn):
     (json.dumps({"metaservice": "testms", "type": "nope"}), 422, "unknown_type", "type"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "payload": [1]}), 422, "invalid", "payload"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "colour": "red"}), 422, "invalid", "colour"),
+    (json.dumps({"metaservice": "testms", "type": "pipe", "group": "nobody"}), 422, "unknown_group", "group"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "\u0000"}}), 422, "invalid_payload",
      "payload"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "x" * 2_000_000}}), 413, "too_large", None),
