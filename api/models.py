@@ -107,10 +107,10 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-# What any route may answer besides its own: a body that is not JSON (400), no or a bad token (401, 403),
-# a ticket or type that does not exist (404), a conflict with the ticket's state or graph (409), a body
-# too large (413), of another content type (415), or not fitting (422).
-ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
+# What any route may answer besides its own: a body that is not JSON (400; any Content-Type is read as
+# JSON, api/content_type.py), no or a bad token (401, 403), a ticket or type that does not exist (404), a
+# conflict with the ticket's state or graph (409), a body too large (413), or not fitting (422).
+ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422)}
 CREATE_RESPONSES = {**ERROR_RESPONSES,
                     503: {"model": ErrorBody, "description": "the fleet is locked: nothing was written"}}
 

@@ -117,13 +117,38 @@ def test_a_bad_create_is_refused_with_what_was_wrong_and_writes_nothing(api, con
     assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
 
 
-def test_a_body_sent_as_anything_but_json_is_refused_with_the_content_type_to_use(api, conn):
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_is_read_as_json_whatever_its_content_type_on_every_route(api, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
     with api.client() as client:
-        error = error_of(client.post("/tickets", content=b'{"metaservice": "testms", "type": "pipe"}',
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
-    assert error["message"] == ("the body must be JSON, sent with Content-Type: application/json "
-                                "(got application/x-www-form-urlencoded)")
-    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+        def send(method, url, body):
+            return client.request(method, url, content=json.dumps(body).encode(), headers=headers)
+        created = send("POST", "/tickets", {"metaservice": "testms", "type": "pipe", "payload": {"n": 1}})
+        assert created.status_code == 201, created.text
+        url = f"/tickets/{created.json()['id']}"
+        patched = send("PATCH", url, {"payload": {"m": 2}})
+        assert patched.status_code == 200 and patched.json()["payload"] == {"n": 1, "m": 2}, patched.text
+        accepted = send("POST", url + "/accept", {"user": "bob"})
+        assert accepted.status_code == 200 and accepted.json()["assigned_user"] == "bob", accepted.text
+        set_type = send("PATCH", "/types/testms/pipe", {"lifetime": "2h"})
+        assert set_type.status_code == 200 and set_type.json()["lifetime_s"] == 7200, set_type.text
+        closed = send("POST", url + "/close", {"reason": "done"})
+        assert closed.status_code == 200 and closed.json()["closed_at"], closed.text
+        broken = client.post("/tickets", content=b"metaservice=testms&type=pipe", headers=headers)
+        assert error_of(broken, 400)["code"] == "malformed_json"
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413_as_one_with_a_length_is(api, conn):
+    def chunks(total_bytes):
+        body = json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "x" * total_bytes}}).encode()
+        return (body[at:at + 65536] for at in range(0, len(body), 65536))  # no Content-Length: chunked
+    with api.client() as client:
+        small = client.post("/tickets", content=chunks(100_000), headers={"Content-Type": "application/json"})
+        assert small.status_code == 201 and len(small.json()["payload"]["s"]) == 100_000, small.text
+        large = client.post("/tickets", content=chunks(2_000_000), headers={"Content-Type": "application/json"})
+        error = error_of(large, 413)
+        assert error["code"] == "too_large" and "larger than" in error["message"]
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 1
 
 
 def test_a_retried_create_with_the_same_idempotency_key_gets_the_first_ticket(api, conn):
