@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from api import errors, jobs, lock, statusek, statusek_compat, tickets, types, workers
 from api.auth import TokenCache
+from api.content_type import JsonBodies
 from api.limits import BodyLimit
 from api.presence import CountRequests, Presence
 from common import __version__
@@ -77,6 +78,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
     # API's error shape, as every refusal does.
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
+    app.add_middleware(JsonBodies)
     if presence is not None:
         app.add_middleware(CountRequests, presence=presence)
     return app

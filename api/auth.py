@@ -24,7 +24,7 @@ class TokenCache:
         self._lock = threading.Lock()
 
     async def owner(self, token: str):
-        """(name, scopes) of a live token, or None. A token seen lately answers on the event loop; only a
+        """(name, scopes, user) of a live token, or None. A token seen lately answers on the event loop; only a
         lookup in the database goes to a worker thread."""
         cached = self._known.get(token)  # by the token itself: the process holds it anyway, while it answers
         if cached is not None and cached[1] > time.monotonic():
@@ -43,7 +43,8 @@ class TokenCache:
 
 
 def require(scope: str):
-    """A dependency: the name of the request's token, which must be live and grant `scope`."""
+    """A dependency: the name of the request's token, which must be live and grant `scope`. The token's
+    (name, scopes, user) is kept as request.state.caller, for acting_user()."""
     async def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         if credentials is None:
             raise ApiError(401, "unauthorized", "a bearer token is needed: Authorization: Bearer <token>",
@@ -52,9 +53,23 @@ def require(scope: str):
         if owner is None:
             raise ApiError(401, "unauthorized", "the bearer token is unknown or revoked",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        name, scopes = owner
+        name, scopes, _ = request.state.caller = owner
         if scope not in scopes:
             raise ApiError(403, "forbidden", f"token {name!r} does not have the scope {scope!r} "
                                              f"(it has: {', '.join(sorted(scopes))})")
         return name
     return check
+
+
+def acting_user(request: Request, named: str | None, field: str) -> str | None:
+    """The user a request acts as, when its body names `named` (None: names nobody): a token bound to a user
+    acts as that user; acting for anybody else, or naming a user with a token bound to none, needs the admin
+    scope: the token is trusted, not the body."""
+    name, scopes, user = request.state.caller
+    if named is None or named == user or "admin" in scopes:
+        return named or user
+    if user is None:
+        raise ApiError(403, "forbidden", f"token {name!r} is bound to no user, so it may not act as {named!r} "
+                                         f"({field}): that needs the admin scope, or a token made with --user", field)
+    raise ApiError(403, "forbidden", f"token {name!r} acts as user {user!r} and may not act as {named!r} ({field}): "
+                                     "acting for someone else needs the admin scope", field)

@@ -31,7 +31,8 @@ class TicketIn(BaseModel):
     group: str | None = Field(default=None, min_length=1, max_length=200,
                               description="the group asked to accept it, instead of the type's group_role")
     creator: str | None = Field(default=None, min_length=1, max_length=200,
-                                description="whom the ticket is for: the user told when it times out")
+                                description="whom the ticket is for: the user told when it times out; default "
+                                            "the token's user; another user needs the admin scope")
     start_after: AwareDatetime | None = Field(default=None, description="it sleeps until then (with a time zone)")
     callback_url: CallbackUrl | None = Field(default=None, description="each state change is POSTed here")
 
@@ -85,7 +86,7 @@ class TicketPatch(BaseModel):
 class AcceptIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user": "ann"}]})
 
-    user: str = _name("a member of the ticket's group")
+    user: str = _name("a member of the ticket's group: the token's user; another user needs the admin scope")
 
 
 class CloseIn(BaseModel):
@@ -106,10 +107,10 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-# What any route may answer besides its own: a body that is not JSON (400), no or a bad token (401, 403),
-# a ticket or type that does not exist (404), a conflict with the ticket's state or graph (409), a body
-# too large (413), of another content type (415), or not fitting (422).
-ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422)}
+# What any route may answer besides its own: a body that is not JSON (400; any Content-Type is read as
+# JSON, api/content_type.py), no or a bad token (401, 403), a ticket or type that does not exist (404), a
+# conflict with the ticket's state or graph (409), a body too large (413), or not fitting (422).
+ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422)}
 CREATE_RESPONSES = {**ERROR_RESPONSES,
                     503: {"model": ErrorBody, "description": "the fleet is locked: nothing was written"}}
 

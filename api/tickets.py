@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.aio import fetch_one
-from api.auth import require
+from api.auth import acting_user, require
 from api.errors import ApiError
 from api.models import (
     CREATE_RESPONSES,
@@ -62,7 +62,15 @@ async def create_once(request, response, token, idempotency_key, metaservice, ti
     """submit_ticket for a request (refused while the fleet is locked), made once per Idempotency-Key: a
     replay gets the first ticket, also while locked, as it writes nothing. Sets Location."""
     config = request.app.state.config
-    fields["creator"] = fields.get("creator") or f"api:{token}"
+    if fields.get("callback_url") is not None:  # the webhook bot POSTs there: only where fleet.yaml allows
+        refusal = config.webhooks.callback_refusal(fields["callback_url"])
+        if refusal is not None:
+            raise ApiError(422, "callback_url_refused", refusal, "callback_url")
+    fields["creator"] = acting_user(request, fields.get("creator"), "creator") or f"api:{token}"
+    group = fields.get("group_role")
+    if group is not None and not (await fetch_one(request, sql.GROUP_EXISTS, {"name": group}))["found"]:
+        # A ticket asked of a group that does not exist could never be accepted.
+        raise ApiError(422, "unknown_group", f"there is no group {group!r} (botfleet group add {group})", "group")
     if idempotency_key is None:
         ticket = submitted(await fetch_one(request, sql.SUBMIT_TICKETS,
                                            submit_params(config, metaservice, ticket_type, payload, **fields)))
@@ -123,9 +131,11 @@ def listing(request: Request, _: Annotated[str, Depends(require("read"))],
 @router.post("/tickets/{ticket_id}/accept", response_model=Ticket, responses=ERROR_RESPONSES)
 def accept(ticket_id: TicketId, body: AcceptIn, request: Request,
            token: Annotated[str, Depends(require("update"))]) -> dict:
-    """A member of the ticket's group accepts it and becomes its assignee."""
+    """A member of the ticket's group accepts it and becomes its assignee: the user of a token bound to one;
+    another user only with the admin scope."""
+    user = acting_user(request, body.user, "user")
     # The pool, not a connection of it: a wait for a bot to hand the ticket back holds none (manual.py).
-    ticket = accept_ticket(request.app.state.pool, request.app.state.config, ticket_id, body.user, actor=f"api:{token}")
+    ticket = accept_ticket(request.app.state.pool, request.app.state.config, ticket_id, user, actor=f"api:{token}")
     return ticket_out(request.app.state.config, ticket)
 
 

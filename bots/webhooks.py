@@ -4,7 +4,8 @@ The outbox rows are written by a trigger in the transaction of the change, so no
 takes the due rows (the oldest pending one per ticket and receiver: a ticket's changes arrive in order),
 POSTs them side by side, each signed with HMAC-SHA256 of the exact body under its type's key, and
 records each answer: 2xx delivered; 408, 429, 5xx or no answer tried again after a doubling backoff,
-failed after `max_tries`; any other 4xx failed at once (the receiver refuses it). A run never waits on a
+failed after `max_tries`; any other 4xx failed at once (the receiver refuses it), and so is a 3xx: a
+redirect is never followed, as it could send the fleet's POST to an address webhooks.allow never allowed. A run never waits on a
 receiver: it claims a batch with a lease (committed at once) and hands it to the duty's own threads
 (bots/courier.py); the run after they are back records the answers, each in a statement of its own.
 """
@@ -39,6 +40,14 @@ def body_of(row) -> bytes:
 
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises the 3xx as an HTTPError: a failed delivery
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class WebhookDuty:
@@ -102,10 +111,12 @@ class WebhookDuty:
             "X-Botfleet-Event-Id": str(row["event_id"]), "X-Botfleet-Delivery": str(row["id"]),
             "User-Agent": "botfleet-webhook"})
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
+            with _OPENER.open(request, timeout=self.settings.timeout_s) as response:
                 response.read(1024)
                 return None, False
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                return f"answered {exc.code} {exc.reason} to {exc.headers.get('Location')}: redirects are not followed", True
             final = 400 <= exc.code < 500 and exc.code not in RETRY_STATUSES
             return f"answered {exc.code} {exc.reason}", final
         # Refused, timed out, unreachable, a URL urllib cannot use, an answer that is not HTTP.

@@ -103,6 +103,7 @@ def test_tokens_and_scopes(api, conn):
     (json.dumps({"metaservice": "testms", "type": "nope"}), 422, "unknown_type", "type"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "payload": [1]}), 422, "invalid", "payload"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "colour": "red"}), 422, "invalid", "colour"),
+    (json.dumps({"metaservice": "testms", "type": "pipe", "group": "nobody"}), 422, "unknown_group", "group"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "\u0000"}}), 422, "invalid_payload",
      "payload"),
     (json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "x" * 2_000_000}}), 413, "too_large", None),
@@ -116,13 +117,38 @@ def test_a_bad_create_is_refused_with_what_was_wrong_and_writes_nothing(api, con
     assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
 
 
-def test_a_body_sent_as_anything_but_json_is_refused_with_the_content_type_to_use(api, conn):
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_is_read_as_json_whatever_its_content_type_on_every_route(api, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
     with api.client() as client:
-        error = error_of(client.post("/tickets", content=b'{"metaservice": "testms", "type": "pipe"}',
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
-    assert error["message"] == ("the body must be JSON, sent with Content-Type: application/json "
-                                "(got application/x-www-form-urlencoded)")
-    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+        def send(method, url, body):
+            return client.request(method, url, content=json.dumps(body).encode(), headers=headers)
+        created = send("POST", "/tickets", {"metaservice": "testms", "type": "pipe", "payload": {"n": 1}})
+        assert created.status_code == 201, created.text
+        url = f"/tickets/{created.json()['id']}"
+        patched = send("PATCH", url, {"payload": {"m": 2}})
+        assert patched.status_code == 200 and patched.json()["payload"] == {"n": 1, "m": 2}, patched.text
+        accepted = send("POST", url + "/accept", {"user": "bob"})
+        assert accepted.status_code == 200 and accepted.json()["assigned_user"] == "bob", accepted.text
+        set_type = send("PATCH", "/types/testms/pipe", {"lifetime": "2h"})
+        assert set_type.status_code == 200 and set_type.json()["lifetime_s"] == 7200, set_type.text
+        closed = send("POST", url + "/close", {"reason": "done"})
+        assert closed.status_code == 200 and closed.json()["closed_at"], closed.text
+        broken = client.post("/tickets", content=b"metaservice=testms&type=pipe", headers=headers)
+        assert error_of(broken, 400)["code"] == "malformed_json"
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413_as_one_with_a_length_is(api, conn):
+    def chunks(total_bytes):
+        body = json.dumps({"metaservice": "testms", "type": "pipe", "payload": {"s": "x" * total_bytes}}).encode()
+        return (body[at:at + 65536] for at in range(0, len(body), 65536))  # no Content-Length: chunked
+    with api.client() as client:
+        small = client.post("/tickets", content=chunks(100_000), headers={"Content-Type": "application/json"})
+        assert small.status_code == 201 and len(small.json()["payload"]["s"]) == 100_000, small.text
+        large = client.post("/tickets", content=chunks(2_000_000), headers={"Content-Type": "application/json"})
+        error = error_of(large, 413)
+        assert error["code"] == "too_large" and "larger than" in error["message"]
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 1
 
 
 def test_a_retried_create_with_the_same_idempotency_key_gets_the_first_ticket(api, conn):
@@ -188,6 +214,45 @@ def test_cli_tokens_are_shown_once_kept_as_a_hash_listed_and_revoked(db_url, con
     assert "revoked" in botfleet(db_url, "token", "list").stdout
     bad = botfleet(db_url, "token", "revoke", "nobody")
     assert bad.returncode == 1 and "there is no token named 'nobody'" in bad.stderr
+
+
+def test_a_token_bound_to_a_user_creates_and_accepts_only_as_that_user(api, conn):
+    api.tokens["bob"] = create_token(conn, "bobs-app", "read,submit,update", user="bob")
+    api.tokens["service"] = create_token(conn, "service", "read,submit,update")
+    with api.client("bob") as bob, api.client("service") as service, api.client() as admin:
+        assert new_ticket(bob)["creator"] == "bob"
+        assert new_ticket(bob, creator="bob")["creator"] == "bob"
+        refused = error_of(bob.post("/tickets", json={"metaservice": "testms", "type": "pipe", "creator": "eve"}), 403)
+        assert refused["field"] == "creator" and refused["message"] == (
+            "token 'bobs-app' acts as user 'bob' and may not act as 'eve' (creator): acting for someone else needs "
+            "the admin scope")
+        refused = error_of(service.post("/tickets", json={"metaservice": "testms", "type": "pipe", "creator": "bob"}),
+                           403)
+        assert refused["field"] == "creator" and "bound to no user" in refused["message"]
+        assert new_ticket(service)["creator"] == "api:service"
+        assert new_ticket(admin, creator="eve")["creator"] == "eve"  # the admin scope acts for anybody
+        assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 4
+
+        ticket = new_ticket(admin)["id"]
+        refused = error_of(service.post(f"/tickets/{ticket}/accept", json={"user": "bob"}), 403)
+        assert refused["field"] == "user" and "bound to no user" in refused["message"]
+        api.tokens["eve"] = create_token(conn, "eves-app", "update", user="eve")
+        with api.client("eve") as eve:
+            refused = error_of(eve.post(f"/tickets/{ticket}/accept", json={"user": "bob"}), 403)
+        assert "acts as user 'eve' and may not act as 'bob' (user)" in refused["message"]
+        assert admin.get(f"/tickets/{ticket}").json()["assigned_user"] is None
+        assert bob.post(f"/tickets/{ticket}/accept", json={"user": "bob"}).json()["assigned_user"] == "bob"
+
+
+def test_cli_token_bound_to_a_user_is_listed_with_it_and_the_user_must_exist(db_url, conn):
+    directory.add_user(conn, "ann")
+    made = botfleet(db_url, "token", "create", "--name", "anns-app", "--scopes", "submit", "--user", "ann")
+    assert made.returncode == 0, made.stderr
+    assert conn.execute("SELECT user_name FROM api_tokens WHERE name = 'anns-app'").fetchone()["user_name"] == "ann"
+    assert "as ann" in botfleet(db_url, "token", "list").stdout
+    bad = botfleet(db_url, "token", "create", "--name", "x", "--scopes", "submit", "--user", "zed")
+    assert bad.returncode == 1 and "no user named 'zed'" in bad.stderr
+    assert conn.execute("SELECT count(*) AS n FROM api_tokens WHERE name = 'x'").fetchone()["n"] == 0
 
 
 def test_types_show_states_and_settings_and_admins_override_lifetime_and_frequency(api):

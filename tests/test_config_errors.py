@@ -120,6 +120,13 @@ BAD_CASES = {
     "webhook timeout past half the hung threshold": (
         {"fleet_extra": "webhooks:\n  timeout: 800ms\n"},
         r"fleet.yaml:\d+: webhooks.timeout: must be at most half the hung threshold \(0.75s\), got '800ms'"),
+    "webhooks.allow prefix without the '/' after its host": (
+        {"fleet_extra": "webhooks:\n  allow:\n    - https://hooks.example.org/ok/\n    - https://hooks.example.org\n"},
+        r"fleet.yaml:\d+: webhooks.allow\[1\]: must be an http:// or https:// URL prefix with at least the '/' after "
+        r"the host, like https://hooks.example.org/, got 'https://hooks.example.org'"),
+    "webhooks.allow that is not a list": (
+        {"fleet_extra": "webhooks:\n  allow: https://hooks.example.org/\n"},
+        r"fleet.yaml:\d+: webhooks.allow: must be a list of URL prefixes, got 'https://hooks.example.org/'"),
     "outcome on a state that is not final": (
         {"types": {"testms/pipe": PIPELINE_TYPE.replace("{code: 3, name: third}", "{code: 3, name: third, "
                                                         "outcome: succeeded}") + "job: true\n"}},

@@ -221,6 +221,22 @@ def test_malformed_empty_or_unknown_requests_get_a_json_reply(api, path, body, s
         assert word in reply["message"]
 
 
+def test_every_refusal_under_the_seeds_prefixes_is_in_the_seeds_shape(api, conn):
+    big = json.dumps({"instance_token": TOKEN_0, "status_name": "x" * 2_000_000}).encode()
+    with httpx.Client(base_url=api.base_url, timeout=15) as client:
+        for response, status in [
+                (client.post("/status/setStatus", content=big), 413),  # with a Content-Length
+                (client.post("/status/setStatus", content=(big[at:at + 65536] for at in range(0, len(big), 65536))),
+                 413),  # chunked
+                (client.post("/status/nothingHere", json={}), 404), (client.post("/instance/nothingHere"), 404),
+                (client.post("/event/nothingHere"), 404), (client.get("/status/setStatus"), 405),
+                (client.post("/instance/create", json={"object_name": "x", "instance_timeout": 5}), 401)]:
+            assert response.status_code == status, response.text
+            reply = response.json()
+            assert reply["status"] is False and reply["message"] == reply["error"]["message"], reply
+    assert counts(conn)["instances"] == 0
+
+
 def test_creating_needs_a_token_with_submit_and_an_object_that_has_a_model(api, conn):
     with httpx.Client(base_url=api.base_url, timeout=15) as anonymous:
         response = anonymous.post("/instance/create", json={"object_name": "2-POINT LINE TASK", "instance_timeout": 5})

@@ -26,20 +26,30 @@ SECRET = "s3cret-for-tests"
 
 
 class Receiver:
-    """An HTTP server that records every POST; /refuse answers 404."""
+    """An HTTP server that records every POST and GET; /refuse answers 404, a path ending in /moved 302 to redirect_to."""
 
     def __init__(self, port):
         self.port, self.received, self.server = port, [], None
         self.url = f"http://127.0.0.1:{port}"
+        self.redirect_to = None
 
     def start(self):
-        received = self.received
+        received, receiver = self.received, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received.append((self.path, dict(self.headers), body))
-                self.send_response(404 if self.path == "/refuse" else 204)
+                if self.path.endswith("/moved"):
+                    self.send_response(302)
+                    self.send_header("Location", receiver.redirect_to)
+                else:
+                    self.send_response(404 if self.path == "/refuse" else 204)
+                self.end_headers()
+
+            def do_GET(self):  # urllib follows a 302 with a GET
+                received.append((self.path, dict(self.headers), b""))
+                self.send_response(204)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -107,6 +117,56 @@ def test_every_change_is_delivered_once_in_order_and_signed_after_the_receiver_w
                             capture_output=True, text=True)
     assert json.loads(status.stdout)["webhooks"] == {"pending": 0, "retrying": 0, "failed": 3}, status.stderr
     assert WEBHOOK_BOT in config.bots
+
+
+def test_a_tickets_own_callback_url_must_match_webhooks_allow_and_redirects_are_not_followed(
+        tmp_path, db_url, conn, processes, receiver):
+    from tests.test_api import error_of, serve_api
+
+    inside = Receiver(free_port())  # an "internal" server: a redirect must never reach it
+    inside.start()
+    try:
+        receiver.redirect_to = f"{inside.url}/admin"
+        api = serve_api(tmp_path, db_url, conn, processes,
+                        fleet_extra=f"webhooks:\n  retry_backoff: 100ms\n  allow: ['{receiver.url}/ok/']\n")
+        receiver.start()
+        processes.start(WEBHOOK_BOT, api.config_dir, db_url, {"BOTFLEET_WEBHOOK_SECRET": SECRET})
+        with api.client() as client:
+            for url in (f"{inside.url}/ok/admin", f"{receiver.url}/other", f"{receiver.url}/ok/../admin",
+                        f"{receiver.url}/ok.evil/"):
+                refused = error_of(client.post("/tickets", json={"metaservice": "testms", "type": "pipe",
+                                                                 "callback_url": url}), 422)
+                assert (refused["code"], refused["field"]) == ("callback_url_refused", "callback_url"), refused
+                assert url in refused["message"]
+            assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
+            delivered = client.post("/tickets", json={"metaservice": "testms", "type": "pipe",
+                                                      "callback_url": f"{receiver.url}/ok/hooks"})
+            moved = client.post("/tickets", json={"metaservice": "testms", "type": "pipe",
+                                                  "callback_url": f"{receiver.url}/ok/moved"})
+            assert (delivered.status_code, moved.status_code) == (201, 201), (delivered.text, moved.text)
+
+        def outbox(ticket):
+            return conn.execute("SELECT state, last_error AS error FROM webhook_outbox WHERE ticket_id = %s",
+                                (ticket.json()["id"],)).fetchone()
+        wait_until(lambda: outbox(delivered) and outbox(delivered)["state"] == "delivered", 30,
+                   "the allowed callback to be delivered")
+        wait_until(lambda: outbox(moved) and outbox(moved)["state"] == "failed", 30, "the redirected one to fail")
+        assert "answered 302" in outbox(moved)["error"] and "redirects are not followed" in outbox(moved)["error"]
+        assert sorted(path for path, _, _ in receiver.received) == ["/ok/hooks", "/ok/moved"]
+        assert inside.received == []
+    finally:
+        inside.stop()
+
+
+def test_without_webhooks_allow_a_ticket_may_not_set_its_own_callback_url(tmp_path, db_url, conn, processes):
+    from tests.test_api import error_of, serve_api
+
+    api = serve_api(tmp_path, db_url, conn, processes)
+    with api.client() as client:
+        refused = error_of(client.post("/tickets", json={"metaservice": "testms", "type": "pipe",
+                                                         "callback_url": "http://127.0.0.1:9/x"}), 422)
+    assert refused["field"] == "callback_url" and "allows none" in refused["message"]
+    assert conn.execute("SELECT count(*) AS n FROM tickets").fetchone()["n"] == 0
 
 
 @pytest.fixture

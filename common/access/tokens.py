@@ -27,13 +27,17 @@ def parse_scopes(text) -> list[str]:
     return sorted(set(scopes), key=SCOPES.index)
 
 
-def create_token(conn, name: str, scopes) -> str:
-    """Make a token named `name` with `scopes`; returns the token, which is not stored and cannot be shown again."""
+def create_token(conn, name: str, scopes, user: str | None = None) -> str:
+    """Make a token named `name` with `scopes`, acting as `user` if given (who must exist); returns the token,
+    which is not stored and cannot be shown again."""
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise BotfleetError(f"a token needs a name without surrounding spaces, got {name!r}")
     scopes = parse_scopes(scopes)
+    if user is not None and conn.execute(sql.UNKNOWN_USERS, {"users": [user]}).fetchone() is not None:
+        raise BotfleetError(f"no user named {user!r}: add it with `botfleet user add {user}`")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    if conn.execute(sql.ADD_TOKEN, {"name": name, "token_hash": token_hash(token), "scopes": scopes}).fetchone() is None:
+    params = {"name": name, "token_hash": token_hash(token), "scopes": scopes, "user": user}
+    if conn.execute(sql.ADD_TOKEN, params).fetchone() is None:
         raise BotfleetError(f"a token named {name!r} exists already (revoked ones keep their name)")
     return token
 
@@ -48,6 +52,6 @@ def revoke_token(conn, name: str) -> None:
 
 
 def token_owner(conn, token: str):
-    """(name, scopes) of a live token, or None for an unknown or revoked one."""
+    """(name, scopes, user) of a live token (user None: bound to nobody), or None for an unknown or revoked one."""
     row = conn.execute(sql.TOKEN_SCOPES, {"token_hash": token_hash(token)}).fetchone()
-    return (row["name"], frozenset(row["scopes"])) if row else None
+    return (row["name"], frozenset(row["scopes"]), row["user_name"]) if row else None

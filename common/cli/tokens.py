@@ -7,7 +7,7 @@ from common.cli.shared import connection, load_config, print_json
 def cmd_token_create(args):
     cfg = load_config(args)
     with connection(cfg) as conn:
-        token = create_token(conn, args.name, args.scopes)
+        token = create_token(conn, args.name, args.scopes, args.user)
     print(token)
 
 
@@ -20,7 +20,8 @@ def cmd_token_list(args):
         return
     for row in rows:
         state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "live"
-        print(f"{row['name']:<24} {','.join(row['scopes']):<28} created {row['created_at']:%Y-%m-%d %H:%M}  {state}")
+        user = f"as {row['user_name']}" if row["user_name"] else "-"
+        print(f"{row['name']:<24} {','.join(row['scopes']):<28} {user:<16} created {row['created_at']:%Y-%m-%d %H:%M}  {state}")
 
 
 def cmd_token_revoke(args):
@@ -35,6 +36,8 @@ def add_parsers(sub, command):
     p = command(group, "create", cmd_token_create, "make a token and print it, once: only its hash is kept")
     p.add_argument("--name", required=True, help="who or what uses it; unique")
     p.add_argument("--scopes", required=True, help=f"comma-separated, of: {','.join(SCOPES)}")
+    p.add_argument("--user", help="the user it acts as: it creates tickets as them and accepts only as them "
+                                  "(acting for another user needs the admin scope)")
     p = command(group, "list", cmd_token_list, "tokens with their scopes, live or revoked")
     p.add_argument("--json", action="store_true")
     p = command(group, "revoke", cmd_token_revoke, "revoke a token at once")

@@ -31,6 +31,7 @@ from common.config.builtin import (
 )
 from common.config.durations import parse_duration_s
 from common.config.models import (
+    CALLBACK_PREFIX_PATTERN,
     CALLBACK_URL_PATTERN,
     DEFAULT_SECRET_ENV,
     JOB_STATUSES,
@@ -292,7 +293,7 @@ def _hosts(doc, section, bots) -> dict:
 CALLBACK_URL = re.compile(CALLBACK_URL_PATTERN)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 WEBHOOK_DEFAULTS = {"max_tries": 8, "retry_backoff": "1s", "max_backoff": "5m", "timeout": "2s",
-                    "keep_delivered": "1d", "keep_failed": "14d"}
+                    "keep_delivered": "1d", "keep_failed": "14d", "allow": []}
 
 
 def _jobsweeper(doc, section) -> float:
@@ -329,7 +330,22 @@ def _webhooks(doc, section, hung_after_s) -> WebhookSettings:
                            max_backoff_s=_duration(doc, ("webhooks", "max_backoff"), merged["max_backoff"]),
                            timeout_s=timeout_s,
                            keep_delivered_s=_duration(doc, ("webhooks", "keep_delivered"), merged["keep_delivered"]),
-                           keep_failed_s=_duration(doc, ("webhooks", "keep_failed"), merged["keep_failed"]))
+                           keep_failed_s=_duration(doc, ("webhooks", "keep_failed"), merged["keep_failed"]),
+                           allow=_callback_prefixes(doc, merged["allow"]))
+
+
+def _callback_prefixes(doc, allow) -> tuple:
+    """`webhooks.allow`: the URL prefixes a ticket's own callback_url may start with."""
+    if allow is None:
+        return ()
+    if not isinstance(allow, list):
+        raise doc.error(("webhooks", "allow"), f"must be a list of URL prefixes, got {allow!r}")
+    for index, prefix in enumerate(allow):
+        if not (isinstance(prefix, str) and re.match(CALLBACK_PREFIX_PATTERN, prefix)):
+            raise doc.error(("webhooks", "allow", index), "must be an http:// or https:// URL prefix with at least "
+                                                          f"the '/' after the host, like https://hooks.example.org/, "
+                                                          f"got {prefix!r}")
+    return tuple(allow)
 
 
 MAIL_DEFAULTS = {"host": "localhost", "port": 25, "security": "none", "username": None, "password_env": None,

@@ -20,6 +20,9 @@ class State:
 
 # A receiver of state changes: an http(s) URL the webhook bot can POST to (checked in YAML and by the API).
 CALLBACK_URL_PATTERN = r"^https?://[^\s/?#]+(/\S*)?$"
+# A prefix of `webhooks.allow`: a scheme, a host (and port) and at least the "/" after it, so that
+# "https://hooks.example.org/" cannot be matched by https://hooks.example.org.evil.net/ or by a user part.
+CALLBACK_PREFIX_PATTERN = r"^https?://[^\s/?#@]+/\S*$"
 DEFAULT_SECRET_ENV = "BOTFLEET_WEBHOOK_SECRET"  # the variable holding the key webhooks are signed with
 
 SUCCEEDED, FAILED = "succeeded", "failed"
@@ -180,6 +183,21 @@ class WebhookSettings:
     timeout_s: float = 2.0  # per request; at most half the watchdog's hung threshold
     keep_delivered_s: float = 86400.0
     keep_failed_s: float = 14 * 86400.0
+    # URL prefixes a ticket's own callback_url (set over the API) must start with; none: no ticket may
+    # set one. A type's callback_url is the config's own, and trusted.
+    allow: tuple = ()
+
+    def callback_refusal(self, url: str) -> str | None:
+        """Why a ticket may not have `url` as its callback_url, or None when it may."""
+        if not self.allow:
+            return ("a ticket's own callback_url is refused: fleet.yaml allows none (list URL prefixes "
+                    "under webhooks.allow)")
+        path = url.split("?", 1)[0].split("#", 1)[0]
+        if "/../" in path + "/" or "/./" in path + "/" or "\\" in url:  # a receiver could resolve these elsewhere
+            return f"callback_url {url!r} has a dot segment or a backslash in its path"
+        if not any(url.startswith(prefix) for prefix in self.allow):
+            return f"callback_url {url!r} starts with none of webhooks.allow: {', '.join(self.allow)}"
+        return None
 
 
 JOB_STATUSES = ("pending", "in_progress", "completed", "failed")  # seed 004's words, for /job

@@ -442,6 +442,7 @@ api_tokens = Table(
     Column("scopes", ARRAY(Text), nullable=False),
     Column("created_at", TZ, nullable=False, server_default=text("botfleet_now()")),
     Column("revoked_at", TZ),
+    Column("user_name", Text),  # the user it acts as (creates as, accepts as); NULL: none
 )
 
 # POST /tickets with an Idempotency-Key: the ticket the first request made, per token, so a retry gets

@@ -1252,18 +1252,18 @@ FROM notifications WHERE email_state = 'pending'
 # -- API tokens ----------------------------------------------------------------------------------------
 
 ADD_TOKEN = """
-INSERT INTO api_tokens (name, token_hash, scopes) VALUES (%(name)s, %(token_hash)s, %(scopes)s)
+INSERT INTO api_tokens (name, token_hash, scopes, user_name) VALUES (%(name)s, %(token_hash)s, %(scopes)s, %(user)s)
 ON CONFLICT (name) DO NOTHING RETURNING name
 """
 
-LIST_TOKENS = "SELECT name, scopes, created_at, revoked_at FROM api_tokens ORDER BY name"
+LIST_TOKENS = "SELECT name, scopes, user_name, created_at, revoked_at FROM api_tokens ORDER BY name"
 
 REVOKE_TOKEN = """
 UPDATE api_tokens SET revoked_at = coalesce(revoked_at, (SELECT botfleet_now())) WHERE name = %(name)s RETURNING name
 """
 
-# The name and scopes of a live token, by its hash.
-TOKEN_SCOPES = "SELECT name, scopes FROM api_tokens WHERE token_hash = %(token_hash)s AND revoked_at IS NULL"
+# The name, scopes and user of a live token, by its hash.
+TOKEN_SCOPES = "SELECT name, scopes, user_name FROM api_tokens WHERE token_hash = %(token_hash)s AND revoked_at IS NULL"
 
 # POST /tickets with an Idempotency-Key: requests with the same token and key are taken one at a time,
 # and all but the first find the ticket it made.
