@@ -2,9 +2,12 @@
 the one thing a route does with a body. The seed's clients (statusek) send "raw json in the body" that way,
 and one rule for every route beats a 415 on some. (What strict checking guards against, a browser's
 cross-site request riding on its cookies, does not apply: the API takes no cookies, only a bearer token or,
-for statusek, the instance token in the body.) A body that is not JSON is 400 malformed_json."""
+for statusek, the instance token in the body.) A body that is not JSON is 400 malformed_json. The one
+exception is the statusek compatibility mode (/statusek/), which reads a form as its upstream does."""
 
 JSON = (b"content-type", b"application/json")
+# Routes that read their body by its Content-Type themselves (api/statusek_compat.py's PREFIX).
+OWN_BODIES = ("/statusek/",)
 
 
 class JsonBodies:
@@ -14,6 +17,6 @@ class JsonBodies:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not scope["path"].startswith(OWN_BODIES):
             scope = {**scope, "headers": [*(h for h in scope["headers"] if h[0] != b"content-type"), JSON]}
         await self.app(scope, receive, send)
