@@ -25,13 +25,35 @@ states:
   - {code: 4, name: failed, final: true, outcome: failed}
 transitions: [[1, 2], [2, 3, 4]]
 """
-TYPES = {"testms/job": JOB_TYPE}
+# A job type whose work is done by its own bot, and a submitter that waits for one of its jobs.
+TASK_TYPE = JOB_TYPE + "retries: 0\nmax_runtime: 30m\n"
+SUBMITTER_TYPE = """\
+lifetime: 30d
+notification_frequency: 30d
+retention: 30d
+states:
+  - {code: 1, name: waiting}
+  - {code: 2, name: told, final: true}
+transitions: [[1, 2]]
+"""
+TYPES = {"testms/job": JOB_TYPE, "testms/task": TASK_TYPE, "testms/submitter": SUBMITTER_TYPE}
+TASK_BOTS = {"testms-task-2-working": "handler: tests.handlers:job_work\nhandler_timeout: 1s\n",
+             "testms-submitter-1-waiting": "handler: tests.handlers:submit_job\n"}
 
 
 @pytest.fixture
 def api(tmp_path, db_url, conn, processes):
     # No bot of a working state runs: the jobs are driven over HTTP, as by a worker outside the fleet.
     api = serve_api(tmp_path, db_url, conn, processes, types=TYPES, fleet_extra="jobs:\n  type: testms/job\n")
+    api.db_url = db_url
+    return api
+
+
+@pytest.fixture
+def task_api(tmp_path, db_url, conn, processes):
+    """/job of testms/task, whose working state has a bot: jobs a submitter's handler waits for."""
+    api = serve_api(tmp_path, db_url, conn, processes, types=TYPES, bots=TASK_BOTS,
+                    fleet_extra="jobs:\n  type: testms/task\n")
     api.db_url = db_url
     return api
 
@@ -146,3 +168,43 @@ def test_succeeded_jobs_go_after_24_hours_failed_ones_after_two_weeks_and_open_o
     clock.shift(conn, 13 * 86400)
     wait_until(lambda: failed["id"] not in ids(), 30, "the failed job to go after 2 weeks")
     assert ids() == {running["id"]}, "a running job was deleted"
+
+
+@pytest.mark.parametrize("mode, error", [
+    ("raise", "handler failed 1 times; last error: RuntimeError: smtp down"),
+    ("overrun", "the handler ran longer than handler_timeout (1s)"),
+    ("wait", "it ran longer than its max_runtime (1800s) in state 2"),
+])
+def test_a_job_whose_handler_fails_for_good_ends_failed_and_its_submitter_is_told(task_api, conn, processes, mode,
+                                                                                    error):
+    api = task_api
+    for name in ("testms-task-1-pending", "testms-task-2-working", "testms-task-4-failed",
+                 "testms-submitter-1-waiting"):
+        processes.start(name, api.config_dir, api.db_url)
+    client = api.client()
+    created = client.post("/tickets", json={"metaservice": "testms", "type": "submitter",
+                                            "payload": {"job_type": "task", "mode": mode}})
+    assert created.status_code == 201, created.text
+    submitter = created.json()["id"]
+
+    def job_id():
+        row = conn.execute("SELECT id FROM tickets WHERE parent_id = %s", (submitter,)).fetchone()
+        return row and row["id"]
+
+    wait_until(job_id, 30, "the submitter to create its job")
+    job = job_id()
+    if mode == "wait":
+        wait_until(lambda: conn.execute("SELECT state, step FROM tickets WHERE id = %s", (job,)).fetchone()["step"] >= 2,
+                   30, "the job to start waiting in its working state")
+        clock.shift(conn, 2 * 3600)
+    wait_until(lambda: conn.execute("SELECT closed_at FROM tickets WHERE id = %s", (submitter,)).fetchone()["closed_at"],
+               30, "the submitter to be told how its job ended")
+    told = conn.execute("SELECT payload FROM tickets WHERE id = %s", (submitter,)).fetchone()["payload"]
+    assert told["woken_by"] == {"id": job, "state": 4}, "the submitter was not told FAILED"
+    assert status_of(client, job) == "failed" and client.get(f"/job/{job}").json()["status"] == "failed"
+    ticket = conn.execute("SELECT state, closed_at, waiting_for FROM tickets WHERE id = %s", (job,)).fetchone()
+    assert ticket["state"] == 4 and ticket["closed_at"] is not None and ticket["waiting_for"] is None
+    assert conn.execute("SELECT count(*) AS n FROM tickets WHERE metaservice = 'botfleet'").fetchone()["n"] == 0, \
+        "an error ticket was raised instead"
+    log = [entry["entry"] for entry in client.get(f"/operations/{job}/log").json()]
+    assert any(error in entry and "to 4 (failed)" in entry for entry in log), log
