@@ -14,7 +14,15 @@ from api.models import CREATE_RESPONSES, ERROR_RESPONSES, CallbackUrl, TicketId
 from api.tickets import create_once
 from common.config.models import JOB_STATUSES
 from common.errors import TicketNotFound
-from common.tickets.jobs import SORTS, delete_object_jobs, is_job, list_operations, log_entry
+from common.tickets.jobs import (
+    SORTS,
+    delete_object_jobs,
+    get_operation,
+    is_job,
+    list_operations,
+    log_entry,
+    record_starts,
+)
 from common.tickets.manual import patch_ticket
 from common.tickets.read import get_events, get_ticket
 
@@ -47,7 +55,8 @@ class JobPatch(BaseModel):
 
 class Job(BaseModel):
     id: int
-    status: str | None = Field(description=f"one of {', '.join(JOB_STATUSES)}; null in a state without one")
+    status: str = Field(description=f"one of {', '.join(JOB_STATUSES)}: the status /operations shows, in these "
+                                    "words (README: Jobs)")
     state: int
     state_name: str | None
     name: str | None
@@ -87,8 +96,9 @@ def _settings(request):
     return jobs
 
 
-def _job_out(config, ticket) -> Job:
-    return Job(id=ticket.id, status=config.jobs.status_of(ticket.state), state=ticket.state,
+def _job_out(conn, config, ticket) -> Job:
+    status = get_operation(conn, config, ticket.id).job_status
+    return Job(id=ticket.id, status=status, state=ticket.state,
                state_name=config.state_name(ticket.metaservice, ticket.ticket_type, ticket.state),
                name=ticket.payload.get("name"), payload=ticket.payload, created_at=ticket.created_at,
                start_after=ticket.start_after, closed_at=ticket.closed_at, callback_url=ticket.callback_url)
@@ -112,14 +122,15 @@ async def create_job(body: JobIn, request: Request, response: Response,
     ticket = await create_once(request, response, token, idempotency_key, jobs.metaservice, jobs.ticket_type,
                                payload, location="/job", creator=body.creator, group_role=body.group,
                                start_after=body.start_after, callback_url=body.callback_url)
-    return _job_out(request.app.state.config, ticket)
+    with request.app.state.pool.connection() as conn:
+        return _job_out(conn, request.app.state.config, ticket)
 
 
 @router.get("/job/{job_id}", response_model=Job, responses=ERROR_RESPONSES)
 def read_job(job_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> Job:
     jobs = _settings(request)
     with request.app.state.pool.connection() as conn:
-        return _job_out(request.app.state.config, _job_ticket(conn, jobs, job_id))
+        return _job_out(conn, request.app.state.config, _job_ticket(conn, jobs, job_id))
 
 
 @router.patch("/job/{job_id}", response_model=Job, responses=ERROR_RESPONSES)
@@ -139,7 +150,10 @@ def update_job(job_id: TicketId, body: JobPatch, request: Request, token: Annota
     # The pool, not a connection of it: a wait for a bot to hand the job back holds none (manual.py).
     ticket = patch_ticket(request.app.state.pool, config, job_id, payload=body.payload,
                           state=jobs.statuses[body.status] if body.status is not None else None, actor=f"api:{token}")
-    return _job_out(config, ticket)
+    with request.app.state.pool.connection() as conn:
+        if ticket.state != config.ticket_type(ticket.metaservice, ticket.ticket_type).initial:
+            record_starts(conn, config, [ticket], f"api:{token}")
+        return _job_out(conn, config, ticket)
 
 
 @router.get("/operations", response_model=list[Operation], responses=ERROR_RESPONSES)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.store import clock
+from common.tickets.jobs import JOB_WORDS, operation_status
 from tests.conftest import wait_until
 from tests.test_api import error_of, serve_api
 
@@ -37,7 +38,7 @@ states:
 transitions: [[1, 2]]
 """
 TYPES = {"testms/job": JOB_TYPE, "testms/task": TASK_TYPE, "testms/submitter": SUBMITTER_TYPE}
-TASK_BOTS = {"testms-task-2-working": "handler: tests.handlers:job_work\nhandler_timeout: 1s\n",
+TASK_BOTS = {"testms-task-1-pending": "handler: tests.handlers:slow\n", "testms-task-2-working": "handler: tests.handlers:job_work\nhandler_timeout: 1s\n",
              "testms-submitter-1-waiting": "handler: tests.handlers:submit_job\n"}
 
 
@@ -208,3 +209,52 @@ def test_a_job_whose_handler_fails_for_good_ends_failed_and_its_submitter_is_tol
         "an error ticket was raised instead"
     log = [entry["entry"] for entry in client.get(f"/operations/{job}/log").json()]
     assert any(error in entry and "to 4 (failed)" in entry for entry in log), log
+
+
+@pytest.mark.parametrize("facts, status", [
+    ({"closed": True, "outcome": "succeeded"}, "succeeded"),
+    ({"closed": True, "outcome": "failed"}, "failed"),
+    ({"closed": True, "outcome": None}, "failed"),            # closed by hand where it stood
+    ({"sleeping": True}, "sleeping"),
+    ({}, "notstarted"),
+    ({"held": True}, "running"),                                # a bot or worker holds it, still in its first state
+    ({"moved_on": True}, "running"),
+])
+def test_a_jobs_one_status_comes_from_its_state_hold_start_after_and_outcome(facts, status):
+    given = {"closed": False, "outcome": None, "sleeping": False, "moved_on": False, "held": False, **facts}
+    assert operation_status(**given) == status
+    assert set(JOB_WORDS) == {"sleeping", "notstarted", "running", "succeeded", "failed"}
+    assert set(JOB_WORDS.values()) == {"pending", "in_progress", "completed", "failed"}
+
+
+def test_a_held_job_is_in_progress_on_both_routes_and_its_log_says_when_it_started(task_api, conn, processes):
+    processes.start("testms-task-1-pending", task_api.config_dir, task_api.db_url)
+    client = task_api.client()
+    # The bot holds it a minute, still in its first state.
+    job = new_job(client, object_type="workorder", object_id="WO-3", payload={"sleep_s": 60})
+    wait_until(lambda: conn.execute("SELECT lease_owner FROM tickets WHERE id = %s", (job["id"],)).fetchone()[
+        "lease_owner"], 30, "the bot to take the job")
+    assert client.get(f"/job/{job['id']}").json()["status"] == "in_progress"
+    operation = {o["id"]: o for o in client.get("/operations").json()}[job["id"]]
+    assert operation["status"] == "running"
+    assert datetime.fromisoformat(operation["last_action"]) > datetime.fromisoformat(job["created_at"])
+    log = [entry["entry"] for entry in client.get(f"/operations/{job['id']}/log").json()]
+    assert log[-1].startswith("started in 1 (pending) (by testms-task-1-pending"), log
+    gone = client.delete("/operations", params={"object_type": "workorder", "object_id": "WO-3"}).json()
+    assert gone == {"deleted": [], "running": [job["id"]]}
+
+
+def test_a_payload_change_starts_nothing_and_an_unstarted_job_can_be_deleted(api, conn):
+    client = api.client()
+    job = new_job(client, object_type="workorder", object_id="WO-9")
+    patched = client.patch(f"/job/{job['id']}", json={"payload": {"to": "ann"}}).json()
+    assert patched["status"] == "pending" and status_of(client, job["id"]) == "notstarted"
+    assert client.get(f"/job/{job['id']}").json()["status"] == "pending"
+    gone = client.delete("/operations", params={"object_type": "workorder", "object_id": "WO-9"}).json()
+    assert gone == {"deleted": [job["id"]], "running": []}
+    moved = new_job(client, object_type="workorder", object_id="WO-9")
+    assert client.patch(f"/job/{moved['id']}", json={"status": "in_progress"}).json()["status"] == "in_progress"
+    log = [entry["entry"] for entry in client.get(f"/operations/{moved['id']}/log").json()]
+    assert log[-1] == "started in 2 (working) (by api:ci)", log
+    assert client.delete("/operations", params={"object_type": "workorder", "object_id": "WO-9"}).json() == {
+        "deleted": [], "running": [moved["id"]]}

@@ -1311,7 +1311,8 @@ _JOB_TYPES = """(t.metaservice, t.ticket_type) IN (
 
 _OPERATION_COLUMNS = f"""t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
        coalesce(t.start_after > (SELECT botfleet_now()), false) AS sleeping,
-       coalesce(t.lease_expires_at > {LIVE_NOW}, false) AS leased,
+       coalesce(t.lease_expires_at > {LIVE_NOW}, false) OR t.waiting_for IS NOT NULL AS held,
+       t.waiting_for, t.lease_owner, t.lease_expires_at <= {LIVE_NOW} AS lease_dead,
        coalesce((SELECT max(e.at) FROM ticket_events e WHERE e.ticket_id = t.id), t.created_at) AS last_action"""
 
 LIST_OPERATIONS = f"""
@@ -1320,30 +1321,31 @@ ORDER BY CASE WHEN %(sort)s = 'created' THEN o.created_at ELSE o.last_action END
 LIMIT %(limit)s
 """
 
-# DELETE /operations: the jobs of an object that is gone, but not one that runs (open, leased or past its
-# first step): it finishes and goes by retention. With their events, in one statement.
-DELETE_OBJECT_JOBS = f"""
-WITH doomed AS (
-    SELECT t.id FROM tickets t
-    WHERE {_JOB_TYPES}
-      AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
-      AND (t.closed_at IS NOT NULL
-           OR (t.step = 0 AND coalesce(t.lease_expires_at <= {LIVE_NOW}, true)
-               AND t.waiting_for IS NULL))
-    FOR UPDATE OF t
-), events_gone AS (
-    DELETE FROM ticket_events e USING doomed d WHERE e.ticket_id = d.id
-), gone AS (
-    DELETE FROM tickets t USING doomed d WHERE t.id = d.id RETURNING t.id
-)
-SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS deleted FROM gone
+OPERATION = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = %(id)s"
+
+# DELETE /operations: an object's jobs, locked, for the caller to tell the running ones from the rest.
+OBJECT_JOBS = f"""
+SELECT {_OPERATION_COLUMNS} FROM tickets t
+WHERE {_JOB_TYPES} AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
+ORDER BY t.id FOR UPDATE OF t
 """
 
-RUNNING_OBJECT_JOBS = f"""
-SELECT t.id FROM tickets t
-WHERE {_JOB_TYPES} AND t.closed_at IS NULL
-  AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
-ORDER BY t.id
+# Jobs with their events, in one statement.
+DELETE_JOBS = """
+WITH events_gone AS (
+    DELETE FROM ticket_events e WHERE e.ticket_id = ANY(%(ids)s)
+), gone AS (
+    DELETE FROM tickets t WHERE t.id = ANY(%(ids)s) RETURNING t.id
+)
+SELECT coalesce(array_agg(id ORDER BY id), '{}') AS deleted FROM gone
+"""
+
+# A job's log entry when it starts (first taken by a bot or a worker, or moved on by hand): once.
+JOB_STARTED = """
+INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor)
+SELECT t.id, t.step, 'started', t.state, t.state, %(actor)s FROM tickets t
+WHERE t.id = ANY(%(ids)s) AND NOT EXISTS (SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = 'started')
+ON CONFLICT DO NOTHING
 """
 
 # -- webhooks ----------------------------------------------------------------------------------------------
