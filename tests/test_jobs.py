@@ -77,7 +77,7 @@ def status_of(client, job_id) -> str:
 def test_jobs_report_their_status_in_the_seeds_words_and_operations_show_them_with_their_log(api, conn):
     client = api.client()
     job = new_job(client, object_type="workorder", object_id="WO-1", payload={"to": "ann"})
-    assert (job["status"], job["state_name"], job["payload"]["object_id"]) == ("pending", "pending", "WO-1")
+    assert (job["status"], job["state_name"], job["object_id"]) == ("pending", "pending", "WO-1")
     later = datetime.now(UTC) + timedelta(hours=1)
     sleeper = new_job(client, name="nightly", start_after=later.isoformat())
     assert status_of(client, sleeper["id"]) == "sleeping" and status_of(client, job["id"]) == "notstarted"
@@ -258,3 +258,75 @@ def test_a_payload_change_starts_nothing_and_an_unstarted_job_can_be_deleted(api
     assert log[-1] == "started in 2 (working) (by api:ci)", log
     assert client.delete("/operations", params={"object_type": "workorder", "object_id": "WO-9"}).json() == {
         "deleted": [], "running": [moved["id"]]}
+
+
+def test_a_jobs_own_fields_are_not_its_instruction(api, conn):
+    client = api.client()
+    instruction = {"name": "ann", "object_type": "pump", "object_id": 7}
+    job = new_job(client, object_type="workorder", object_id=42, payload=instruction)
+    assert (job["name"], job["object_type"], job["object_id"], job["payload"]) == ("notify", "workorder", "42",
+                                                                                    instruction)
+    # A job whose instruction merely names the object is not the object's job.
+    bystander = new_job(client, object_type="invoice", object_id="1", payload={"object_type": "workorder",
+                                                                               "object_id": "42"})
+    patched = client.patch(f"/job/{job['id']}", json={"payload": {"name": "renamed", "object_id": "43"}}).json()
+    assert (patched["name"], patched["object_id"], patched["payload"]["name"]) == ("notify", "42", "renamed")
+    assert {o["id"]: o["name"] for o in client.get("/operations").json()}[job["id"]] == "notify"
+    gone = client.delete("/operations", params={"object_type": "workorder", "object_id": "42"}).json()
+    assert gone == {"deleted": [job["id"]], "running": []}
+    assert client.get(f"/job/{bystander['id']}").status_code == 200
+    assert error_of(client.post("/job", json={"name": "x", "object_id": True}), 422)["field"].startswith("object_id")
+
+
+def test_a_status_report_with_a_message_moves_the_job_and_logs_the_message(api, conn):
+    client = api.client()
+    job = new_job(client)
+    moved = client.patch(f"/job/{job['id']}", json={"status": "in_progress", "message": "picked up by w1"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["status"] == "in_progress"
+    assert client.patch(f"/job/{job['id']}", json={"message": "half way"}).status_code == 200
+    log = [entry["entry"] for entry in client.get(f"/operations/{job['id']}/log").json()]
+    assert any("from 1 (pending) to 2 (working): picked up by w1 (by api:ci)" in entry for entry in log), log
+    assert log[-1] == "patched in 2 (working): half way (by api:ci)", log
+
+
+def test_a_restarted_worker_finds_its_unsettled_jobs(api, conn):
+    client = api.client()
+    pending, mine, theirs, dead, moved, done = (new_job(client)["id"] for _ in range(6))
+    for job_id, owner, live in ((mine, "worker:w1", True), (theirs, "worker:w2", True), (dead, "worker:w3", False)):
+        # A hold as /workers/{name}/next takes it: a lease to the worker, live or lapsed.
+        conn.execute("UPDATE tickets SET lease_owner = %s, lease_expires_at = statement_timestamp() + "
+                     "CASE WHEN %s THEN interval '1 hour' ELSE interval '-1 second' END WHERE id = %s",
+                     (owner, live, job_id))
+    for job_id in (moved, done):
+        client.patch(f"/job/{job_id}", json={"status": "in_progress"})
+    client.patch(f"/job/{done}", json={"status": "completed"})
+    found = client.get("/job", params={"unsettled": "true", "worker": "w1"})
+    assert found.status_code == 200, found.text
+    assert [job["id"] for job in found.json()] == [pending, mine, dead]
+    assert {job["id"] for job in client.get("/job").json()} == {pending, mine, theirs, dead, moved}
+    refused = error_of(client.get("/job", params={"unsettled": "true", "worker": "w1/x"}), 422)
+    assert refused["field"] == "worker" and "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$" in refused["message"]
+
+
+def test_a_job_asks_nobody_to_accept_it(api, conn):
+    client = api.client()
+    job = new_job(client, group="testers")  # bob is a tester
+    assert conn.execute("SELECT count(*) AS n FROM notifications WHERE ticket_id = %s", (job["id"],)).fetchone()["n"] == 0
+    ticket = api.client().post("/tickets", json={"metaservice": "testms", "type": "submitter", "group": "testers"})
+    assert ticket.status_code == 201, ticket.text
+    assert conn.execute("SELECT count(*) AS n FROM notifications WHERE ticket_id = %s",
+                        (ticket.json()["id"],)).fetchone()["n"] == 1, "a ticket that is not a job still asks"
+
+
+def test_a_ticket_that_is_not_a_job_is_refused_for_what_it_is(api):
+    client = api.client()
+    other = client.post("/tickets", json={"metaservice": "testms", "type": "submitter"}).json()["id"]
+    task = client.post("/tickets", json={"metaservice": "testms", "type": "task"}).json()["id"]
+    refused = error_of(client.get(f"/job/{other}"), 404)
+    assert refused["message"] == (f"ticket {other} exists but is a testms/submitter ticket, not a job of /job's "
+                                  "type testms/job")
+    assert "is a testms/task ticket" in error_of(client.get(f"/job/{task}"), 404)["message"]
+    assert error_of(client.get(f"/operations/{other}/log"), 404)["message"] == (
+        f"ticket {other} exists but is a testms/submitter ticket, not a job (its type has no job: true)")
+    assert "does not exist" in error_of(client.get("/job/999999"), 404)["message"]

@@ -198,14 +198,14 @@ WITH {gate}clock AS (
 ), new AS (
     INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
                          created_at, state_entered_at, deadline_at, next_reminder_at, due_at, start_after,
-                         callback_url)
+                         callback_url, job_name, object_type, object_id)
     SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
            clock.at, clock.at, clock.starts + {_type_setting("lifetime")} * interval '1 second',
            -- The first acceptance round goes out with the ticket (below); its bot sends the next ones.
            -- A ticket without a group has nobody to ask and nobody to remind.
-           CASE WHEN %(group_role)s::text IS NOT NULL
-                THEN clock.starts + {_type_setting("notification_frequency")} * interval '1 second' END,
-           clock.starts, %(start_after)s, %(callback_url)s
+           -- No rounds for a job (`rounds`: a group, and not a job type).
+           CASE WHEN %(rounds)s THEN clock.starts + {_type_setting("notification_frequency")} * interval '1 second' END,
+           clock.starts, %(start_after)s, %(callback_url)s, %(job_name)s, %(object_type)s, %(object_id)s
     FROM jsonb_array_elements(%(payloads)s::jsonb) WITH ORDINALITY AS u(p, n), clock
     {"WHERE (SELECT lock_state FROM gate) = 'open'" if gated else ""}
     ORDER BY n
@@ -216,7 +216,7 @@ WITH {gate}clock AS (
     RETURNING ticket_id
 ), created AS (
     -- Reading ev makes its 'created' events come first in each ticket's history, before the round's.
-    SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id
+    SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id WHERE %(rounds)s
 ), {_send_rounds("created")}, wake AS (
     -- A ticket that sleeps (start_after) is not claimed now: its bot sets its timer for it instead.
     SELECT pg_notify(c, p) FROM (
@@ -1309,7 +1309,7 @@ SELECT (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', 'closed') FROM 
 _JOB_TYPES = """(t.metaservice, t.ticket_type) IN (
     SELECT * FROM unnest(%(metaservices)s::text[], %(ticket_types)s::text[]))"""
 
-_OPERATION_COLUMNS = f"""t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
+_OPERATION_COLUMNS = f"""t.id, t.job_name, t.object_type, t.object_id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
        coalesce(t.start_after > (SELECT botfleet_now()), false) AS sleeping,
        coalesce(t.lease_expires_at > {LIVE_NOW}, false) OR t.waiting_for IS NOT NULL AS held,
        t.waiting_for, t.lease_owner, t.lease_expires_at <= {LIVE_NOW} AS lease_dead,
@@ -1322,11 +1322,17 @@ LIMIT %(limit)s
 """
 
 OPERATION = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = %(id)s"
+# GET /job: a job type's open jobs, oldest first (a NULL limit: all).
+OPEN_JOBS = f"""
+SELECT {_OPERATION_COLUMNS} FROM tickets t
+WHERE t.metaservice = %(metaservice)s AND t.ticket_type = %(ticket_type)s AND t.closed_at IS NULL
+ORDER BY t.id LIMIT %(limit)s
+"""
 
 # DELETE /operations: an object's jobs, locked, for the caller to tell the running ones from the rest.
 OBJECT_JOBS = f"""
 SELECT {_OPERATION_COLUMNS} FROM tickets t
-WHERE {_JOB_TYPES} AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
+WHERE {_JOB_TYPES} AND t.object_type = %(object_type)s AND t.object_id = %(object_id)s
 ORDER BY t.id FOR UPDATE OF t
 """
 

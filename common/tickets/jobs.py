@@ -6,6 +6,7 @@ from datetime import datetime
 
 from common.config.models import FAILED, SUCCEEDED
 from common.store import sql
+from common.tickets.workers import lease_owner as lease_owner_of
 
 SLEEPING, NOT_STARTED, RUNNING = "sleeping", "notstarted", "running"
 SORTS = ("last_action", "created")
@@ -27,6 +28,9 @@ class Operation:
     exclusive: bool
     lease_owner: str | None = None
     lease_dead: bool = False
+    job_name: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
 
     @property
     def job_status(self) -> str:
@@ -35,7 +39,7 @@ class Operation:
 
     @property
     def name(self) -> str:
-        return str(self.payload.get("name") or f"{self.metaservice}/{self.ticket_type}")
+        return self.job_name or f"{self.metaservice}/{self.ticket_type}"
 
 
 def operation_status(*, closed: bool, outcome: str | None, sleeping: bool, moved_on: bool, held: bool) -> str:
@@ -60,7 +64,8 @@ def _operation(config, row) -> Operation:
                               sleeping=row["sleeping"], moved_on=row["state"] != kind.initial, held=row["held"])
     return Operation(id=row["id"], metaservice=row["metaservice"], ticket_type=row["ticket_type"], state=row["state"],
                      payload=row["payload"], created_at=row["created_at"], last_action=row["last_action"], status=status,
-                     exclusive=kind.exclusive, lease_owner=row["lease_owner"], lease_dead=bool(row["lease_dead"]))
+                     exclusive=kind.exclusive, lease_owner=row["lease_owner"], lease_dead=bool(row["lease_dead"]),
+                     job_name=row["job_name"], object_type=row["object_type"], object_id=row["object_id"])
 
 
 def list_operations(conn, config, *, sort="last_action", limit=100) -> list[Operation]:
@@ -71,6 +76,19 @@ def list_operations(conn, config, *, sort="last_action", limit=100) -> list[Oper
 def get_operation(conn, config, job_id) -> Operation:
     """One job as /operations shows it (its ticket must exist and be a job)."""
     return _operation(config, conn.execute(sql.OPERATION, {"id": job_id}).fetchone())
+
+
+def unsettled_jobs(conn, config, metaservice, ticket_type, *, worker=None, only=True, limit=100) -> list[Operation]:
+    """The open jobs of a type, oldest first; with `only`, those left to settle by a restarted worker: pending
+    (sleeping or notstarted), held by the worker named, or held by an owner whose hold lapsed."""
+    rows = conn.execute(sql.OPEN_JOBS, {"metaservice": metaservice, "ticket_type": ticket_type,
+                                        "limit": limit if not only else None}).fetchall()
+    found = [_operation(config, row) for row in rows]
+    if only:
+        mine = lease_owner_of(worker) if worker else None
+        found = [job for job in found if job.status in (SLEEPING, NOT_STARTED)
+                 or (job.lease_owner is not None and (job.lease_owner == mine or job.lease_dead))]
+    return found[:limit]
 
 
 def record_starts(conn, config, tickets, actor):
