@@ -6,17 +6,26 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from api.auth import require
 from api.errors import ApiError
 from api.models import CREATE_RESPONSES, ERROR_RESPONSES, CallbackUrl, TicketId
 from api.tickets import create_once
 from common.config.models import JOB_STATUSES
-from common.errors import TicketNotFound
-from common.tickets.jobs import SORTS, delete_object_jobs, is_job, list_operations, log_entry
+from common.tickets.jobs import (
+    SORTS,
+    delete_object_jobs,
+    get_operation,
+    is_job,
+    list_operations,
+    log_entry,
+    record_starts,
+    unsettled_jobs,
+)
 from common.tickets.manual import patch_ticket
 from common.tickets.read import get_events, get_ticket
+from common.tickets.workers import WORKER_NAME
 
 router = APIRouter(tags=["jobs"])
 
@@ -29,8 +38,9 @@ class JobIn(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200, description="shown by /operations")
     object_type: str | None = Field(default=None, min_length=1, max_length=200,
                                     description="what submitted it: DELETE /operations removes an object's jobs")
-    object_id: str | None = Field(default=None, min_length=1, max_length=200)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    object_id: Annotated[StrictStr, Field(min_length=1, max_length=200)] | StrictInt | None = Field(
+        default=None, description="a string or a number (kept as its text)")
+    payload: dict[str, Any] = Field(default_factory=dict, description="the job's instruction, kept as it is sent")
     start_after: AwareDatetime | None = Field(default=None, description="it sleeps until then")
     callback_url: CallbackUrl | None = Field(default=None, description="each state change is POSTed here")
     creator: str | None = Field(default=None, min_length=1, max_length=200)
@@ -39,18 +49,22 @@ class JobIn(BaseModel):
 
 class JobPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"status": "in_progress"}, {"status": "completed", "payload": {"result": "ok"}}]})
+        {"status": "in_progress", "message": "picked up by worker w1"}, {"status": "completed", "payload": {"result": "ok"}}]})
 
     status: str | None = Field(default=None, description=f"one of: {', '.join(JOB_STATUSES)}")
+    message: str | None = Field(default=None, min_length=1, max_length=2000, description="an entry of the job's log")
     payload: dict[str, Any] | None = Field(default=None, description="a JSON Merge Patch of the payload")
 
 
 class Job(BaseModel):
     id: int
-    status: str | None = Field(description=f"one of {', '.join(JOB_STATUSES)}; null in a state without one")
+    status: str = Field(description=f"one of {', '.join(JOB_STATUSES)}: the status /operations shows, in these "
+                                    "words (README: Jobs)")
     state: int
     state_name: str | None
     name: str | None
+    object_type: str | None
+    object_id: str | None
     payload: dict[str, Any]
     created_at: datetime
     start_after: datetime | None
@@ -87,17 +101,24 @@ def _settings(request):
     return jobs
 
 
-def _job_out(config, ticket) -> Job:
-    return Job(id=ticket.id, status=config.jobs.status_of(ticket.state), state=ticket.state,
+def _job_out(conn, config, ticket) -> Job:
+    job = get_operation(conn, config, ticket.id)
+    return Job(id=ticket.id, status=job.job_status, state=ticket.state,
                state_name=config.state_name(ticket.metaservice, ticket.ticket_type, ticket.state),
-               name=ticket.payload.get("name"), payload=ticket.payload, created_at=ticket.created_at,
+               name=job.job_name, object_type=job.object_type, object_id=job.object_id,
+               payload=ticket.payload, created_at=ticket.created_at,
                start_after=ticket.start_after, closed_at=ticket.closed_at, callback_url=ticket.callback_url)
+
+
+def _not_a_job(ticket, what: str) -> ApiError:
+    return ApiError(404, "not_a_job", f"ticket {ticket.id} exists but is a {ticket.metaservice}/{ticket.ticket_type} "
+                                      f"ticket, not {what}", "job_id")
 
 
 def _job_ticket(conn, jobs, job_id):
     ticket = get_ticket(conn, job_id)
     if (ticket.metaservice, ticket.ticket_type) != (jobs.metaservice, jobs.ticket_type):
-        raise TicketNotFound(job_id)  # a ticket, but not a job of /job's type
+        raise _not_a_job(ticket, f"a job of /job's type {jobs.metaservice}/{jobs.ticket_type}")
     return ticket
 
 
@@ -107,29 +128,47 @@ async def create_job(body: JobIn, request: Request, response: Response,
                      idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Job:
     """Create a job of the fleet's job type, pending (sleeping until start_after, if later)."""
     jobs = _settings(request)
-    payload = {**body.payload, **{key: value for key in ("name", "object_type", "object_id")
-                                  if (value := getattr(body, key)) is not None}}
     ticket = await create_once(request, response, token, idempotency_key, jobs.metaservice, jobs.ticket_type,
-                               payload, location="/job", creator=body.creator, group_role=body.group,
-                               start_after=body.start_after, callback_url=body.callback_url)
-    return _job_out(request.app.state.config, ticket)
+                               body.payload, location="/job", creator=body.creator, group_role=body.group,
+                               start_after=body.start_after, callback_url=body.callback_url, job_name=body.name,
+                               object_type=body.object_type,
+                               object_id=None if body.object_id is None else str(body.object_id))
+    with request.app.state.pool.connection() as conn:
+        return _job_out(conn, request.app.state.config, ticket)
+
+
+@router.get("/job", response_model=list[Job], responses=ERROR_RESPONSES)
+def list_jobs(request: Request, _: Annotated[str, Depends(require("read"))],
+              unsettled: Annotated[bool, Query(description="only the jobs left to settle")] = False,
+              worker: Annotated[str | None, Query(pattern=WORKER_NAME, description="the caller's worker name")] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[Job]:
+    """The jobs of /job's type, oldest first. With unsettled=true, what a restarted worker picks up again:
+    the pending jobs, and those held by `worker` (its name in /workers/{name}) or by an owner whose hold
+    lapsed (it died)."""
+    jobs = _settings(request)
+    config = request.app.state.config
+    with request.app.state.pool.connection() as conn:
+        found = unsettled_jobs(conn, config, jobs.metaservice, jobs.ticket_type, worker=worker, only=unsettled,
+                               limit=limit)
+        return [_job_out(conn, config, get_ticket(conn, job.id)) for job in found]
 
 
 @router.get("/job/{job_id}", response_model=Job, responses=ERROR_RESPONSES)
 def read_job(job_id: TicketId, request: Request, _: Annotated[str, Depends(require("read"))]) -> Job:
     jobs = _settings(request)
     with request.app.state.pool.connection() as conn:
-        return _job_out(request.app.state.config, _job_ticket(conn, jobs, job_id))
+        return _job_out(conn, request.app.state.config, _job_ticket(conn, jobs, job_id))
 
 
 @router.patch("/job/{job_id}", response_model=Job, responses=ERROR_RESPONSES)
 def update_job(job_id: TicketId, body: JobPatch, request: Request, token: Annotated[str, Depends(require("update"))]) -> Job:
-    """Report a job's status (and merge its payload): the status's state, along the type's graph. A status
+    """Report a job's status, with a message for its log (and merge its payload): the status's state, along
+    the type's graph. A status
     outside the vocabulary is 400; one the graph does not allow from where the job stands is 409. Accepted
     while the fleet is locked: work already running can still report."""
     jobs = _settings(request)
-    if body.status is None and body.payload is None:
-        raise ApiError(422, "invalid", "send status, payload, or both", "status")
+    if body.status is None and body.payload is None and body.message is None:
+        raise ApiError(422, "invalid", "send status, message, payload, or any of them together", "status")
     if body.status is not None and body.status not in jobs.statuses:
         raise ApiError(400, "unknown_status", f"unknown job status {body.status!r}; "
                                               f"the statuses are: {', '.join(JOB_STATUSES)}", "status")
@@ -137,9 +176,12 @@ def update_job(job_id: TicketId, body: JobPatch, request: Request, token: Annota
     with request.app.state.pool.connection() as conn:
         _job_ticket(conn, jobs, job_id)
     # The pool, not a connection of it: a wait for a bot to hand the job back holds none (manual.py).
-    ticket = patch_ticket(request.app.state.pool, config, job_id, payload=body.payload,
+    ticket = patch_ticket(request.app.state.pool, config, job_id, payload=body.payload, message=body.message,
                           state=jobs.statuses[body.status] if body.status is not None else None, actor=f"api:{token}")
-    return _job_out(config, ticket)
+    with request.app.state.pool.connection() as conn:
+        if ticket.state != config.ticket_type(ticket.metaservice, ticket.ticket_type).initial:
+            record_starts(conn, config, [ticket], f"api:{token}")
+        return _job_out(conn, config, ticket)
 
 
 @router.get("/operations", response_model=list[Operation], responses=ERROR_RESPONSES)
@@ -162,7 +204,7 @@ def operation_log(job_id: TicketId, request: Request, _: Annotated[str, Depends(
     with request.app.state.pool.connection() as conn:
         ticket = get_ticket(conn, job_id)
         if not is_job(config, ticket):
-            raise TicketNotFound(job_id)  # a ticket, but not a job
+            raise _not_a_job(ticket, "a job (its type has no job: true)")
         return [LogEntry(at=event["at"], entry=log_entry(config, ticket, event)) for event in get_events(conn, job_id)]
 
 

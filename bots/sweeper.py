@@ -40,7 +40,7 @@ class SweepDuty:
         for stale in list_tickets(conn, open_only=True, limit=100, **self._key()):
             patch_ticket(conn, self.config, stale.id, state=FAILED, actor=self.actor,
                          payload={"error": "interrupted: the sweeper stopped in the middle of this run"})
-        job_id = create_ticket(conn, self.config, self.kind.metaservice, self.kind.name, {"name": "JOBSWEEPER"},
+        job_id = create_ticket(conn, self.config, self.kind.metaservice, self.kind.name, {}, job_name="JOBSWEEPER",
                                creator=self.actor)
         try:
             cleared = self._sweep(conn)

@@ -140,3 +140,24 @@ def hang_first_run(ticket, ctx):
 def on_slow(message):
     """A message handler that takes a while (body text: seconds): longer than handler_timeout, in tests."""
     time.sleep(float(message.body.get("text", "3")))
+
+
+def job_work(ticket, ctx):
+    """A job's work, as its payload `mode` says: raise, overrun handler_timeout, or wait a day."""
+    mode = ticket.payload.get("mode")
+    if mode == "raise":
+        raise RuntimeError("smtp down")
+    if mode == "overrun":
+        time.sleep(30)  # far past the test bot's handler_timeout: given up meanwhile
+    if mode == "wait":
+        return ctx.wait(86400)
+    return None
+
+
+def submit_job(ticket, ctx):
+    """A submitter (seed 000's PM): create a job of payload `job_type` with payload `mode`, wait for it,
+    then move on; the job's end is in payload.woken_by."""
+    if "woken_by" not in ticket.payload:
+        job = ctx.create_ticket(ticket.payload["job_type"], {"name": "work", "mode": ticket.payload.get("mode")})
+        return ctx.wait_until_ticket(job)
+    return None

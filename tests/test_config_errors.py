@@ -135,6 +135,12 @@ BAD_CASES = {
         {"types": {"testms/pipe": PIPELINE_TYPE.replace("name: done, final: true", "name: done, final: true, "
                                                         "outcome: succeeded") + "job: true\n"}},
         r"pipe.yaml:\d+: job: a job type needs a final state with outcome: succeeded and one with outcome: failed"),
+    "max_runtime on a type that is not a job type": (
+        {"types": {"testms/pipe": PIPELINE_TYPE + "max_runtime: 1h\n"}},
+        r"pipe.yaml:\d+: max_runtime: only a job type \(job: true\) has a max_runtime"),
+    "negative retries of a type": (
+        {"types": {"testms/pipe": PIPELINE_TYPE + "retries: -1\n"}},
+        r"pipe.yaml:\d+: retries: must be a non-negative integer, got -1"),
     "jobs: naming a type that is not a job type": (
         {"fleet_extra": "jobs:\n  type: testms/pipe\n"},
         r"fleet.yaml:\d+: jobs.type: testms/pipe is not a job type: add job: true to"),

@@ -18,6 +18,25 @@ KIND = TicketType(
 )
 
 
+JOB_KIND = TicketType(
+    metaservice="ms", name="job", job=True, retries=0,
+    states={1: State(1, "a"), 2: State(2, "b"), 3: State(3, "ok", final=True, outcome="succeeded"),
+            4: State(4, "no", final=True, outcome="failed")},
+    transitions={1: (2,), 2: (3, 4)}, initial=1, lifetime_s=60, notification_frequency_s=10, retention_s=60,
+)
+
+
+@pytest.mark.parametrize("state, outcome", [
+    (1, Outcome("error", reason="smtp down")),       # the type's retries: 0, not the bot's 3
+    (1, Outcome("fail", reason="no stock")),
+    (1, Outcome("send", to_state=3)),                # not in the graph
+])
+def test_a_job_that_fails_for_good_ends_in_its_failed_state_with_the_error(state, outcome):
+    result = plan(ticket(state), JOB_KIND, outcome, retries=3, retry_backoff_s=1)
+    assert (result.to_state, result.kind, result.closes, result.waiting_for) == (4, "transitioned", True, None)
+    assert result.detail["error"] and not result.children
+
+
 def ticket(state=1, attempts=0):
     return Ticket(id=7, metaservice="ms", ticket_type="t", state=state, payload={}, attempts=attempts)
 

@@ -80,6 +80,7 @@ BOT_DEFAULTS = {
 TYPE_KEYS = {
     "description", "states", "transitions", "initial", "lifetime", "notification_frequency",
     "retention", "group_role", "exclusive", "runs_when_locked", "on_timeout", "on_retention", "job",
+    "retries", "max_runtime",
     "callback_url", "callback_secret_env",
 }
 STATE_KEYS = {"code", "name", "description", "final", "outcome", "retention"}
@@ -576,9 +577,20 @@ def parse_ticket_type(metaservice, path: Path) -> TicketType:
     secret_env = data.get("callback_secret_env", DEFAULT_SECRET_ENV)
     if not (isinstance(secret_env, str) and ENV_NAME.match(secret_env)):
         raise doc.error(("callback_secret_env",), f"must name an environment variable, got {secret_env!r}")
+    retries = data.get("retries")
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool) or retries < 0):
+        raise doc.error(("retries",), f"must be a non-negative integer, got {retries!r}")
+    lifetime_s = _duration(doc, ("lifetime",), data["lifetime"])
+    max_runtime_s = None
+    if "max_runtime" in data:
+        if not flags["job"]:
+            raise doc.error(("max_runtime",), "only a job type (job: true) has a max_runtime")
+        max_runtime_s = _duration(doc, ("max_runtime",), data["max_runtime"])
+        # A job past its max_runtime times out as past its lifetime, and a job's timeout fails it.
+        lifetime_s = min(lifetime_s, max_runtime_s)
     ticket_type = TicketType(
         metaservice=metaservice, name=path.stem, states=states, transitions=transitions, initial=initial,
-        lifetime_s=_duration(doc, ("lifetime",), data["lifetime"]),
+        lifetime_s=lifetime_s, retries=retries, max_runtime_s=max_runtime_s,
         notification_frequency_s=_duration(doc, ("notification_frequency",), data["notification_frequency"]),
         retention_s=_duration(doc, ("retention",), data["retention"]),
         group_role=group_role, description=str(data.get("description", "")), path=path, on_timeout=on_timeout,

@@ -51,6 +51,8 @@ class TicketType:
     job: bool = False  # its tickets are jobs: listed by /operations, kept by their outcome's retention
     callback_url: str | None = None  # each state change of its tickets is POSTed here
     callback_secret_env: str = DEFAULT_SECRET_ENV  # the variable holding the key its webhooks are signed with
+    retries: int | None = None  # its handlers' retries, instead of their bots' (a job type may say 0)
+    max_runtime_s: float | None = None  # a job type's: a job not ended this long after it is due fails
 
     @property
     def key(self):
@@ -72,6 +74,11 @@ class TicketType:
         if self.job and state is not None and state.outcome is not None:
             return JOB_RETENTION_S[state.outcome]
         return self.retention_s
+
+    @property
+    def failure_state(self) -> int | None:
+        """A job type's final state with outcome failed: where a job whose handler failed for good ends."""
+        return next((s.code for s in self.states.values() if s.outcome == FAILED), None) if self.job else None
 
     def outcome_of(self, code) -> str | None:
         state = self.states.get(code)

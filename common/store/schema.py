@@ -65,7 +65,12 @@ tickets = Table(
     Column("stuck_reported_at", TZ),  # when its stay in this state was reported stuck (once per stay)
     Column("start_after", TZ),  # created with a later start: sleeping until then
     Column("callback_url", Text),  # its state changes are POSTed here (besides its type's callback_url)
+    # A job's own fields (POST /job), never part of its instruction (the payload).
+    Column("job_name", Text),
+    Column("object_type", Text),
+    Column("object_id", Text),
 )
+Index("ix_tickets_object", tickets.c.object_type, tickets.c.object_id, postgresql_where=text("object_type IS NOT NULL"))
 Index("ix_tickets_claim", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.due_at,
       postgresql_where=text("closed_at IS NULL"))
 Index("ix_tickets_closed", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state, tickets.c.closed_at,

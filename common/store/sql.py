@@ -208,14 +208,14 @@ WITH {gate}clock AS (
 ), new AS (
     INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
                          created_at, state_entered_at, deadline_at, next_reminder_at, due_at, start_after,
-                         callback_url)
+                         callback_url, job_name, object_type, object_id)
     SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
            clock.at, clock.at, clock.starts + {_type_setting("lifetime")} * interval '1 second',
            -- The first acceptance round goes out with the ticket (below); its bot sends the next ones.
            -- A ticket without a group has nobody to ask and nobody to remind.
-           CASE WHEN %(group_role)s::text IS NOT NULL
-                THEN clock.starts + {_type_setting("notification_frequency")} * interval '1 second' END,
-           clock.starts, %(start_after)s, %(callback_url)s
+           -- No rounds for a job (`rounds`: a group, and not a job type).
+           CASE WHEN %(rounds)s THEN clock.starts + {_type_setting("notification_frequency")} * interval '1 second' END,
+           clock.starts, %(start_after)s, %(callback_url)s, %(job_name)s, %(object_type)s, %(object_id)s
     FROM jsonb_array_elements(%(payloads)s::jsonb) WITH ORDINALITY AS u(p, n), clock
     {"WHERE (SELECT lock_state FROM gate) = 'open'" if gated else ""}
     ORDER BY n
@@ -226,7 +226,7 @@ WITH {gate}clock AS (
     RETURNING ticket_id
 ), created AS (
     -- Reading ev makes its 'created' events come first in each ticket's history, before the round's.
-    SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id
+    SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id WHERE %(rounds)s
 ), {_send_rounds("created", errors_say=not gated)}, wake AS (
     -- A ticket that sleeps (start_after) is not claimed now: its bot sets its timer for it instead.
     SELECT pg_notify(c, p) FROM (
@@ -1343,9 +1343,10 @@ SELECT (SELECT count(*) FROM (SELECT pg_notify('{LOCK_CHANNEL}', 'closed') FROM 
 _JOB_TYPES = """(t.metaservice, t.ticket_type) IN (
     SELECT * FROM unnest(%(metaservices)s::text[], %(ticket_types)s::text[]))"""
 
-_OPERATION_COLUMNS = f"""t.id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
+_OPERATION_COLUMNS = f"""t.id, t.job_name, t.object_type, t.object_id, t.metaservice, t.ticket_type, t.state, t.payload, t.created_at, t.closed_at, t.step,
        coalesce(t.start_after > (SELECT botfleet_now()), false) AS sleeping,
-       coalesce(t.lease_expires_at > {LIVE_NOW}, false) AS leased,
+       coalesce(t.lease_expires_at > {LIVE_NOW}, false) OR t.waiting_for IS NOT NULL AS held,
+       t.waiting_for, t.lease_owner, t.lease_expires_at <= {LIVE_NOW} AS lease_dead,
        coalesce((SELECT max(e.at) FROM ticket_events e WHERE e.ticket_id = t.id), t.created_at) AS last_action"""
 
 LIST_OPERATIONS = f"""
@@ -1354,30 +1355,37 @@ ORDER BY CASE WHEN %(sort)s = 'created' THEN o.created_at ELSE o.last_action END
 LIMIT %(limit)s
 """
 
-# DELETE /operations: the jobs of an object that is gone, but not one that runs (open, leased or past its
-# first step): it finishes and goes by retention. With their events, in one statement.
-DELETE_OBJECT_JOBS = f"""
-WITH doomed AS (
-    SELECT t.id FROM tickets t
-    WHERE {_JOB_TYPES}
-      AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
-      AND (t.closed_at IS NOT NULL
-           OR (t.step = 0 AND coalesce(t.lease_expires_at <= {LIVE_NOW}, true)
-               AND t.waiting_for IS NULL))
-    FOR UPDATE OF t
-), events_gone AS (
-    DELETE FROM ticket_events e USING doomed d WHERE e.ticket_id = d.id
-), gone AS (
-    DELETE FROM tickets t USING doomed d WHERE t.id = d.id RETURNING t.id
-)
-SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS deleted FROM gone
+OPERATION = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = %(id)s"
+# GET /job: a job type's open jobs, oldest first (a NULL limit: all).
+OPEN_JOBS = f"""
+SELECT {_OPERATION_COLUMNS} FROM tickets t
+WHERE t.metaservice = %(metaservice)s AND t.ticket_type = %(ticket_type)s AND t.closed_at IS NULL
+ORDER BY t.id LIMIT %(limit)s
 """
 
-RUNNING_OBJECT_JOBS = f"""
-SELECT t.id FROM tickets t
-WHERE {_JOB_TYPES} AND t.closed_at IS NULL
-  AND t.payload->>'object_type' = %(object_type)s AND t.payload->>'object_id' = %(object_id)s
-ORDER BY t.id
+# DELETE /operations: an object's jobs, locked, for the caller to tell the running ones from the rest.
+OBJECT_JOBS = f"""
+SELECT {_OPERATION_COLUMNS} FROM tickets t
+WHERE {_JOB_TYPES} AND t.object_type = %(object_type)s AND t.object_id = %(object_id)s
+ORDER BY t.id FOR UPDATE OF t
+"""
+
+# Jobs with their events, in one statement.
+DELETE_JOBS = """
+WITH events_gone AS (
+    DELETE FROM ticket_events e WHERE e.ticket_id = ANY(%(ids)s)
+), gone AS (
+    DELETE FROM tickets t WHERE t.id = ANY(%(ids)s) RETURNING t.id
+)
+SELECT coalesce(array_agg(id ORDER BY id), '{}') AS deleted FROM gone
+"""
+
+# A job's log entry when it starts (first taken by a bot or a worker, or moved on by hand): once.
+JOB_STARTED = """
+INSERT INTO ticket_events (ticket_id, step, kind, from_state, to_state, actor)
+SELECT t.id, t.step, 'started', t.state, t.state, %(actor)s FROM tickets t
+WHERE t.id = ANY(%(ids)s) AND NOT EXISTS (SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id AND e.kind = 'started')
+ON CONFLICT DO NOTHING
 """
 
 # -- webhooks ----------------------------------------------------------------------------------------------

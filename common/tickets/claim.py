@@ -15,9 +15,13 @@ def get_current_ticket_list(conn, spec, owner, limit, kind=None, in_hand=()) -> 
         **_state_params(spec), "limit": limit, "owner": owner, "lease_s": spec.lease_s,
         "runs_when_locked": kind is not None and kind.runs_when_locked, "in_hand": list(in_hand),
     }).fetchall()
+    tickets = [Ticket.from_row(row) for row in rows]
+    first_taken = [t.id for t in tickets if t.step == 0] if kind is not None and kind.job else []
+    if first_taken:  # a job's log says when it started
+        conn.execute(sql.JOB_STARTED, {"ids": first_taken, "actor": owner})
     if not conn.autocommit:
         conn.commit()
-    return [Ticket.from_row(row) for row in rows]
+    return tickets
 
 
 def take_exclusive(conn, spec, kind, actor) -> bool:

@@ -7,7 +7,7 @@ from common.tickets.payload import encode_payload
 
 
 def _create_params(config, metaservice, ticket_type, payloads, *, creator=None, group_role=None, parent_id=None,
-                   start_after=None, callback_url=None) -> dict:
+                   start_after=None, callback_url=None, job_name=None, object_type=None, object_id=None) -> dict:
     kind = config.ticket_type(metaservice, ticket_type)
     texts = [encode_payload(payload, config.max_payload_bytes, f"payload {index}" if len(payloads) > 1 else "payload")
              for index, payload in enumerate(payloads)]
@@ -16,6 +16,9 @@ def _create_params(config, metaservice, ticket_type, payloads, *, creator=None, 
         # One JSON array of the payloads, as text: one parameter that needs no array adapter.
         "payloads": "[" + ",".join(texts) + "]", "creator": creator,
         "group_role": group_role or kind.group_role, "parent_id": parent_id,
+        # A job's group is not asked to accept it: its submitter's code does the work (seed 000).
+        "rounds": (group_role or kind.group_role) is not None and not kind.job,
+        "job_name": job_name, "object_type": object_type, "object_id": object_id,
         "lifetime_s": kind.lifetime_s, "notification_frequency_s": kind.notification_frequency_s,
         "actor": creator, "start_after": start_after, "callback_url": callback_url,
         "mail": config.mail is not None,

@@ -4,11 +4,15 @@ derived, never stored, from where the ticket stands, so it cannot disagree with 
 from dataclasses import dataclass
 from datetime import datetime
 
-from common.config.models import FAILED
+from common.config.models import FAILED, SUCCEEDED
 from common.store import sql
+from common.tickets.workers import lease_owner as lease_owner_of
 
 SLEEPING, NOT_STARTED, RUNNING = "sleeping", "notstarted", "running"
 SORTS = ("last_action", "created")
+# One status, two vocabularies: seed 000's (/operations) and seed 004's (/job), word for word.
+JOB_WORDS = {SLEEPING: "pending", NOT_STARTED: "pending", RUNNING: "in_progress", SUCCEEDED: "completed",
+             FAILED: "failed"}
 
 
 @dataclass(frozen=True)
@@ -20,22 +24,33 @@ class Operation:
     payload: dict
     created_at: datetime
     last_action: datetime
-    status: str
+    status: str  # seed 000's word
     exclusive: bool
+    lease_owner: str | None = None
+    lease_dead: bool = False
+    job_name: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+
+    @property
+    def job_status(self) -> str:
+        """The status in seed 004's words (/job)."""
+        return JOB_WORDS[self.status]
 
     @property
     def name(self) -> str:
-        return str(self.payload.get("name") or f"{self.metaservice}/{self.ticket_type}")
+        return self.job_name or f"{self.metaservice}/{self.ticket_type}"
 
 
-def operation_status(*, closed: bool, outcome: str | None, sleeping: bool, started: bool) -> str:
-    """sleeping before its start_after, notstarted until a bot first takes it, running until it closes, then
-    its final state's outcome; a job closed by hand where it stood did not succeed."""
+def operation_status(*, closed: bool, outcome: str | None, sleeping: bool, moved_on: bool, held: bool) -> str:
+    """A job's one status: its final state's outcome once closed (closed by hand where it stood: failed);
+    running while held (by a bot, a worker, or a wait for another ticket) or once past its initial state;
+    before that sleeping until its start_after, then notstarted. A payload change starts nothing."""
     if closed:
         return outcome if outcome is not None else FAILED
-    if sleeping:
-        return SLEEPING
-    return RUNNING if started else NOT_STARTED
+    if held or moved_on:
+        return RUNNING
+    return SLEEPING if sleeping else NOT_STARTED
 
 
 def _job_types(config) -> dict:
@@ -46,10 +61,11 @@ def _job_types(config) -> dict:
 def _operation(config, row) -> Operation:
     kind = config.ticket_type(row["metaservice"], row["ticket_type"])
     status = operation_status(closed=row["closed_at"] is not None, outcome=kind.outcome_of(row["state"]),
-                              sleeping=row["sleeping"], started=row["step"] > 0 or row["leased"])
+                              sleeping=row["sleeping"], moved_on=row["state"] != kind.initial, held=row["held"])
     return Operation(id=row["id"], metaservice=row["metaservice"], ticket_type=row["ticket_type"], state=row["state"],
                      payload=row["payload"], created_at=row["created_at"], last_action=row["last_action"], status=status,
-                     exclusive=kind.exclusive)
+                     exclusive=kind.exclusive, lease_owner=row["lease_owner"], lease_dead=bool(row["lease_dead"]),
+                     job_name=row["job_name"], object_type=row["object_type"], object_id=row["object_id"])
 
 
 def list_operations(conn, config, *, sort="last_action", limit=100) -> list[Operation]:
@@ -57,17 +73,44 @@ def list_operations(conn, config, *, sort="last_action", limit=100) -> list[Oper
     return [_operation(config, row) for row in rows]
 
 
+def get_operation(conn, config, job_id) -> Operation:
+    """One job as /operations shows it (its ticket must exist and be a job)."""
+    return _operation(config, conn.execute(sql.OPERATION, {"id": job_id}).fetchone())
+
+
+def unsettled_jobs(conn, config, metaservice, ticket_type, *, worker=None, only=True, limit=100) -> list[Operation]:
+    """The open jobs of a type, oldest first; with `only`, those left to settle by a restarted worker: pending
+    (sleeping or notstarted), held by the worker named, or held by an owner whose hold lapsed."""
+    rows = conn.execute(sql.OPEN_JOBS, {"metaservice": metaservice, "ticket_type": ticket_type,
+                                        "limit": limit if not only else None}).fetchall()
+    found = [_operation(config, row) for row in rows]
+    if only:
+        mine = lease_owner_of(worker) if worker else None
+        found = [job for job in found if job.status in (SLEEPING, NOT_STARTED)
+                 or (job.lease_owner is not None and (job.lease_owner == mine or job.lease_dead))]
+    return found[:limit]
+
+
+def record_starts(conn, config, tickets, actor):
+    """The log entry of each job among `tickets` taken (or moved on) for the first time: once per job."""
+    ids = [t.id for t in tickets if is_job(config, t)]
+    if ids:
+        conn.execute(sql.JOB_STARTED, {"ids": ids, "actor": actor})
+
+
 def is_job(config, ticket) -> bool:
     return (ticket.metaservice, ticket.ticket_type) in {kind.key for kind in config.job_types()}
 
 
 def delete_object_jobs(conn, config, object_type: str, object_id: str) -> tuple[list[int], list[int]]:
-    """Remove the jobs submitted for an object that no longer exists (payload object_type and object_id),
-    with their history, except those running; (the ids removed, the ids left running)."""
+    """Remove the jobs submitted for an object that no longer exists, with their history, except those
+    running (by operation_status): (the ids removed, the ids left running)."""
     params = {**_job_types(config), "object_type": object_type, "object_id": object_id}
     with conn.transaction():
-        deleted = conn.execute(sql.DELETE_OBJECT_JOBS, params).fetchone()["deleted"]
-        running = [row["id"] for row in conn.execute(sql.RUNNING_OBJECT_JOBS, params).fetchall()]
+        jobs = [_operation(config, row) for row in conn.execute(sql.OBJECT_JOBS, params).fetchall()]
+        running = [job.id for job in jobs if job.status == RUNNING]
+        doomed = [job.id for job in jobs if job.status != RUNNING]
+        deleted = conn.execute(sql.DELETE_JOBS, {"ids": doomed}).fetchone()["deleted"] if doomed else []
     return deleted, running
 
 

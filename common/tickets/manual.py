@@ -145,15 +145,17 @@ def patched_payload(config, ticket, patch: dict | None) -> str | None:
 
 
 def patch_ticket(db, config, ticket_id, *, payload: dict | None = None, state: int | None = None,
-                 actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
+                 message: str | None = None, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
     """Change only what is given: the payload by merge patch, the state along the graph; one event. The
     ticket's row is locked for the change, so concurrent patches of one ticket are applied one after the
     other, each to what the one before left: none is lost."""
-    if payload is None and state is None:
-        raise BotfleetError("a patch needs a payload or a state")
+    if payload is None and state is None and message is None:
+        raise BotfleetError("a patch needs a payload, a state or a message")
 
     def change(conn, ticket):
         detail = {"payload": payload} if payload is not None else {}
+        if message is not None:  # a line of the ticket's history (a job's log)
+            detail["message"] = storable_text(message)
         if state is not None and state != ticket.state:
             step_plan = move_plan(config, ticket, state)
             step_plan.detail = {**(step_plan.detail or {}), **detail} or None

@@ -118,7 +118,7 @@ class Context:
         return Outcome("wait_ticket", ticket=other)
 
     def fail(self, reason: str) -> Outcome:
-        """Give up at once: the ticket keeps its state and an error ticket goes to its group."""
+        """Give up at once: the ticket keeps its state and an error ticket goes to its group (a job fails)."""
         return Outcome("fail", reason=storable_text(reason))
 
     # -- side effects written with the outcome ------------------------------------------------
@@ -193,12 +193,28 @@ def escalate(ticket: Ticket, ticket_type, reason: str, children=()) -> Plan:
                 attempts=0, children=[*children, child])
 
 
+def give_up(ticket: Ticket, ticket_type, reason: str, children=()) -> Plan:
+    """A step that failed for good. A job ends in its type's failed state, the reason in its log, and
+    whatever waits for it is woken (seed 000: the generator does not retry; the submitter decides); any
+    other ticket keeps its state and raises one error ticket (escalate)."""
+    target = ticket_type.failure_state
+    if target is None:
+        return escalate(ticket, ticket_type, reason, children)
+    return Plan(to_state=target, kind="transitioned", detail={"error": reason}, closes=True, children=list(children))
+
+
 def timeout_plan(ticket: Ticket, ticket_type) -> Plan:
     """ticket_timeout: the ticket outlived its type's lifetime. It takes the state's `on_timeout` next state
     if the type names one, else keeps its state and one error ticket is raised. Pure."""
     target = ticket_type.on_timeout.get(ticket.state)
     lifetime = f"{_lifetime_s(ticket, ticket_type):g}s"
-    if target is None:
+    if target is None and ticket_type.failure_state is not None:
+        why = (f"it ran longer than its max_runtime ({lifetime})" if ticket_type.max_runtime_s is not None
+               and _lifetime_s(ticket, ticket_type) >= ticket_type.max_runtime_s
+               else f"its lifetime of {lifetime} ran out")
+        result = Plan(to_state=ticket_type.failure_state, kind="timeout", closes=True,
+                      detail={"lifetime_s": _lifetime_s(ticket, ticket_type), "error": f"{why} in state {ticket.state}"})
+    elif target is None:
         result = escalate(ticket, ticket_type, f"its lifetime of {lifetime} ran out in state {ticket.state}")
     else:
         result = Plan(to_state=target, kind="timeout", detail={"lifetime_s": _lifetime_s(ticket, ticket_type)},
@@ -246,7 +262,7 @@ def plan(ticket: Ticket, ticket_type, outcome: Outcome, *, retries: int, retry_b
     if outcome.kind == "send":
         target, problem = choose_state(ticket_type, ticket.state, outcome)
         if target is None:
-            return escalate(ticket, ticket_type, problem, children)
+            return give_up(ticket, ticket_type, problem, children)
         normal = ticket_type.next_states(ticket.state)[0]
         detail = {"alternate_of": normal} if target != normal else None
         return Plan(to_state=target, kind="transitioned", detail=detail,
@@ -263,15 +279,16 @@ def plan(ticket: Ticket, ticket_type, outcome: Outcome, *, retries: int, retry_b
         return Plan(to_state=ticket.state, kind="waited", detail=detail, waiting_for=other,
                     attempts=ticket.attempts, children=children)
     if outcome.kind == "fail":
-        return escalate(ticket, ticket_type, outcome.reason, children)
+        return give_up(ticket, ticket_type, outcome.reason, children)
     if outcome.kind == "error":
+        retries = retries if ticket_type.retries is None else ticket_type.retries
         attempts = ticket.attempts + 1
         if attempts <= retries:
             backoff_s = min(MAX_RETRY_BACKOFF_S, retry_backoff_s * 2 ** (attempts - 1))
             return Plan(to_state=ticket.state, kind="error",
                         detail={"error": outcome.reason, "attempt": attempts, "retry_in_s": backoff_s},
                         due_in_s=backoff_s, attempts=attempts)
-        return escalate(ticket, ticket_type, f"handler failed {attempts} times; last error: {outcome.reason}")
+        return give_up(ticket, ticket_type, f"handler failed {attempts} times; last error: {outcome.reason}")
     raise ValueError(f"unknown outcome kind {outcome.kind!r}")
 
 

@@ -78,6 +78,8 @@ def next_ticket(conn, config, name, session, metaservice, ticket_type) -> Ticket
             "states": [s.state for s in specs], "stall_s": [s.work.stall_timeout_s for s in specs],
             "max_attempts": [s.work.max_attempts for s in specs], "runs_when_locked": kind.runs_when_locked,
             "lease_owner": lease_owner(name), "name": name, "session": session}).fetchone()
+        if row is not None and kind.job:  # a job's log says when it started
+            conn.execute(sql.JOB_STARTED, {"ids": [row["id"]], "actor": lease_owner(name)})
     return Ticket.from_row(row) if row is not None else None
 
 
