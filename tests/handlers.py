@@ -140,3 +140,8 @@ def hang_first_run(ticket, ctx):
 def on_slow(message):
     """A message handler that takes a while (body text: seconds): longer than handler_timeout, in tests."""
     time.sleep(float(message.body.get("text", "3")))
+
+
+def fail_until_woken(ticket, ctx):
+    """Give up (one error ticket) until a closed ticket it waited for woke it, then advance."""
+    return None if "woken_by" in ticket.payload else ctx.fail("needs a person")

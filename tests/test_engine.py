@@ -4,6 +4,7 @@
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from common.errors import BotfleetError, TransitionNotAllowed
@@ -14,8 +15,9 @@ from common.store.revision import check_schema
 from common.store.sync import sync_config
 from common.tickets.claim import get_current_ticket_list
 from common.tickets.create import create_ticket, create_tickets
+from common.tickets.error_tickets import raise_error_ticket
 from common.tickets.manual import send_ticket, set_assigned_user
-from common.tickets.outcomes import Context, Outcome, plan
+from common.tickets.outcomes import Context, Outcome, error_ticket, plan
 from common.tickets.proceed import Step
 from common.tickets.read import get_assigned_user, get_events, get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
@@ -376,3 +378,22 @@ def test_full_config_sync_forgets_bots_no_longer_configured(conn, synced):
     assert conn.execute("SELECT count(*) AS n FROM bots WHERE name = 'old-gone-1-x'").fetchone()["n"] == 1
     sync_config(conn, synced)
     assert conn.execute("SELECT count(*) AS n FROM bots WHERE name = 'old-gone-1-x'").fetchone()["n"] == 0
+
+
+def test_a_ticket_has_at_most_one_open_error_ticket_a_later_reason_goes_to_it_and_after_its_close_a_new_one(
+        conn, types):
+    parent_id = create_ticket(conn, types, "testms", "pipe")
+    parent, kind = get_ticket(conn, parent_id), types.ticket_type("testms", "pipe")
+
+    def raise_for(reason):
+        with conn.transaction():
+            return raise_error_ticket(conn, types, error_ticket(parent, kind, reason), parent_id=parent_id, actor="bot")
+    first = raise_for("first")
+    assert raise_for("second") == first
+    assert get_ticket(conn, first).payload["reasons"] == ["first", "second"]
+    # The database itself refuses a second open one, however it is made.
+    with pytest.raises(psycopg.errors.UniqueViolation, match="uq_tickets_open_error"):
+        create_ticket(conn, types, "botfleet", "error", {"reason": "third"}, parent_id=parent_id)
+    send_ticket(conn, types, first, actor="ann")  # resolved: the next reason opens a new one
+    second = raise_for("third")
+    assert second != first and get_ticket(conn, second).payload["reasons"] == ["third"]

@@ -7,7 +7,7 @@ rows and its NOTIFY still commit together.
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from common.config.builtin import MAIL_TICKET_TYPE, STATUS_TICKET_TYPE
+from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE, MAIL_TICKET_TYPE, STATUS_TICKET_TYPE
 
 # A bot LISTENs on one channel per (metaservice, ticket type, state). The payload is always empty:
 # PostgreSQL folds identical notifications of one transaction into one, so a batch wakes a bot once.
@@ -423,6 +423,17 @@ STRANDED_WAITS = """
 SELECT DISTINCT t.id FROM tickets w JOIN tickets t ON t.id = w.waiting_for
 WHERE w.metaservice = %(metaservice)s AND w.ticket_type = %(ticket_type)s AND w.state = %(state)s
   AND w.closed_at IS NULL AND w.due_at = 'infinity' AND t.closed_at IS NOT NULL
+"""
+
+# A ticket has at most one open error ticket (uq_tickets_open_error, whose predicate this repeats): a later
+# reason is added to the open one's `reasons` (one of an older botfleet has only its `reason`). The row lock
+# orders this against the error ticket's close: a close after it wakes the ticket that now waits for it.
+FOLD_ERROR_REASON = f"""
+UPDATE tickets SET payload = payload || jsonb_build_object('reasons',
+    coalesce(payload->'reasons', jsonb_build_array(payload->'reason')) || to_jsonb(%(reason)s::text))
+WHERE parent_id = %(parent_id)s AND metaservice = '{ERROR_METASERVICE}' AND ticket_type = '{ERROR_TYPE}'
+  AND closed_at IS NULL
+RETURNING id
 """
 
 # The heartbeat also renews the leases of the tickets this process holds, so a slow handler keeps

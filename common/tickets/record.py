@@ -11,6 +11,7 @@ from common.notifications.outbox import send_user_notification
 from common.people.directory import refused_assignees, unknown_users
 from common.store import sql
 from common.tickets.create import create_ticket
+from common.tickets.error_tickets import is_error_ticket, raise_error_ticket
 from common.tickets.outcomes import PendingTicket
 
 
@@ -45,6 +46,9 @@ def _detail(step, waiting_id):
 
 def _insert_children(conn, config, step, actor):
     for child in step.plan.children:
+        if is_error_ticket(child):  # the ticket's open error ticket, if it has one, takes the reason
+            child.id = raise_error_ticket(conn, config, child, parent_id=step.ticket.id, actor=actor)
+            continue
         child.id = create_ticket(conn, config, child.metaservice, child.ticket_type, child.payload,
                                  creator=actor, group_role=child.group_role, parent_id=step.ticket.id)
 
