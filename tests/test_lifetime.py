@@ -242,13 +242,18 @@ def test_a_types_own_timeout_handler_decides_once_and_one_that_fails_gets_the_de
                                    (ticket_id,)).fetchone()["done"] for mode, ticket_id in ids.items()}
     wait_until(lambda: all(timed_out().values()), 30, lambda: f"every ticket timed out: {timed_out()}")
     clock.shift(conn, 60 * MINUTE_S)
-    stays_true(lambda: received(conn, "timeout") == {"zoe": 3}, 3,
-               lambda: f"one default timeout message each for default, raise, nonsense: {received(conn, 'timeout')}")
+    stays_true(lambda: received(conn, "timeout") == {"zoe": 4}, 3,
+               lambda: f"one out-of-service message for each ticket, the own handler's too: {received(conn, 'timeout')}")
 
     own = get_ticket(conn, ids["own"])  # its handler's outcome, its payload change and its message
     assert own.state == 2 and own.payload["handed_over"] is True and own.waiting_for is None
-    assert [n["text"] for n in inbox(conn, "zoe") if n["ticket_id"] == ids["own"]] == [
-        f"ticket {ids['own']}: handed to the night shift"]
+    assert [(n["kind"], n["text"]) for n in reversed(inbox(conn, "zoe")) if n["ticket_id"] == ids["own"]] == [
+        ("message", f"ticket {ids['own']}: handed to the night shift"),
+        ("timeout", f"Ticket {ids['own']} (testms/desk) was not dealt with within its lifetime of 3600s and is out "
+                    f"of service: it is now working")]
+    # Its move is recorded as a timeout, as the default's is.
+    [moved] = [e for e in get_events(conn, ids["own"]) if e["from_state"] == 1 and e["to_state"] == 2]
+    assert (moved["kind"], moved["detail"]) == ("timeout", {"lifetime_s": 3600})
     default = get_ticket(conn, ids["default"])  # the built-in timeout, plus what the handler sent
     assert default.state == 1 and get_ticket(conn, default.waiting_for).ticket_type == "error"
     assert [n["text"] for n in inbox(conn, "ann") if n["ticket_id"] == ids["default"] and n["kind"] == "message"] == [

@@ -207,10 +207,21 @@ def timeout_plan(ticket: Ticket, ticket_type) -> Plan:
     return result
 
 
+def as_timeout(ticket: Ticket, ticket_type, plan_: Plan) -> Plan:
+    """A type's own ticket_timeout's plan, as the timeout it handles: a move is recorded as the default's
+    is (a 'timeout' event with the lifetime). Pure."""
+    plan_.times_out = True
+    if plan_.kind == "transitioned":
+        plan_.kind = "timeout"
+        plan_.detail = {**(plan_.detail or {}), "lifetime_s": _lifetime_s(ticket, ticket_type)}
+    return plan_
+
+
 def timeout_text(ticket: Ticket, ticket_type, plan_: Plan) -> str:
     """The one out-of-service message a timed-out ticket's creator gets."""
+    stays = f"it stays {ticket_type.states[ticket.state].name}"
     what = (f"it is now {ticket_type.states[plan_.to_state].name}" if plan_.kind == "timeout"
-            else f"it stays {ticket_type.states[ticket.state].name} and the group has been asked to resolve it")
+            else f"{stays} and the group has been asked to resolve it" if plan_.kind == "escalated" else stays)
     return (f"Ticket {ticket.id} ({ticket.metaservice}/{ticket.ticket_type}) was not dealt with within its "
             f"lifetime of {_lifetime_s(ticket, ticket_type):g}s and is out of service: {what}")
 

@@ -9,6 +9,7 @@ from common.tickets.outcomes import (
     Outcome,
     Plan,
     Ticket,
+    as_timeout,
     escalate,
     outcome_of,
     plan,
@@ -86,8 +87,9 @@ def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None)
     """ticket_timeout: the ticket's lifetime ran out; written once, whatever the outcome.
 
     `hook` is the type's own timeout handler (`ticket_timeout(ticket, ctx)` in the state's handler module).
-    What it returns is the step, planned like a handler's outcome, with what it sent through ctx; None
-    keeps the default. The default: the state's `on_timeout` next state, else the state kept and one error
+    What it returns is the step, planned like a handler's outcome, with what it sent through ctx, recorded as
+    the timeout (a move is a 'timeout' event) and with the creator's out-of-service message; None keeps the
+    default. The default: the state's `on_timeout` next state, else the state kept and one error
     ticket; and the creator, if a user, gets one out-of-service message. A hook that raises or asks for what
     cannot be done gets the default, with its error in the step's detail: a timeout is never lost or retried."""
     ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
@@ -106,7 +108,10 @@ def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None)
         log.warning("ticket_timeout of bot %s failed on ticket %s: %r; the default timeout applies",
                     spec.name, ticket.id, exc)
         return timeout_fallback(ticket, config, spec, creator_is_user, storable_text(f"{type(exc).__name__}: {exc}"))
-    step.plan.times_out = True
+    as_timeout(ticket, ticket_type, step.plan)
+    if creator_is_user:  # the out-of-service message, as with the default, after what the hook sent
+        step.notifications = [*step.notifications, (ticket.creator, timeout_text(ticket, ticket_type, step.plan),
+                                                    "timeout")]
     return step
 
 
