@@ -397,3 +397,18 @@ def test_a_ticket_has_at_most_one_open_error_ticket_a_later_reason_goes_to_it_an
     send_ticket(conn, types, first, actor="ann")  # resolved: the next reason opens a new one
     second = raise_for("third")
     assert second != first and get_ticket(conn, second).payload["reasons"] == ["third"]
+
+
+def test_a_step_written_again_after_its_reply_was_lost_creates_its_child_once_and_is_stale(conn, types, spec):
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
+    kind = types.ticket_type("testms", "pipe")
+    ctx = Context(ticket, kind, "bot", new_id=lambda: conn.execute(sql.NEXT_TICKET_ID).fetchone()["id"])
+    child = ctx.create_ticket("pipe")
+    assert child.id is not None  # known while the step is planned
+    step = Step(ticket, plan(ticket, kind, ctx.send_ticket(), retries=1, retry_backoff_s=0.1, children=ctx.children))
+    assert [r["id"] for r in add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot").applied] == [ticket_id]
+    again = add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot")
+    assert (again.applied, again.stale) == ([], [step])
+    children = conn.execute("SELECT id FROM tickets WHERE parent_id = %s", (ticket_id,)).fetchall()
+    assert [r["id"] for r in children] == [child.id]

@@ -196,10 +196,11 @@ WITH {gate}clock AS (
     -- A ticket with a later start_after sleeps until then: its lifetime and reminders count from it.
     SELECT botfleet_now() AS at, greatest(botfleet_now(), %(start_after)s::timestamptz) AS starts
 ), new AS (
-    INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
+    INSERT INTO tickets ({"" if gated else "id, "}metaservice, ticket_type, state, payload, creator, group_role, parent_id,
                          created_at, state_entered_at, deadline_at, next_reminder_at, due_at, start_after,
                          callback_url)
-    SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
+    SELECT {"" if gated else "coalesce((%(ids)s::bigint[])[n], nextval('tickets_id_seq')), "}%(metaservice)s,
+           %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
            clock.at, clock.at, clock.starts + {_type_setting("lifetime")} * interval '1 second',
            -- The first acceptance round goes out with the ticket (below); its bot sends the next ones.
            -- A ticket without a group has nobody to ask and nobody to remind.
@@ -229,6 +230,8 @@ WITH {gate}clock AS (
 
 
 CREATE_TICKETS = _create_tickets(gated=False)
+# A ticket id taken before its ticket is created: a handler's child knows its id while the step is planned.
+NEXT_TICKET_ID = "SELECT nextval('tickets_id_seq') AS id"
 # A ticket from outside the fleet (the API): created only while the fleet is open.
 SUBMIT_TICKETS = _create_tickets(gated=True)
 

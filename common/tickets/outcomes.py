@@ -57,7 +57,9 @@ class Ticket:
 
 @dataclass
 class PendingTicket:
-    """A child ticket asked for by a handler; it gets its id when the outcome is written."""
+    """A child ticket asked for by a handler. A bot's handler gets its id when it asks (the tickets' id
+    sequence); it is created with that id only if the step's outcome is written. An error ticket the runtime
+    raises gets its id when it is written: the ticket's open error ticket may take it instead."""
 
     metaservice: str
     ticket_type: str
@@ -80,8 +82,9 @@ class Outcome:
 class Context:
     """Handed to a handler with its ticket: the seed's bot functions, bound to this ticket."""
 
-    def __init__(self, ticket: Ticket, ticket_type, bot_name: str):
+    def __init__(self, ticket: Ticket, ticket_type, bot_name: str, new_id=None):
         self.ticket = ticket
+        self._new_id = new_id  # () -> a fresh ticket id; None: children get theirs when written
         self.ticket_type = ticket_type
         self.bot_name = bot_name
         self.children: list[PendingTicket] = []
@@ -123,7 +126,10 @@ class Context:
 
     # -- side effects written with the outcome ------------------------------------------------
     def create_ticket(self, ticket_type: str, payload=None, metaservice=None, group_role=None) -> PendingTicket:
-        child = PendingTicket(metaservice or self.ticket.metaservice, ticket_type, dict(payload or {}), group_role)
+        """A child ticket, created with this step's outcome. Its id is known at once (a handler may store it in
+        the payload); a retried step plans a new child, and the ids of plans never written stay unused."""
+        child = PendingTicket(metaservice or self.ticket.metaservice, ticket_type, dict(payload or {}), group_role,
+                              id=self._new_id() if self._new_id is not None else None)
         self.children.append(child)
         return child
 

@@ -36,15 +36,16 @@ class Step:
     handler_s: float = 0.0
 
 
-def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
-    """Run the handler on a claimed ticket and decide what to write. Never raises for handler errors."""
+def proceed_ticket(ticket: Ticket, config, handler, spec, new_id=None) -> Step:
+    """Run the handler on a claimed ticket and decide what to write. Never raises for handler errors.
+    `new_id`: where the ids of the children it creates come from (ctx.create_ticket)."""
     ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
     started = time.monotonic()
     # The state's age when the ticket was read, by the database's clock, plus the time since on ours:
     # state_entered_at is taken just before the previous step's commit, close enough to a hop.
     hop_s = (max(0.0, (ticket.read_at - ticket.state_entered_at).total_seconds() + started - ticket.read_at_mono)
              if ticket.read_at and ticket.state_entered_at else None)
-    ctx = Context(ticket, ticket_type, spec.name)
+    ctx = Context(ticket, ticket_type, spec.name, new_id)
     try:
         step = _planned_step(ticket, ticket_type, config, spec, ctx, handler(ticket, ctx))
     except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
@@ -83,7 +84,7 @@ def failed_step(ticket: Ticket, ticket_type, spec, reason: str, hop_s=None, hand
     return Step(ticket, result, handler_error=True, hop_s=hop_s, handler_s=handler_s)
 
 
-def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None) -> Step:
+def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None, new_id=None) -> Step:
     """ticket_timeout: the ticket's lifetime ran out; written once, whatever the outcome.
 
     `hook` is the type's own timeout handler (`ticket_timeout(ticket, ctx)` in the state's handler module).
@@ -95,7 +96,7 @@ def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None)
     ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
     if hook is None:
         return _default_timeout(ticket, ticket_type, creator_is_user)
-    ctx = Context(ticket, ticket_type, spec.name)
+    ctx = Context(ticket, ticket_type, spec.name, new_id)
     try:
         returned = hook(ticket, ctx)
         if returned is None:  # the default, and what the hook sent goes with it
