@@ -9,7 +9,7 @@ import pytest
 
 from common.errors import BotfleetError, TransitionNotAllowed
 from common.people import directory
-from common.store import sql
+from common.store import clock, sql
 from common.store.connect import connect
 from common.store.revision import check_schema
 from common.store.sync import sync_config
@@ -21,6 +21,7 @@ from common.tickets.outcomes import Context, Outcome, error_ticket, plan
 from common.tickets.proceed import Step
 from common.tickets.read import get_assigned_user, get_events, get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
+from common.tickets.timers import report_stuck
 from tests.conftest import stays_true, wait_until
 
 OWNER_A, OWNER_B = "bot-a@test:1", "bot-b@test:2"
@@ -412,3 +413,18 @@ def test_a_step_written_again_after_its_reply_was_lost_creates_its_child_once_an
     assert (again.applied, again.stale) == ([], [step])
     children = conn.execute("SELECT id FROM tickets WHERE parent_id = %s", (ticket_id,)).fetchall()
     assert [r["id"] for r in children] == [child.id]
+
+
+def test_a_stuck_stay_and_a_later_failure_of_the_same_ticket_share_one_error_ticket_which_it_waits_for(
+        conn, types, spec):
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    clock.shift(conn, 120)
+    kind = types.ticket_type("testms", "pipe")
+    assert report_stuck(conn, types, dataclasses.replace(spec, stuck_after_s=60.0), kind, "bot") == 1
+    [error] = conn.execute("SELECT id, payload FROM tickets WHERE parent_id = %s", (ticket_id,)).fetchall()
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
+    failed = step_for(conn, types, ticket, Outcome("fail", reason="gave up"))
+    add_ticket_to_proceeded_list(conn, types, [failed], OWNER_A, "bot")
+    assert get_ticket(conn, ticket_id).waiting_for == error["id"]
+    [after] = conn.execute("SELECT id, payload FROM tickets WHERE parent_id = %s", (ticket_id,)).fetchall()
+    assert after["payload"]["reasons"] == [error["payload"]["reason"], "gave up"]
