@@ -35,6 +35,7 @@ from bots.messages import Messages
 from bots.state_timers import StateTimers
 from bots.status_expiry import StatusExpiryDuty
 from bots.sweeper import SweepDuty
+from bots.ticket_ids import IdRequest, TicketIds
 from bots.webhooks import WebhookDuty
 from bots.writer import OutcomeWriter
 from common.config.handlers import import_handler
@@ -87,6 +88,8 @@ class BotRuntime:
             "lock_timeout_ms": max(1, int(heartbeat_ms / 2)),
             "statement_timeout_ms": max(1, int(config.hung_after_s * 1000))})
         self.pool = HandlerPool(spec.threads, spec.handler_timeout_s, self.inbox, spec.name)
+        # Ids of the children handlers create, from the loop's connection as they plan them.
+        self.ticket_ids = TicketIds(self.inbox, wait_s=config.hung_after_s)
         self.writer = OutcomeWriter(config, spec, self.ticket_type, self.owner)
         # A peer silent for as long as the watchdog takes to call a bot hung is dead: its tickets are freed.
         self.heartbeat = Heartbeat(spec, self.owner, interval_s=config.heartbeat_interval_s,
@@ -198,6 +201,8 @@ class BotRuntime:
         for item in items:
             if isinstance(item, Finished):
                 self._finished(item)
+            elif isinstance(item, IdRequest):
+                item.answer(self.conn)
             elif item == DUTY_RESULTS:
                 self.duty_deadline.now()
 
@@ -257,7 +262,8 @@ class BotRuntime:
                                                                      self.spec.name)
         tickets = get_current_ticket_list(self.conn, self.spec, self.owner, free, self.ticket_type, self.held)
         for ticket in tickets:
-            self._start(ticket, partial(proceed_ticket, ticket, self.config, self.handler, self.spec),
+            self._start(ticket, partial(proceed_ticket, ticket, self.config, self.handler, self.spec,
+                                        new_id=self.ticket_ids.next),
                         overrun=partial(self._handler_overrun, ticket))
         if len(tickets) == free:
             self.claims.now()  # a full batch means more may be waiting
@@ -296,7 +302,7 @@ class BotRuntime:
                 self.finished.append(timeout_step(ticket, self.config, self.spec, creator_is_user))
             else:  # code of the type's: run like a handler, on a handler thread, under handler_timeout
                 self._start(ticket, partial(timeout_step, ticket, self.config, self.spec, creator_is_user,
-                                            self.timeout_hook),
+                                            self.timeout_hook, new_id=self.ticket_ids.next),
                             overrun=lambda reason, _s, t=ticket, user=creator_is_user: timeout_fallback(
                                 t, self.config, self.spec, user, reason))
 

@@ -160,4 +160,20 @@ def submit_job(ticket, ctx):
     if "woken_by" not in ticket.payload:
         job = ctx.create_ticket(ticket.payload["job_type"], {"name": "work", "mode": ticket.payload.get("mode")})
         return ctx.wait_until_ticket(job)
+
+
+def fail_until_woken(ticket, ctx):
+    """Give up (one error ticket) until a closed ticket it waited for woke it, then advance."""
+    return None if "woken_by" in ticket.payload else ctx.fail("needs a person")
+
+
+def spawn_then_fail_once(ticket, ctx):
+    """Create a child and name its id in the payload; the first run raises after planning its child, naming the
+    child's id. Children just advance."""
+    if "from" in ticket.payload:
+        return None
+    child = ctx.create_ticket(ticket.ticket_type, {"from": ticket.id})
+    if ticket.attempts == 0:
+        raise RuntimeError(f"planned child {child.id}, then failed")
+    ticket.payload["child_id"] = child.id
     return None

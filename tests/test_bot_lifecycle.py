@@ -1,5 +1,6 @@
 """A bot process's life: graceful SIGTERM, reconnecting after losing the database, retries, waits."""
 
+import re
 import signal
 
 import pytest
@@ -93,6 +94,23 @@ def test_child_ticket_and_wait_until_ticket(tmp_path, db_url, conn, processes):
     kinds = [e["kind"] for e in get_events(conn, parent)]
     assert kinds[:4] == ["created", "waited", "woke", "transitioned"]
 
+
+
+def test_a_child_has_its_id_while_the_step_is_planned_and_a_retried_step_creates_it_once(tmp_path, db_url, conn,
+                                                                                           processes):
+    folder = write_config(tmp_path / "config",
+                          bots={"testms-pipe-1-first": "handler: tests.handlers:spawn_then_fail_once\n"})
+    cfg = load(folder)
+    processes.start("testms-pipe-1-first", folder, db_url)
+    parent = create_ticket(conn, cfg, "testms", "pipe")
+    wait_until(lambda: state_of(conn, parent) == 2, 30, "the parent to move on at its second try")
+    children = [r["id"] for r in conn.execute("SELECT id FROM tickets WHERE parent_id = %s", (parent,)).fetchall()]
+    assert children == [get_ticket(conn, parent).payload["child_id"]]  # the id the step wrote is the child's
+    # The first run's plan had a child of its own, never created: its id stays unused.
+    [failed] = [e for e in get_events(conn, parent) if e["kind"] == "error"]
+    abandoned = int(re.search(r"planned child (\d+),", failed["detail"]["error"]).group(1))
+    assert abandoned != children[0]
+    assert conn.execute("SELECT count(*) AS n FROM tickets WHERE id = %s", (abandoned,)).fetchone()["n"] == 0
 
 REFUSE_WRITES = """
 CREATE FUNCTION refuse_marked_writes() RETURNS trigger LANGUAGE plpgsql AS $$

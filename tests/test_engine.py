@@ -4,21 +4,24 @@
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from common.errors import BotfleetError, TransitionNotAllowed
 from common.people import directory
-from common.store import sql
+from common.store import clock, sql
 from common.store.connect import connect
 from common.store.revision import check_schema
 from common.store.sync import sync_config
 from common.tickets.claim import get_current_ticket_list
 from common.tickets.create import create_ticket, create_tickets
+from common.tickets.error_tickets import raise_error_ticket
 from common.tickets.manual import send_ticket, set_assigned_user
-from common.tickets.outcomes import Context, Outcome, plan
+from common.tickets.outcomes import Context, Outcome, error_ticket, plan
 from common.tickets.proceed import Step
 from common.tickets.read import get_assigned_user, get_events, get_ticket
 from common.tickets.record import add_ticket_to_proceeded_list
+from common.tickets.timers import report_stuck
 from tests.conftest import stays_true, wait_until
 
 OWNER_A, OWNER_B = "bot-a@test:1", "bot-b@test:2"
@@ -376,3 +379,52 @@ def test_full_config_sync_forgets_bots_no_longer_configured(conn, synced):
     assert conn.execute("SELECT count(*) AS n FROM bots WHERE name = 'old-gone-1-x'").fetchone()["n"] == 1
     sync_config(conn, synced)
     assert conn.execute("SELECT count(*) AS n FROM bots WHERE name = 'old-gone-1-x'").fetchone()["n"] == 0
+
+
+def test_a_ticket_has_at_most_one_open_error_ticket_a_later_reason_goes_to_it_and_after_its_close_a_new_one(
+        conn, types):
+    parent_id = create_ticket(conn, types, "testms", "pipe")
+    parent, kind = get_ticket(conn, parent_id), types.ticket_type("testms", "pipe")
+
+    def raise_for(reason):
+        with conn.transaction():
+            return raise_error_ticket(conn, types, error_ticket(parent, kind, reason), parent_id=parent_id, actor="bot")
+    first = raise_for("first")
+    assert raise_for("second") == first
+    assert get_ticket(conn, first).payload["reasons"] == ["first", "second"]
+    # The database itself refuses a second open one, however it is made.
+    with pytest.raises(psycopg.errors.UniqueViolation, match="uq_tickets_open_error"):
+        create_ticket(conn, types, "botfleet", "error", {"reason": "third"}, parent_id=parent_id)
+    send_ticket(conn, types, first, actor="ann")  # resolved: the next reason opens a new one
+    second = raise_for("third")
+    assert second != first and get_ticket(conn, second).payload["reasons"] == ["third"]
+
+
+def test_a_step_written_again_after_its_reply_was_lost_creates_its_child_once_and_is_stale(conn, types, spec):
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
+    kind = types.ticket_type("testms", "pipe")
+    ctx = Context(ticket, kind, "bot", new_id=lambda: conn.execute(sql.NEXT_TICKET_ID).fetchone()["id"])
+    child = ctx.create_ticket("pipe")
+    assert child.id is not None  # known while the step is planned
+    step = Step(ticket, plan(ticket, kind, ctx.send_ticket(), retries=1, retry_backoff_s=0.1, children=ctx.children))
+    assert [r["id"] for r in add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot").applied] == [ticket_id]
+    again = add_ticket_to_proceeded_list(conn, types, [step], OWNER_A, "bot")
+    assert (again.applied, again.stale) == ([], [step])
+    children = conn.execute("SELECT id FROM tickets WHERE parent_id = %s", (ticket_id,)).fetchall()
+    assert [r["id"] for r in children] == [child.id]
+
+
+def test_a_stuck_stay_and_a_later_failure_of_the_same_ticket_share_one_error_ticket_which_it_waits_for(
+        conn, types, spec):
+    ticket_id = create_ticket(conn, types, "testms", "pipe")
+    clock.shift(conn, 120)
+    kind = types.ticket_type("testms", "pipe")
+    assert report_stuck(conn, types, dataclasses.replace(spec, stuck_after_s=60.0), kind, "bot") == 1
+    [error] = conn.execute("SELECT id, payload FROM tickets WHERE parent_id = %s", (ticket_id,)).fetchall()
+    [ticket] = get_current_ticket_list(conn, spec, OWNER_A, 1)
+    failed = step_for(conn, types, ticket, Outcome("fail", reason="gave up"))
+    add_ticket_to_proceeded_list(conn, types, [failed], OWNER_A, "bot")
+    assert get_ticket(conn, ticket_id).waiting_for == error["id"]
+    [after] = conn.execute("SELECT id, payload FROM tickets WHERE parent_id = %s", (ticket_id,)).fetchall()
+    assert after["payload"]["reasons"] == [error["payload"]["reason"], "gave up"]

@@ -12,7 +12,7 @@ from common.people import directory
 from common.store import clock
 from common.store.sync import sync_config
 from common.tickets.create import create_ticket, create_tickets
-from common.tickets.manual import accept_ticket, close_ticket
+from common.tickets.manual import accept_ticket, close_ticket, send_ticket
 from common.tickets.read import get_events, get_ticket
 from common.tickets.settings import set_type_settings
 from common.tickets.timers import send_due_rounds
@@ -264,13 +264,18 @@ def test_a_types_own_timeout_handler_decides_once_and_one_that_fails_gets_the_de
                                    (ticket_id,)).fetchone()["done"] for mode, ticket_id in ids.items()}
     wait_until(lambda: all(timed_out().values()), 30, lambda: f"every ticket timed out: {timed_out()}")
     clock.shift(conn, 60 * MINUTE_S)
-    stays_true(lambda: received(conn, "timeout") == {"zoe": 3}, 3,
-               lambda: f"one default timeout message each for default, raise, nonsense: {received(conn, 'timeout')}")
+    stays_true(lambda: received(conn, "timeout") == {"zoe": 4}, 3,
+               lambda: f"one out-of-service message for each ticket, the own handler's too: {received(conn, 'timeout')}")
 
     own = get_ticket(conn, ids["own"])  # its handler's outcome, its payload change and its message
     assert own.state == 2 and own.payload["handed_over"] is True and own.waiting_for is None
-    assert [n["text"] for n in inbox(conn, "zoe") if n["ticket_id"] == ids["own"]] == [
-        f"ticket {ids['own']}: handed to the night shift"]
+    assert [(n["kind"], n["text"]) for n in reversed(inbox(conn, "zoe")) if n["ticket_id"] == ids["own"]] == [
+        ("message", f"ticket {ids['own']}: handed to the night shift"),
+        ("timeout", f"Ticket {ids['own']} (testms/desk) was not dealt with within its lifetime of 3600s and is out "
+                    f"of service: it is now working")]
+    # Its move is recorded as a timeout, as the default's is.
+    [moved] = [e for e in get_events(conn, ids["own"]) if e["from_state"] == 1 and e["to_state"] == 2]
+    assert (moved["kind"], moved["detail"]) == ("timeout", {"lifetime_s": 3600})
     default = get_ticket(conn, ids["default"])  # the built-in timeout, plus what the handler sent
     assert default.state == 1 and get_ticket(conn, default.waiting_for).ticket_type == "error"
     assert [n["text"] for n in inbox(conn, "ann") if n["ticket_id"] == ids["default"] and n["kind"] == "message"] == [
@@ -284,3 +289,35 @@ def test_a_types_own_timeout_handler_decides_once_and_one_that_fails_gets_the_de
     for ticket_id in ids.values():  # one timeout step each, whatever the replicas and sweeps
         assert sum(e["kind"] in ("timeout", "escalated", "transitioned") for e in get_events(conn, ticket_id)) == 1, \
             get_events(conn, ticket_id)
+
+
+def open_error_tickets(conn, ticket_id):
+    return conn.execute("SELECT id, payload FROM tickets WHERE parent_id = %s AND ticket_type = 'error' "
+                        "AND closed_at IS NULL ORDER BY id", (ticket_id,)).fetchall()
+
+
+def test_a_ticket_parked_on_its_error_ticket_keeps_that_one_when_its_lifetime_runs_out_and_resolving_it_retries(
+        tmp_path, db_url, conn, processes):
+    folder = write_config(tmp_path / "config", types={"testms/desk": DESK},
+                          bots={FIRST: "handler: tests.handlers:fail_until_woken\n",
+                                WORKING: "handler: tests.handlers:wait_an_hour\n"})
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    for name in ("ann", "zoe"):
+        directory.add_user(conn, name)
+    directory.add_group(conn, "desk", ["ann"])
+    processes.start(FIRST, folder, db_url)
+    ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
+    wait_until(lambda: get_ticket(conn, ticket_id).waiting_for is not None, 30, "the ticket to park on an error ticket")
+    first = get_ticket(conn, ticket_id).waiting_for
+    clock.shift(conn, 61 * MINUTE_S)  # its lifetime runs out while it is parked
+    wait_until(lambda: received(conn, "timeout") == {"zoe": 1}, 30, "the creator's timeout message")
+    stays_true(lambda: [r["id"] for r in open_error_tickets(conn, ticket_id)] == [first], 2,
+               lambda: f"still one open error ticket: {open_error_tickets(conn, ticket_id)}")
+    [error] = open_error_tickets(conn, ticket_id)
+    assert error["payload"]["reason"] == "needs a person"
+    assert error["payload"]["reasons"] == ["needs a person", "its lifetime of 3600s ran out in state 1"]
+    assert get_ticket(conn, ticket_id).waiting_for == first
+    send_ticket(conn, cfg, first, actor="ann")  # resolved: the ticket's bot tries again, and it moves on
+    wait_until(lambda: get_ticket(conn, ticket_id).state == 2, 30, "the ticket's bot to try again")
+    assert open_error_tickets(conn, ticket_id) == []

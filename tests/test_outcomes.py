@@ -178,3 +178,18 @@ def test_a_lifetime_timeout_takes_the_states_on_timeout_state_else_raises_one_er
     result = timeout_plan(ticket(state), replace(KIND, on_timeout=on_timeout))
     assert (result.to_state, result.kind, result.closes, result.times_out) == (to_state, kind, closes, True)
     assert (result.waiting_for is not None) == waits_for_error
+
+
+@pytest.mark.parametrize("outcome, kind, detail, told", [
+    (Outcome("send"), "timeout", {"lifetime_s": 60}, "it is now b"),  # a move: recorded as the default's
+    (Outcome("send", to_state=5, unavailable=(4,)), "timeout", {"alternate_of": 4, "lifetime_s": 60}, "it is now no"),
+    (Outcome("wait", delay_s=5), "waited", {"seconds": 5}, "it stays a"),
+])
+def test_a_types_own_timeout_handlers_outcome_is_recorded_as_the_timeout_and_told_to_the_creator(
+        outcome, kind, detail, told):
+    from common.tickets.outcomes import as_timeout, timeout_text
+
+    state = 3 if outcome.to_state == 5 else 1
+    result = as_timeout(ticket(state), KIND, plan(ticket(state), KIND, outcome, retries=0, retry_backoff_s=0))
+    assert (result.kind, result.detail, result.times_out) == (kind, detail, True)
+    assert timeout_text(ticket(state), KIND, result).endswith(f"is out of service: {told}")

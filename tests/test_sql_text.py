@@ -17,3 +17,4 @@ def test_compact_drops_comments_and_blanks_but_not_quoted_text_or_the_newline_th
     statement = "SELECT  'a -- b',\t\"x  y\"  -- a comment\n    'c'\n\n    'd' -- last"
     assert sql.compact(statement) == "SELECT 'a -- b',\"x  y\"\n'c'\n'd'"
     assert sql.compact("f( a,\n b ) , 'x, ( y )' )") == "f(a,b) ,'x, ( y )')"
+    assert sql.compact("a = 'b = c' AND d >= e") == "a='b = c' AND d >=e"

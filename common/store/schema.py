@@ -77,6 +77,9 @@ Index("ix_tickets_closed", tickets.c.metaservice, tickets.c.ticket_type, tickets
       postgresql_where=text("closed_at IS NOT NULL"))
 Index("ix_tickets_waiting_for", tickets.c.waiting_for, postgresql_where=text("waiting_for IS NOT NULL"))
 Index("ix_tickets_parent_id", tickets.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
+# One open error ticket per ticket: a later reason is added to it (sql.FOLD_ERROR_REASON).
+Index("uq_tickets_open_error", tickets.c.parent_id, unique=True, postgresql_where=text(
+    "metaservice = 'botfleet' AND ticket_type = 'error' AND closed_at IS NULL AND parent_id IS NOT NULL"))
 # The open tickets of a state by the sooner of their lifetime's end and their next acceptance round or
 # reminder: one index for both timers, so a round or a claim writes one entry fewer than with two.
 Index("ix_tickets_timer", tickets.c.metaservice, tickets.c.ticket_type, tickets.c.state,

@@ -32,7 +32,7 @@ MAIL_CHANNEL = channel(MAIL_TICKET_TYPE.metaservice, MAIL_TICKET_TYPE.name, MAIL
 
 def compact(statement: str) -> str:
     """A long statement as it is sent: without its comments and runs of blanks (one blank, or one newline),
-    nor blanks after a comma or an opening parenthesis or before a closing one, which SQL never needs.
+    nor blanks after a comma or an opening parenthesis, before a closing one, or around '=': SQL needs none.
     psycopg keeps its parse of a statement of up to 4 KiB (MAX_CACHED_STATEMENT_LENGTH) and parses a longer
     one again on every execute, which costs the API's create a tenth of its time. Quoted text is kept."""
     kept, index, quote = [], 0, None
@@ -48,9 +48,9 @@ def compact(statement: str) -> str:
             index = statement.find("\n", index)
             index = len(statement) if index < 0 else index
             continue
-        elif char.isspace() and kept and kept[-1] in ",(":
+        elif char.isspace() and kept and kept[-1] in ",(=":
             pass
-        elif char == ")" and kept and kept[-1].isspace():
+        elif char in ")=" and kept and kept[-1].isspace():
             kept[-1] = char
         elif char.isspace():
             # A newline stays one: it is what joins 'two' 'strings' on two lines into one in SQL.
@@ -190,14 +190,15 @@ def _lock_columns(prefix: str = "") -> str:
 # The one clock is botfleet_now() (migration 0009): the database's own, shifted only by tests. It is
 # written `(SELECT botfleet_now())` in statements: an uncorrelated subquery runs once per statement,
 # where a bare call would run for every row it touches (a thousand rows, a thousand calls).
-def _create_tickets(gated: bool) -> str:
+def _create_tickets(gated: bool = False, planned: bool = False, errors_say: bool = False) -> str:
     """Insert tickets with their 'created' events, first acceptance rounds and NOTIFY, returning their rows.
     `gated`: only while the fleet is open, and every row (one, when nothing was inserted) also carries the
     fleet's lock as lock_state, lock_reason, ... FOR SHARE holds the lock's row until the insert commits, so
     a lock set meanwhile waits for it, and a create that started before a lock committed reads the lock
-    as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing. A gated create
-    (the API's) leaves out what an error ticket's first round says went wrong: the fleet raises error
-    tickets with create_ticket, and the API's statement must stay short enough for psycopg's parse cache."""
+    as it is now (READ COMMITTED re-reads a row it had to wait for) and inserts nothing. `planned`: ids
+    taken beforehand (%(ids)s, NEXT_TICKET_ID) or new ones. `errors_say`: an error ticket's first round
+    says what went wrong. Each statement has only the parts its callers need, to stay short enough for
+    psycopg's parse cache."""
     gate = f"gate AS (SELECT {_lock_columns('lock_')} FROM fleet_lock FOR SHARE), " if gated else ""
     # The API reads back the ticket it submitted; the fleet's own creates (children, batches) need only ids.
     rows = f"SELECT {'new.*' if gated else 'id'} FROM new, (SELECT count(*) FROM wake) w, round_results ORDER BY id"
@@ -206,10 +207,11 @@ WITH {gate}clock AS (
     -- A ticket with a later start_after sleeps until then: its lifetime and reminders count from it.
     SELECT botfleet_now() AS at, greatest(botfleet_now(), %(start_after)s::timestamptz) AS starts
 ), new AS (
-    INSERT INTO tickets (metaservice, ticket_type, state, payload, creator, group_role, parent_id,
+    INSERT INTO tickets ({"id, " if planned else ""}metaservice, ticket_type, state, payload, creator, group_role, parent_id,
                          created_at, state_entered_at, deadline_at, next_reminder_at, due_at, start_after,
                          callback_url, job_name, object_type, object_id)
-    SELECT %(metaservice)s, %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
+    SELECT {"coalesce((%(ids)s::bigint[])[n], nextval('tickets_id_seq')), " if planned else ""}%(metaservice)s,
+           %(ticket_type)s, %(state)s, p, %(creator)s, %(group_role)s, %(parent_id)s,
            clock.at, clock.at, clock.starts + {_type_setting("lifetime")} * interval '1 second',
            -- The first acceptance round goes out with the ticket (below); its bot sends the next ones.
            -- A ticket without a group has nobody to ask and nobody to remind.
@@ -227,7 +229,7 @@ WITH {gate}clock AS (
 ), created AS (
     -- Reading ev makes its 'created' events come first in each ticket's history, before the round's.
     SELECT new.* FROM new JOIN ev ON ev.ticket_id = new.id WHERE %(rounds)s
-), {_send_rounds("created", errors_say=not gated)}, wake AS (
+), {_send_rounds("created", errors_say=errors_say)}, wake AS (
     -- A ticket that sleeps (start_after) is not claimed now: its bot sets its timer for it instead.
     SELECT pg_notify(c, p) FROM (
         SELECT DISTINCT {CHANNEL_SQL.format(t='new')} AS c,
@@ -238,7 +240,11 @@ WITH {gate}clock AS (
 """)
 
 
-CREATE_TICKETS = _create_tickets(gated=False)
+CREATE_TICKETS = _create_tickets(planned=True)
+# The fleet's error tickets (never planned children): their first round says what went wrong.
+CREATE_ERROR_TICKETS = _create_tickets(errors_say=True)
+# A ticket id taken before its ticket is created: a handler's child knows its id while the step is planned.
+NEXT_TICKET_ID = "SELECT nextval('tickets_id_seq') AS id"
 # A ticket from outside the fleet (the API): created only while the fleet is open.
 SUBMIT_TICKETS = _create_tickets(gated=True)
 
@@ -433,6 +439,17 @@ STRANDED_WAITS = """
 SELECT DISTINCT t.id FROM tickets w JOIN tickets t ON t.id = w.waiting_for
 WHERE w.metaservice = %(metaservice)s AND w.ticket_type = %(ticket_type)s AND w.state = %(state)s
   AND w.closed_at IS NULL AND w.due_at = 'infinity' AND t.closed_at IS NOT NULL
+"""
+
+# A ticket has at most one open error ticket (uq_tickets_open_error, whose predicate this repeats): a later
+# reason is added to the open one's `reasons` (one of an older botfleet has only its `reason`). The row lock
+# orders this against the error ticket's close: a close after it wakes the ticket that now waits for it.
+FOLD_ERROR_REASON = f"""
+UPDATE tickets SET payload = payload || jsonb_build_object('reasons',
+    coalesce(payload->'reasons', jsonb_build_array(payload->'reason')) || to_jsonb(%(reason)s::text))
+WHERE parent_id = %(parent_id)s AND metaservice = '{ERROR_METASERVICE}' AND ticket_type = '{ERROR_TYPE}'
+  AND closed_at IS NULL
+RETURNING id
 """
 
 # The heartbeat also renews the leases of the tickets this process holds, so a slow handler keeps

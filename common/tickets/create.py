@@ -1,13 +1,17 @@
 """create_ticket: new tickets in their type's initial state, each with its 'created' event and a NOTIFY."""
 
 from common.access.fleet_lock import FleetLock, FleetLocked
+from common.config.builtin import ERROR_METASERVICE, ERROR_TYPE
 from common.store import sql
 from common.tickets.outcomes import Ticket
 from common.tickets.payload import encode_payload
 
+ERROR_TICKET_TYPE = (ERROR_METASERVICE, ERROR_TYPE)
+
 
 def _create_params(config, metaservice, ticket_type, payloads, *, creator=None, group_role=None, parent_id=None,
-                   start_after=None, callback_url=None, job_name=None, object_type=None, object_id=None) -> dict:
+                   start_after=None, callback_url=None, job_name=None, object_type=None, object_id=None,
+                   ids=None) -> dict:
     kind = config.ticket_type(metaservice, ticket_type)
     texts = [encode_payload(payload, config.max_payload_bytes, f"payload {index}" if len(payloads) > 1 else "payload")
              for index, payload in enumerate(payloads)]
@@ -22,6 +26,7 @@ def _create_params(config, metaservice, ticket_type, payloads, *, creator=None, 
         "lifetime_s": kind.lifetime_s, "notification_frequency_s": kind.notification_frequency_s,
         "actor": creator, "start_after": start_after, "callback_url": callback_url,
         "mail": config.mail is not None,
+        "ids": ids,  # ids taken beforehand (sql.NEXT_TICKET_ID), one per payload, or None for new ones
     }
 
 
@@ -38,9 +43,12 @@ def create_tickets(conn, config, metaservice, ticket_type, payloads, **fields) -
     """Create tickets in their type's initial state; each commits with its 'created' event, the first round
     of acceptance notifications to its group, and a NOTIFY, all in one statement. With a later `start_after`
     (a time of the one clock) they sleep until then; a `callback_url` is told of each of their state changes.
-    Fields: creator, group_role, parent_id, start_after, callback_url."""
+    Fields: creator, group_role, parent_id, start_after, callback_url, ids (taken from sql.NEXT_TICKET_ID)."""
     params = _create_params(config, metaservice, ticket_type, payloads, **fields)
-    return [row["id"] for row in _execute(conn, sql.CREATE_TICKETS, params).fetchall()]
+    statement = sql.CREATE_ERROR_TICKETS if (metaservice, ticket_type) == ERROR_TICKET_TYPE else sql.CREATE_TICKETS
+    if statement is sql.CREATE_ERROR_TICKETS and params["ids"] is not None:
+        raise ValueError("error tickets are not planned children: they take no ids")
+    return [row["id"] for row in _execute(conn, statement, params).fetchall()]
 
 
 def create_ticket(conn, config, metaservice, ticket_type, payload=None, **fields) -> int:

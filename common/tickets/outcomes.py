@@ -57,7 +57,9 @@ class Ticket:
 
 @dataclass
 class PendingTicket:
-    """A child ticket asked for by a handler; it gets its id when the outcome is written."""
+    """A child ticket asked for by a handler. A bot's handler gets its id when it asks (the tickets' id
+    sequence); it is created with that id only if the step's outcome is written. An error ticket the runtime
+    raises gets its id when it is written: the ticket's open error ticket may take it instead."""
 
     metaservice: str
     ticket_type: str
@@ -80,8 +82,9 @@ class Outcome:
 class Context:
     """Handed to a handler with its ticket: the seed's bot functions, bound to this ticket."""
 
-    def __init__(self, ticket: Ticket, ticket_type, bot_name: str):
+    def __init__(self, ticket: Ticket, ticket_type, bot_name: str, new_id=None):
         self.ticket = ticket
+        self._new_id = new_id  # () -> a fresh ticket id; None: children get theirs when written
         self.ticket_type = ticket_type
         self.bot_name = bot_name
         self.children: list[PendingTicket] = []
@@ -123,7 +126,10 @@ class Context:
 
     # -- side effects written with the outcome ------------------------------------------------
     def create_ticket(self, ticket_type: str, payload=None, metaservice=None, group_role=None) -> PendingTicket:
-        child = PendingTicket(metaservice or self.ticket.metaservice, ticket_type, dict(payload or {}), group_role)
+        """A child ticket, created with this step's outcome. Its id is known at once (a handler may store it in
+        the payload); a retried step plans a new child, and the ids of plans never written stay unused."""
+        child = PendingTicket(metaservice or self.ticket.metaservice, ticket_type, dict(payload or {}), group_role,
+                              id=self._new_id() if self._new_id is not None else None)
         self.children.append(child)
         return child
 
@@ -223,10 +229,21 @@ def timeout_plan(ticket: Ticket, ticket_type) -> Plan:
     return result
 
 
+def as_timeout(ticket: Ticket, ticket_type, plan_: Plan) -> Plan:
+    """A type's own ticket_timeout's plan, as the timeout it handles: a move is recorded as the default's
+    is (a 'timeout' event with the lifetime). Pure."""
+    plan_.times_out = True
+    if plan_.kind == "transitioned":
+        plan_.kind = "timeout"
+        plan_.detail = {**(plan_.detail or {}), "lifetime_s": _lifetime_s(ticket, ticket_type)}
+    return plan_
+
+
 def timeout_text(ticket: Ticket, ticket_type, plan_: Plan) -> str:
     """The one out-of-service message a timed-out ticket's creator gets."""
+    stays = f"it stays {ticket_type.states[ticket.state].name}"
     what = (f"it is now {ticket_type.states[plan_.to_state].name}" if plan_.kind == "timeout"
-            else f"it stays {ticket_type.states[ticket.state].name} and the group has been asked to resolve it")
+            else f"{stays} and the group has been asked to resolve it" if plan_.kind == "escalated" else stays)
     return (f"Ticket {ticket.id} ({ticket.metaservice}/{ticket.ticket_type}) was not dealt with within its "
             f"lifetime of {_lifetime_s(ticket, ticket_type):g}s and is out of service: {what}")
 

@@ -9,6 +9,7 @@ from common.tickets.outcomes import (
     Outcome,
     Plan,
     Ticket,
+    as_timeout,
     escalate,
     outcome_of,
     plan,
@@ -35,15 +36,16 @@ class Step:
     handler_s: float = 0.0
 
 
-def proceed_ticket(ticket: Ticket, config, handler, spec) -> Step:
-    """Run the handler on a claimed ticket and decide what to write. Never raises for handler errors."""
+def proceed_ticket(ticket: Ticket, config, handler, spec, new_id=None) -> Step:
+    """Run the handler on a claimed ticket and decide what to write. Never raises for handler errors.
+    `new_id`: where the ids of the children it creates come from (ctx.create_ticket)."""
     ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
     started = time.monotonic()
     # The state's age when the ticket was read, by the database's clock, plus the time since on ours:
     # state_entered_at is taken just before the previous step's commit, close enough to a hop.
     hop_s = (max(0.0, (ticket.read_at - ticket.state_entered_at).total_seconds() + started - ticket.read_at_mono)
              if ticket.read_at and ticket.state_entered_at else None)
-    ctx = Context(ticket, ticket_type, spec.name)
+    ctx = Context(ticket, ticket_type, spec.name, new_id)
     try:
         step = _planned_step(ticket, ticket_type, config, spec, ctx, handler(ticket, ctx))
     except Exception as exc:  # a handler that raises, returns nonsense or asks for what cannot be stored
@@ -82,18 +84,19 @@ def failed_step(ticket: Ticket, ticket_type, spec, reason: str, hop_s=None, hand
     return Step(ticket, result, handler_error=True, hop_s=hop_s, handler_s=handler_s)
 
 
-def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None) -> Step:
+def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None, new_id=None) -> Step:
     """ticket_timeout: the ticket's lifetime ran out; written once, whatever the outcome.
 
     `hook` is the type's own timeout handler (`ticket_timeout(ticket, ctx)` in the state's handler module).
-    What it returns is the step, planned like a handler's outcome, with what it sent through ctx; None
-    keeps the default. The default: the state's `on_timeout` next state, else the state kept and one error
+    What it returns is the step, planned like a handler's outcome, with what it sent through ctx, recorded as
+    the timeout (a move is a 'timeout' event) and with the creator's out-of-service message; None keeps the
+    default. The default: the state's `on_timeout` next state, else the state kept and one error
     ticket; and the creator, if a user, gets one out-of-service message. A hook that raises or asks for what
     cannot be done gets the default, with its error in the step's detail: a timeout is never lost or retried."""
     ticket_type = config.ticket_type(spec.metaservice, spec.ticket_type)
     if hook is None:
         return _default_timeout(ticket, ticket_type, creator_is_user)
-    ctx = Context(ticket, ticket_type, spec.name)
+    ctx = Context(ticket, ticket_type, spec.name, new_id)
     try:
         returned = hook(ticket, ctx)
         if returned is None:  # the default, and what the hook sent goes with it
@@ -106,7 +109,10 @@ def timeout_step(ticket: Ticket, config, spec, creator_is_user: bool, hook=None)
         log.warning("ticket_timeout of bot %s failed on ticket %s: %r; the default timeout applies",
                     spec.name, ticket.id, exc)
         return timeout_fallback(ticket, config, spec, creator_is_user, storable_text(f"{type(exc).__name__}: {exc}"))
-    step.plan.times_out = True
+    as_timeout(ticket, ticket_type, step.plan)
+    if creator_is_user:  # the out-of-service message, as with the default, after what the hook sent
+        step.notifications = [*step.notifications, (ticket.creator, timeout_text(ticket, ticket_type, step.plan),
+                                                    "timeout")]
     return step
 
 

@@ -11,7 +11,10 @@ from common.notifications.outbox import send_user_notification
 from common.people.directory import refused_assignees, unknown_users
 from common.store import sql
 from common.tickets.create import create_ticket
+from common.tickets.error_tickets import is_error_ticket, raise_error_ticket
 from common.tickets.outcomes import PendingTicket
+
+TICKETS_KEY = "pk_tickets"  # the primary key of tickets, by the schema's naming convention
 
 
 def _apply_params(steps, owner, actor):
@@ -45,8 +48,12 @@ def _detail(step, waiting_id):
 
 def _insert_children(conn, config, step, actor):
     for child in step.plan.children:
-        child.id = create_ticket(conn, config, child.metaservice, child.ticket_type, child.payload,
-                                 creator=actor, group_role=child.group_role, parent_id=step.ticket.id)
+        if is_error_ticket(child) and child.id is None:
+            # Raised by the runtime (a handler's children have their ids): an open one takes the reason.
+            child.id = raise_error_ticket(conn, config, child, parent_id=step.ticket.id, actor=actor)
+            continue
+        child.id = create_ticket(conn, config, child.metaservice, child.ticket_type, child.payload, creator=actor,
+                                 group_role=child.group_role, parent_id=step.ticket.id, ids=[child.id])
 
 
 @dataclass
@@ -78,16 +85,22 @@ def add_ticket_to_proceeded_list(conn, config, steps, owner, actor) -> Written:
     for step in (s for s in steps if s.plan.children or s.notifications or s.bot_messages):
         # Children and notifications are written only if their step's outcome is: the transaction undoes
         # them otherwise.
-        with conn.transaction() as transaction:
-            _insert_children(conn, config, step, actor)
-            rows = conn.execute(sql.APPLY_OUTCOMES, _apply_params([step], owner, actor)).fetchall()
-            if not rows:
-                raise psycopg.Rollback(transaction)
-            for user, text, kind in step.notifications:
-                send_user_notification(conn, step.ticket.id, user, text, kind=kind, mail=config.mail is not None)
-            for bot, text, kind in step.bot_messages:
-                send_bot_notification(conn, config, step.ticket.id, bot, text, kind=kind, sender=actor)
-            applied += rows
+        try:
+            with conn.transaction() as transaction:
+                _insert_children(conn, config, step, actor)
+                rows = conn.execute(sql.APPLY_OUTCOMES, _apply_params([step], owner, actor)).fetchall()
+                if not rows:
+                    raise psycopg.Rollback(transaction)
+                for user, text, kind in step.notifications:
+                    send_user_notification(conn, step.ticket.id, user, text, kind=kind, mail=config.mail is not None)
+                for bot, text, kind in step.bot_messages:
+                    send_bot_notification(conn, config, step.ticket.id, bot, text, kind=kind, sender=actor)
+                applied += rows
+        except psycopg.errors.UniqueViolation as exc:
+            # A child's id, taken for this step's plan alone, is there already: this very step was written
+            # (its reply was lost), and is stale now.
+            if exc.diag.constraint_name != TICKETS_KEY:
+                raise
     wake_closed_waits(conn, _closed_with_waiters(applied) + _mark_awaited_in_batch(conn, applied), actor)
     applied_ids = {r["id"] for r in applied}
     return Written(applied, [s for s in steps if s.ticket.id not in applied_ids])

@@ -1,7 +1,7 @@
 """The timers of a ticket's life that its state's bot runs from its sweeps: acceptance rounds and reminders."""
 
 from common.store import sql
-from common.tickets.create import create_ticket
+from common.tickets.error_tickets import raise_error_ticket
 from common.tickets.outcomes import Ticket, error_ticket
 
 ROUNDS_PER_STATEMENT = 500
@@ -56,6 +56,6 @@ def report_stuck(conn, config, spec, ticket_type, actor, *, limit=100) -> int:
             reason = (f"it has been in state {row['state']} ({spec.state_name}) for {row['stay_s']:.0f}s, waiting to be "
                       f"taken for longer than stuck_after ({spec.stuck_after_s:g}s) of bot {spec.name}")
             child = error_ticket(ticket, ticket_type, reason)
-            create_ticket(conn, config, child.metaservice, child.ticket_type, child.payload, creator=actor,
-                          group_role=row["group_role"] or child.group_role, parent_id=row["id"])
+            child.group_role = row["group_role"] or child.group_role
+            raise_error_ticket(conn, config, child, parent_id=row["id"], actor=actor)
     return len(rows)
