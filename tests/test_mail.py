@@ -469,3 +469,25 @@ def test_a_mail_sent_whose_mark_was_lost_is_not_sent_again_within_its_lease_and_
     wait_until(lambda: state_of(conn, lost)["email_state"] == "sent", lease_left_s(conn, lost) + 30,
                lambda: f"the first mail to go out again after its lease: {state_of(conn, lost)}")
     assert ["the first mail" in text for text in texts()] == [True, False, True]
+
+
+def test_an_earlier_round_is_merged_into_a_later_one_already_sent_first(tmp_path, conn):
+    """The later round of a ticket may go first: written just before the window opened, never held, it is due
+    before the rounds the window held. Those are stale once it is sent, not mailed again after it."""
+    from common.store import sql
+
+    folder = write_config(tmp_path / "config", fleet_extra="mail:\n  host: 127.0.0.1\n  port: 9\n")
+    cfg = load(folder)
+    sync_config(conn, cfg)
+    directory.add_user(conn, "ann", email="ann@example.org")
+    ticket_id = create_ticket(conn, cfg, "testms", "pipe", {})
+    held, later = (send_user_notification(conn, ticket_id, "ann", text, kind="acceptance") for text in ("1st", "2nd"))
+    # The first round was held for a window that opens in a minute; the later one is due now.
+    conn.execute("UPDATE notifications SET email_due_at = botfleet_now() + interval '1 minute' WHERE id = %s", (held,))
+    taken = conn.execute(sql.TAKE_MAIL, {"limit": 10, "lease_s": 30}).fetchall()
+    assert [(row["id"], row["to_send"]) for row in taken] == [(later, True)]
+    conn.execute(sql.MAIL_SENT, {"id": later})
+    clock.shift(conn, 120)
+    taken = conn.execute(sql.TAKE_MAIL, {"limit": 10, "lease_s": 30}).fetchall()
+    assert [(row["id"], row["to_send"]) for row in taken] == [(held, False)]
+    assert state_of(conn, held)["email_state"] == "merged"

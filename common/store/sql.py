@@ -1159,7 +1159,8 @@ END"""
 # Mail of a user with no address any more (removed, or the address cleared) is done with: state none, as
 # for a user who never had one (else it would stay due, and the bot would come back for it at once, forever).
 # A round whose reason is gone is dropped rather than sent, and one with a later round of its ticket and kind
-# still pending for the same user is merged into it: the rounds a window held go as one mail.
+# for the same user, pending or already sent, is merged into it: the rounds a window held go as one mail. (A
+# later round may go first: one written just before the window opened, never held, is due before the rest.)
 TAKE_MAIL = compact(f"""
 WITH due AS (
     SELECT n.id, u.email, n.email_due_at, {_WINDOW_OPENS} AS window_opens_at,
@@ -1171,7 +1172,8 @@ WITH due AS (
     CROSS JOIN LATERAL (SELECT {_ROUND_GONE} AS gone) g
     LEFT JOIN LATERAL (SELECT max(s.id) AS id FROM notifications s
                        WHERE s.user_name = n.user_name AND s.ticket_id = n.ticket_id AND s.kind = n.kind
-                         AND s.id > n.id AND s.email_state = 'pending' AND n.kind IN ('acceptance', 'reminder')) newer ON true
+                         AND s.id > n.id AND s.email_state IN ('pending', 'sent')
+                         AND n.kind IN ('acceptance', 'reminder')) newer ON true
     WHERE n.email_state = 'pending' AND n.email_due_at <= (SELECT botfleet_now())
       AND coalesce(n.email_lease_until <= statement_timestamp(), true)
     ORDER BY n.email_due_at, n.id
