@@ -66,13 +66,7 @@ def test_pm_generates_a_work_order_and_learns_done_or_failed(db_url, conn, proce
     good = create_ticket(conn, types, "maintenance", "pm", {"task": "oil pump", "every_s": 3600})
     bad = create_ticket(conn, types, "maintenance", "pm", {"task": "replace belt", "fail": True})
 
-    def orders_waiting():
-        return [r["id"] for r in conn.execute("SELECT id FROM tickets WHERE ticket_type = 'work_order' AND state = 1 "
-                                              "AND assigned_user IS NULL AND due_at > botfleet_now()").fetchall()]
-    # Each generated work order waits for a technician to accept it.
-    waiting = wait_until(lambda: len(orders_waiting()) == 2 and orders_waiting(), 30, "two work orders to wait")
-    for order_id in waiting:
-        accept_ticket(conn, types, order_id, "tom")
+    # A work order is a job: the fleet works it, and no technician is asked to accept it.
     for ticket_id in (good, bad):
         wait_until(closed(conn, ticket_id), 30, f"plan {ticket_id} to close")
     assert (get_ticket(conn, good).state, get_ticket(conn, bad).state) == (3, 4)
@@ -80,6 +74,7 @@ def test_pm_generates_a_work_order_and_learns_done_or_failed(db_url, conn, proce
         "SELECT parent_id, ticket_type, state FROM tickets WHERE parent_id = ANY(%s)", ([good, bad],)).fetchall()
         if r["ticket_type"] == "work_order"}
     assert (orders[good]["state"], orders[bad]["state"]) == (3, 4)
+    assert [n for n in inbox(conn, "tom") if n["kind"] == "acceptance"] == []
     # The plan scheduled its own next run; it waits in 'scheduled' until then.
     [next_run] = conn.execute("SELECT state, payload FROM tickets WHERE parent_id = %s AND ticket_type = 'pm'",
                               (good,)).fetchall()
