@@ -241,19 +241,25 @@ def test_a_final_states_bot_removes_tickets_closed_longer_than_the_retention_and
         assert (row["payload"], row["state"]) == ({"n": 7}, 4)
 
 
-def test_a_types_own_timeout_handler_decides_once_and_one_that_fails_gets_the_default(tmp_path, db_url, conn,
-                                                                                       processes):
+def desk_with_first_bot(tmp_path, db_url, conn, processes, handler, replicas=1):
+    """The desk type, ann in its group and zoe to create, and `replicas` processes of its first state's bot
+    running `handler` (the working state's waits an hour)."""
     folder = write_config(tmp_path / "config", types={"testms/desk": DESK},
-                          bots={FIRST: "handler: tests.timeout_handlers:wait_for_acceptance\n",
-                                WORKING: "handler: tests.handlers:wait_an_hour\n"})
+                          bots={FIRST: f"handler: {handler}\n", WORKING: "handler: tests.handlers:wait_an_hour\n"})
     cfg = load(folder)
     sync_config(conn, cfg)
     for name in ("ann", "zoe"):
         directory.add_user(conn, name)
     directory.add_group(conn, "desk", ["ann"])
-    processes.start(FIRST, folder, db_url)
-    processes.start(FIRST, folder, db_url)
-    wait_until(registered(conn, 2), 30, "both replicas to register")
+    for _ in range(replicas):
+        processes.start(FIRST, folder, db_url)
+    wait_until(registered(conn, replicas), 30, "the first state's bot to register")
+    return cfg
+
+
+def test_a_types_own_timeout_handler_decides_once_and_one_that_fails_gets_the_default(tmp_path, db_url, conn,
+                                                                                       processes):
+    cfg = desk_with_first_bot(tmp_path, db_url, conn, processes, "tests.timeout_handlers:wait_for_acceptance", 2)
     modes = ("own", "default", "raise", "nonsense")
     ids = dict(zip(modes, create_tickets(conn, cfg, "testms", "desk", [{"on_timeout": mode} for mode in modes],
                                          creator="zoe"), strict=True))
@@ -298,15 +304,7 @@ def open_error_tickets(conn, ticket_id):
 
 def test_a_ticket_parked_on_its_error_ticket_keeps_that_one_when_its_lifetime_runs_out_and_resolving_it_retries(
         tmp_path, db_url, conn, processes):
-    folder = write_config(tmp_path / "config", types={"testms/desk": DESK},
-                          bots={FIRST: "handler: tests.handlers:fail_until_woken\n",
-                                WORKING: "handler: tests.handlers:wait_an_hour\n"})
-    cfg = load(folder)
-    sync_config(conn, cfg)
-    for name in ("ann", "zoe"):
-        directory.add_user(conn, name)
-    directory.add_group(conn, "desk", ["ann"])
-    processes.start(FIRST, folder, db_url)
+    cfg = desk_with_first_bot(tmp_path, db_url, conn, processes, "tests.handlers:fail_until_woken")
     ticket_id = create_ticket(conn, cfg, "testms", "desk", {}, creator="zoe")
     wait_until(lambda: get_ticket(conn, ticket_id).waiting_for is not None, 30, "the ticket to park on an error ticket")
     first = get_ticket(conn, ticket_id).waiting_for
