@@ -6,17 +6,16 @@ for statusek, the instance token in the body.) A body that is not JSON is 400 ma
 exception is the statusek compatibility mode (/statusek/), which reads a form as its upstream does."""
 
 JSON = (b"content-type", b"application/json")
-# Routes that read their body by its Content-Type themselves (api/statusek_compat.py's PREFIX).
-OWN_BODIES = ("/statusek/",)
 
 
 class JsonBodies:
     """ASGI middleware: the request's Content-Type is application/json for the routes."""
 
-    def __init__(self, app):
+    def __init__(self, app, own_bodies: tuple = ()):
         self.app = app
+        self.own_bodies = own_bodies  # path prefixes of routes that read their body by its Content-Type themselves
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and not scope["path"].startswith(OWN_BODIES):
+        if scope["type"] == "http" and not scope["path"].startswith(self.own_bodies):
             scope = {**scope, "headers": [*(h for h in scope["headers"] if h[0] != b"content-type"), JSON]}
         await self.app(scope, receive, send)

@@ -9,7 +9,6 @@ instance is as it read it (a compare and set), so two concurrent calls of one st
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api.aio import fetch_all, fetch_one
@@ -25,24 +24,8 @@ from common.status_models.instances import (
 from common.status_models.rules import unknown_status
 from common.store import sql
 
-
-class RawJsonRoute(APIRoute):
-    """A route that reads its body as JSON whatever the Content-Type says: the seed's clients send "raw json
-    in the body", with none, or with curl -d's form type. (What strict checking guards against, a browser's
-    cross-site request riding on its cookies, does not apply: these calls take no cookies, and the instance
-    token in the body is the capability.)"""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def as_json(request):
-            headers = [(name, value) for name, value in request.scope["headers"] if name != b"content-type"]
-            request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
-            return await handler(request)
-        return as_json
-
-
-router = APIRouter(tags=[SEED_TAG], route_class=RawJsonRoute)
+# Bodies are read as JSON whatever their Content-Type, as the seed's clients send them (api/content_type.py).
+router = APIRouter(tags=[SEED_TAG])
 # How often a setStatus reads the instance again when another call changed it in between.
 SET_TRIES = 5
 MAX_TIMEOUT_S = 2**31 - 1

@@ -70,20 +70,8 @@ def wait_running(config, fleet_paths=None, timeout_s=START_TIMEOUT_S):
     """Until every process of the fleet is RUNNING; a BotfleetError naming those that failed instead."""
     fleet_paths = fleet_paths or config.paths
     expected = expected_processes(config, fleet_paths.host_name) - render.disabled_processes(config, fleet_paths)
-
-    def all_running():
-        states = supervisor.process_states(fleet_paths.supervisor_socket)
-        if states is None:
-            return False
-        failed = {name: state for name, state in states.items() if state in ("FATAL", "EXITED")}
-        if failed:
-            raise BotfleetError(f"bots failed to start: {failed}; see {fleet_paths.log_dir}/<bot>.log")
-        return expected <= {name for name, state in states.items() if state == supervisor.RUNNING}
-
-    try:
-        wait_until(all_running, timeout_s, "every bot to be RUNNING")
-    except TimeoutError as exc:
-        raise BotfleetError(str(exc)) from None
+    supervisor.wait_running(fleet_paths.supervisor_socket, expected, timeout_s, failed_says="starting the fleet",
+                            log_dir=fleet_paths.log_dir)
     return expected
 
 

@@ -15,7 +15,6 @@ import xmlrpc.client
 from common.config.names import process_names
 from common.errors import BotfleetError
 from common.fleet import render, supervisor
-from common.fleet.wait import wait_until
 from common.store import migrate
 
 START_TIMEOUT_S = 60
@@ -65,7 +64,8 @@ def reload(config, url, *, start_timeout_s=START_TIMEOUT_S) -> int:
                 for name in process_names(bot, spec.replicas)}
     if WATCHDOG_GROUP in started:
         expected.add("watchdog")
-    _wait_running(fleet_paths, expected, start_timeout_s)
+    supervisor.wait_running(fleet_paths.supervisor_socket, expected, start_timeout_s,
+                            failed_says="restarted on the new config", log_dir=fleet_paths.log_dir)
     _start_given_up(rpc, local, disabled)
     print(f"fleet reloaded: {len(expected)} process(es) restarted or added and RUNNING")
     return 0
@@ -76,22 +76,6 @@ def _stop_group(rpc, group):
     failed = [result for result in rpc.stopProcessGroup(group, True) if result["status"] == FAULT_FAILED]
     if failed:
         raise BotfleetError(f"supervisord could not stop group {group}: {failed}; nothing of it was restarted")
-
-
-def _wait_running(fleet_paths, expected: set, timeout_s: float):
-    """Until every process in `expected` is RUNNING; a BotfleetError naming those that failed to start instead."""
-    def all_running():
-        states = supervisor.process_states(fleet_paths.supervisor_socket) or {}
-        failed = sorted(name for name in expected if states.get(name) in ("FATAL", "EXITED"))
-        if failed:
-            raise BotfleetError(f"restarted on the new config, {len(failed)} process(es) failed to start: "
-                                f"{', '.join(failed)}; see {fleet_paths.log_dir}/<name>.log")
-        return all(states.get(name) == supervisor.RUNNING for name in expected)
-
-    try:
-        wait_until(all_running, timeout_s, "every restarted process to be RUNNING")
-    except TimeoutError as exc:
-        raise BotfleetError(str(exc)) from None
 
 
 def _start_given_up(rpc, local: dict, disabled):

@@ -4,6 +4,9 @@ import http.client
 import socket
 import xmlrpc.client
 
+from common.errors import BotfleetError
+from common.fleet.wait import wait_until
+
 # supervisord's process states (supervisor/states.py), by name.
 RUNNING = "RUNNING"
 
@@ -57,3 +60,20 @@ def process_states(socket_path, timeout_s: float = RPC_TIMEOUT_S) -> dict | None
     except (OSError, xmlrpc.client.Error):
         return None
     return {info["name"]: info["statename"] for info in infos}
+
+
+def wait_running(socket_path, expected: set, timeout_s: float, *, failed_says: str, log_dir) -> None:
+    """Until every process in `expected` is RUNNING; a BotfleetError naming those of them that failed to start
+    (FATAL or EXITED) instead, after `failed_says`, or the timeout."""
+    def all_running():
+        states = process_states(socket_path) or {}
+        failed = sorted(name for name in expected if states.get(name) in ("FATAL", "EXITED"))
+        if failed:
+            raise BotfleetError(f"{failed_says}, {len(failed)} process(es) failed to start: {', '.join(failed)}; "
+                                f"see {log_dir}/<name>.log")
+        return all(states.get(name) == RUNNING for name in expected)
+
+    try:
+        wait_until(all_running, timeout_s, "every process to be RUNNING")
+    except TimeoutError as exc:
+        raise BotfleetError(str(exc)) from None
