@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, jobs, lock, statusek, statusek_compat, tickets, types, workers
+from api import console, errors, jobs, lock, statusek, statusek_compat, tickets, types, workers
 from api.auth import TokenCache
 from api.content_type import JsonBodies
 from api.limits import BodyLimit
@@ -47,6 +47,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
         app.state.tokens = TokenCache(app.state.pool)
         with app.state.pool.connection() as conn:  # the objects it creates instances of, with their statuses
             sync_status_models(conn, config.status_models)
+        live = console.start_live(app, timeouts)
         beating = None
         if presence is not None:
             await asyncio.to_thread(presence.register, app.state.pool)
@@ -57,6 +58,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
             if beating is not None:
                 beating.cancel()
                 await asyncio.to_thread(presence.deregister)
+            await live.stop()
             app.state.pool.close()
             await app.state.aio_pool.close()
 
@@ -75,6 +77,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     app.include_router(statusek.router)
     app.include_router(statusek_compat.router)  # the same, as the upstream service answers
     app.include_router(workers.router)
+    console.install(app, url)  # the web console, /console/, for people
     # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
     # API's error shape, as every refusal does.
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)

@@ -29,8 +29,14 @@ class QuietServer(uvicorn.Server):
                 pass
             should_exit = await self.on_tick(counter)
 
+    def __init__(self, config, on_exit=None):
+        super().__init__(config)
+        self.on_exit = on_exit
+
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
+        if self.on_exit is not None:
+            self.on_exit()
         stop_event = getattr(self, "_stop_event", None)
         if stop_event is not None:
             self._loop.call_soon_threadsafe(stop_event.set)
@@ -43,6 +49,13 @@ def serve(config, url: str, *, spec=None, log_level: str = "info") -> None:
     # On SIGTERM (a stop, `botfleet reload`) uvicorn stops listening and answers the requests in hand; as the
     # fleet's program it gives up on them after its stop timeout, so that it exits (and deregisters) before
     # supervisord's SIGKILL, rendered STOP_MARGIN_S later.
-    QuietServer(uvicorn.Config(create_app(config, url, spec), host=host, port=port, log_level=log_level,
+    app = create_app(config, url, spec)
+
+    def end_live_streams():  # open console pages would hold the stop up until its timeout
+        live = getattr(app.state, "live", None)
+        if live is not None:
+            live.closing_soon()
+    QuietServer(uvicorn.Config(app, host=host, port=port, log_level=log_level, root_path=config.api_root_path,
                                access_log=False, server_header=False,
-                               timeout_graceful_shutdown=spec.stop_timeout_s if spec else None)).run()
+                               timeout_graceful_shutdown=spec.stop_timeout_s if spec else None),
+                on_exit=end_live_streams).run()

@@ -60,9 +60,9 @@ def slots(max_connections, superuser_reserved=3, reserved=0, used_by_others=0):
     (FleetNeed(10, 0), slots(100, used_by_others=80), "warning", 17, 17),
     (FleetNeed(10, 0), slots(100, used_by_others=81), "refused", 17, 16),
     (FleetNeed(1, 0), slots(10, used_by_others=50), "refused", 8, 0),
-    # The API's process holds both of its pools at most: 8 + 16.
-    (FleetNeed(3, 1), slots(100), "ok", 3 + 24 + 2 + 5, 97),
-    (FleetNeed(3, 2, watchdogs=1), slots(60), "refused", 3 + 48 + 2 + 5, 57),
+    # The API's process holds both of its pools at most (8 + 16) and the console's listener.
+    (FleetNeed(3, 1), slots(100), "ok", 3 + 25 + 2 + 5, 97),
+    (FleetNeed(3, 2, watchdogs=1), slots(60), "refused", 3 + 50 + 2 + 5, 57),
 ])
 def test_the_verdict_compares_the_need_with_max_connections_less_reserved_and_others(need, server, level, needed,
                                                                                      available):
@@ -73,10 +73,10 @@ def test_the_verdict_compares_the_need_with_max_connections_less_reserved_and_ot
 
 def test_a_refusal_names_every_number():
     message = budget(FleetNeed(60, 1), slots(50, reserved=2, used_by_others=7)).message
-    assert message.startswith("this host's fleet needs 91 PostgreSQL connections but only 38 are available: "
+    assert message.startswith("this host's fleet needs 92 PostgreSQL connections but only 38 are available: "
                               "max_connections 50 - 5 reserved (superuser_reserved_connections 3, "
                               "reserved_connections 2) - 7 used by other hosts and clients = 38 available; "
-                              "needed: 60 bot process(es) x 1, the API 24 (pools of 8 and 16), the watchdog 2, "
+                              "needed: 60 bot process(es) x 1, the API 25 (pools of 8 and 16, the console's listener 1), the watchdog 2, "
                               "5 for commands and operators."), message
 
 
@@ -94,7 +94,7 @@ def test_the_api_pools_are_the_budgets_figures():
     import api.app
 
     assert api.app.connections is connections
-    assert connections.API_CONNECTIONS == connections.API_POOL_MAX + connections.API_AIO_POOL_MAX == 24
+    assert connections.API_CONNECTIONS == connections.API_POOL_MAX + connections.API_AIO_POOL_MAX + 1 == 25
 
 
 # -- the need, from the config -------------------------------------------------------------------
@@ -108,7 +108,7 @@ def test_a_hosts_need_counts_its_bots_replicas_the_api_and_the_watchdog(tmp_path
     need = fleet_need(config)
     # a (3 replicas), b, c, and the API's companions: the webhook and the JOBSWEEPER bots.
     assert (need.bot_processes, need.api_processes, need.watchdogs) == (7, 1, 1)
-    assert need.connections == 7 * 1 + 24 + 2 + 5
+    assert need.connections == 7 * 1 + 25 + 2 + 5
     assert need.application_names == ("botfleet-api", "botfleet-sweep-1-running", "botfleet-watchdog",
                                       "botfleet-webhook-1-deliver", "testms-three-1-a", "testms-three-2-b",
                                       "testms-three-3-c")

@@ -62,7 +62,8 @@ FLEET_DEFAULTS = {
                  "start_grace": "10s", "fatal_retry_backoff": "10s", "fatal_retry_backoff_max": "5m",
                  "restart_backoff": "10s", "restart_backoff_max": "5m", "lease": "10s", "stale_after": None,
                  "stalled_after": None},
-    "api": {"listen": "127.0.0.1:8080"},
+    # root_path: the prefix a reverse proxy serves the API under ("/botfleet"), so the console's links carry it.
+    "api": {"listen": "127.0.0.1:8080", "root_path": ""},
     "max_payload_bytes": 1024 * 1024,
 }
 BOT_DEFAULTS = {
@@ -202,15 +203,26 @@ def _fleet(doc) -> dict:
         _name_part(doc, ("metaservices", name), name, "metaservice")
     for section in ("watchdog", "api"):
         _mapping(doc, (section,), merged[section])
+    _unknown_keys(doc, ("api",), merged["api"] or {}, set(FLEET_DEFAULTS["api"]))
+    api = {**FLEET_DEFAULTS["api"], **(merged["api"] or {})}
     return {
         "database_url": merged["database_url"],
         "heartbeat_interval_s": _duration(doc, ("heartbeat_interval",), merged["heartbeat_interval"]),
         "watchdog": _watchdog(doc, merged["watchdog"] or {},
                               _duration(doc, ("heartbeat_interval",), merged["heartbeat_interval"])),
-        "api_listen": _listen(doc, ("api", "listen"), {**FLEET_DEFAULTS["api"], **(merged["api"] or {})}["listen"]),
+        "api_listen": _listen(doc, ("api", "listen"), api["listen"]),
+        "api_root_path": _root_path(doc, ("api", "root_path"), api["root_path"]),
         "metaservices": {name: (settings or {}) for name, settings in metaservices.items()},
         "max_payload_bytes": _positive_int(doc, "max_payload_bytes", merged["max_payload_bytes"]),
     }
+
+
+def _root_path(doc, keys, value) -> str:
+    """"" or a path such as "/ops/botfleet": starting with "/", without a trailing one, nothing a URL would escape."""
+    text = "" if value is None else str(value)
+    if text and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text):
+        raise doc.error(keys, f'must be a path like "/botfleet" (a leading "/", none at the end), got {value!r}')
+    return text
 
 
 def _listen(doc, keys, value) -> str:

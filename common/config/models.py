@@ -231,6 +231,7 @@ class FleetConfig:
     watchdog: WatchdogSettings
     api_listen: str
     metaservices: dict  # name -> settings mapping
+    api_root_path: str = ""  # the prefix a reverse proxy serves the API under: the console's links carry it
     max_payload_bytes: int = 1024 * 1024  # a ticket's payload as UTF-8 JSON, checked wherever one is written
     types: dict = field(default_factory=dict)  # (metaservice, type) -> TicketType
     bots: dict = field(default_factory=dict)  # bot name -> BotSpec

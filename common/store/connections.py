@@ -37,7 +37,9 @@ WATCHDOG_CONNECTIONS = 2
 # The API's pools (api/app.py): routes run in the thread pool, and routes on the event loop (api/aio.py).
 API_POOL_MIN, API_POOL_MAX = 1, 8
 API_AIO_POOL_MIN, API_AIO_POOL_MAX = 2, 16
-API_CONNECTIONS = API_POOL_MAX + API_AIO_POOL_MAX
+# The console's one LISTEN (api/console/live.py), shared by every page open on the process.
+API_LIVE_CONNECTIONS = 1
+API_CONNECTIONS = API_POOL_MAX + API_AIO_POOL_MAX + API_LIVE_CONNECTIONS
 # `botfleet up` itself (its migrations and this check), an operator's commands and a psql or two.
 OPS_HEADROOM_CONNECTIONS = 5
 
@@ -73,7 +75,7 @@ class FleetNeed:
         parts = [f"{self.bot_processes} bot process(es) x {BOT_CONNECTIONS}"]
         if self.api_processes:
             parts.append(f"the API {self.api_processes * API_CONNECTIONS} (pools of {API_POOL_MAX} and "
-                         f"{API_AIO_POOL_MAX}{f', x {self.api_processes}' if self.api_processes > 1 else ''})")
+                         f"{API_AIO_POOL_MAX}, the console's listener {API_LIVE_CONNECTIONS}{f', x {self.api_processes}' if self.api_processes > 1 else ''})")
         parts.append(f"the watchdog {self.watchdogs * WATCHDOG_CONNECTIONS}")
         parts.append(f"{OPS_HEADROOM_CONNECTIONS} for commands and operators")
         return ", ".join(parts)

@@ -1,6 +1,7 @@
 """Pools of connections, for a process that serves many requests at once (the HTTP API); opened the same
 way as every botfleet connection (connect.py), and kept out of the bots' imports."""
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -37,3 +38,10 @@ async def async_connection_pool(url: str, *, min_size: int, max_size: int, appli
                                timeout=POOL_WAIT_S, configure=configure)
     await pool.open()
     return pool
+
+
+async def async_connection(url: str, *, application_name: str, timeouts: SessionTimeouts):
+    """One such connection on its own, for a process's LISTEN beside its pools (the console's live updates)."""
+    conn = await psycopg.AsyncConnection.connect(libpq_url(url), **_connection_settings(application_name))
+    await conn.execute(sql.SESSION_TIMEOUTS, timeouts.params())
+    return conn

@@ -1819,3 +1819,63 @@ SELECT current_setting('max_connections')::int AS max_connections,
           AND NOT (usename IS NOT DISTINCT FROM session_user AND client_addr IS NOT DISTINCT FROM inet_client_addr()
                    AND split_part(application_name, ':', 1) = ANY(%(fleet_names)s)))::int AS used_by_others
 """
+
+# -- the console (api/console/) ------------------------------------------------------------------------
+
+# Each bot on each host that runs it: the host's last verdict, its processes' newest heartbeat (real time),
+# and its restarts by reason (every host's: the counter is the fleet's).
+CONSOLE_FLEET_BOTS = f"""
+SELECT b.name, b.metaservice, b.ticket_type, b.state, b.state_name, b.enabled, b.replicas, h.host,
+       bh.health, bh.reason AS health_reason, extract(epoch FROM {LIVE_NOW} - bh.at)::float8 AS health_age_s,
+       coalesce(bh.restarts_in_a_row, 0) AS restarts_in_a_row,
+       p.processes, p.heartbeat_age_s,
+       (SELECT coalesce(jsonb_object_agg(r.reason, r.restarts), '{{}}') FROM watchdog_restart_totals r
+        WHERE r.bot = b.name) AS restarts
+FROM bots b
+CROSS JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host)
+LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host
+LEFT JOIN LATERAL (SELECT count(*) AS processes,
+                          extract(epoch FROM {LIVE_NOW} - max(bp.heartbeat_at))::float8 AS heartbeat_age_s
+                   FROM bot_processes bp
+                   WHERE bp.bot_name = b.name AND bp.host = h.host AND bp.stopped_at IS NULL) p ON true
+ORDER BY b.metaservice, b.ticket_type, b.state, b.name, h.host
+"""
+
+CONSOLE_WATCHDOGS = f"""
+SELECT name, host, pid, extract(epoch FROM {LIVE_NOW} - heartbeat_at)::float8 AS heartbeat_age_s,
+       extract(epoch FROM {LIVE_NOW} - last_check_at)::float8 AS check_age_s, supervisor_error
+FROM watchdogs ORDER BY host, name
+"""
+
+# The open tickets of some types by state, each counted once, by the first that holds of: held (a live lease,
+# a bot's or a worker's), parked (waiting on an error ticket), due (its bot may take it now), waiting (for a
+# ticket, a timer, a retry, its start). Only open tickets are read: the partial claim index.
+CONSOLE_STATE_COUNTS = f"""
+SELECT metaservice, ticket_type, state, count(*) AS open,
+       count(*) FILTER (WHERE kind = 'held') AS held, count(*) FILTER (WHERE kind = 'parked') AS parked,
+       count(*) FILTER (WHERE kind = 'due') AS due, count(*) FILTER (WHERE kind = 'waiting') AS waiting
+FROM (SELECT t.metaservice, t.ticket_type, t.state,
+             CASE WHEN t.lease_expires_at > {LIVE_NOW} THEN 'held'
+                  WHEN t.waiting_for IS NOT NULL AND EXISTS (
+                      SELECT 1 FROM tickets e WHERE e.id = t.waiting_for
+                      AND e.metaservice = '{ERROR_METASERVICE}' AND e.ticket_type = '{ERROR_TYPE}') THEN 'parked'
+                  WHEN t.waiting_for IS NULL AND t.due_at <= (SELECT botfleet_now()) THEN 'due'
+                  ELSE 'waiting' END AS kind
+      FROM tickets t
+      JOIN unnest(%(metaservices)s::text[], %(ticket_types)s::text[]) AS k(metaservice, ticket_type)
+        ON t.metaservice = k.metaservice AND t.ticket_type = k.ticket_type
+      WHERE t.closed_at IS NULL) counted
+GROUP BY metaservice, ticket_type, state
+"""
+
+# The health of each state's bot, the worst of its hosts' fresh verdicts (NULL: nobody judged it lately).
+CONSOLE_STATE_HEALTH = f"""
+SELECT b.metaservice, b.ticket_type, b.state, b.enabled,
+       CASE WHEN count(bh.health) = 0 THEN NULL
+            WHEN bool_and(bh.health = 'healthy') THEN 'healthy'
+            ELSE min(bh.health) FILTER (WHERE bh.health <> 'healthy') END AS health
+FROM bots b
+LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.at >= {LIVE_NOW} - %(stale_after_s)s * interval '1 second'
+WHERE b.metaservice = ANY(%(metaservices)s) AND b.ticket_type = ANY(%(ticket_types)s)
+GROUP BY b.metaservice, b.ticket_type, b.state, b.enabled
+"""
