@@ -97,12 +97,12 @@ def layout_graph(ticket_type: TicketType) -> GraphLayout:
     nodes = {c: NodeBox(c, x, y, NODE_W, NODE_H, columns[c]) for c, (x, y, _) in slots.items() if isinstance(c, int)}
     nodes_bottom = max((y + h for _, y, h in slots.values()), default=MARGIN_Y)
     width = 2 * MARGIN_X + max(len(order), 1) * (NODE_W + GAP_X) - GAP_X
-    paths, lanes = _route(edges, forward, chains, slots, nodes, nodes_bottom)
+    paths, lanes, start_y = _route(edges, forward, chains, slots, nodes, nodes_bottom, ticket_type.initial)
     height = nodes_bottom + (BACK_LANE_GAP + BACK_LANE_STEP * (lanes - 1) if lanes else 0) + MARGIN_Y
     return GraphLayout(
         key=ticket_type.key, nodes=nodes, edges=tuple(paths), width=width, height=height,
         _head=_head_markup(ticket_type, width, height, paths),
-        _node_parts=tuple((c, _node_markup(ticket_type, nodes[c])) for c in codes),
+        _node_parts=tuple((c, _node_markup(ticket_type, nodes[c], start_y)) for c in codes),
     )
 
 
@@ -259,10 +259,13 @@ def _place(order) -> dict:
     return slots
 
 
-def _route(edges, forward, chains, slots, nodes, nodes_bottom) -> tuple[list, int]:
-    """Every edge's path, and how many lanes under the graph the back edges took."""
+def _route(edges, forward, chains, slots, nodes, nodes_bottom, initial) -> tuple[list, int, float | None]:
+    """Every edge's path, how many lanes under the graph the back edges took, and where the start mark
+    meets the initial state (the top of its left side, above the edges that come in there too)."""
     forward_set = {(s, t) for s, t, _ in forward}
     outs, ins = {}, {}  # code -> [(sort key, edge)] on its right, and on its left side
+    if initial in nodes:
+        ins[initial] = [(float("-inf"), ("start", initial))]
     for s, t, _ in edges:
         if s == t:
             continue
@@ -285,7 +288,7 @@ def _route(edges, forward, chains, slots, nodes, nodes_bottom) -> tuple[list, in
             paths.append(EdgePath(s, t, kind, True,
                                   _around(nodes[s], nodes[t], out_y[(s, t)], in_y[(s, t)], channel_y, lane)))
             lane += 1
-    return paths, lane
+    return paths, lane, in_y.get(("start", initial))
 
 
 def _mid_y(slot) -> float:
@@ -407,7 +410,7 @@ def _clean(text) -> str:
     return _CONTROL.sub("", str(text))
 
 
-def _node_markup(ticket_type, box) -> tuple:
+def _node_markup(ticket_type, box, start_y) -> tuple:
     """The node's markup, split where render_svg puts the link, the health dot's class and title (twice:
     its data attribute too), and the five counts."""
     state = ticket_type.states[box.code]
@@ -420,12 +423,12 @@ def _node_markup(ticket_type, box) -> tuple:
         title += " (final" + (f", {state.outcome})" if state.outcome else ")")
     classes = "node" + (" final" if state.final else "") + (" initial" if code == ticket_type.initial else "")
     x, y, w, h = box.x, box.y, box.w, box.h
-    left, mid = x + 12, y + h / 2
+    left = x + 12
     esc = html.escape
     inner = (f'<rect class="inner" x="{_n(x + 3)}" y="{_n(y + 3)}" width="{_n(w - 6)}" height="{_n(h - 6)}" rx="4"/>'
              if state.final else "")
-    start = (f'<circle class="start" cx="{_n(x - 26)}" cy="{_n(mid)}" r="5"/>'
-             f'<path class="edge normal start" d="M{_n(x - 21)} {_n(mid)}H{_n(x - 2)}"/>'
+    start = (f'<circle class="start" cx="{_n(x - 26)}" cy="{_n(start_y)}" r="5"/>'
+             f'<path class="edge normal start" d="M{_n(x - 21)} {_n(start_y)}H{_n(x - 2)}"/>'
              if code == ticket_type.initial else "")
     s = _SLOT
     counted = f'data-state="{code}"'
