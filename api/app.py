@@ -81,7 +81,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
     # API's error shape, as every refusal does.
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)
-    app.add_middleware(JsonBodies, own_bodies=(f"{statusek_compat.PREFIX}/",))
+    app.add_middleware(JsonBodies, own_bodies=(f"{statusek_compat.PREFIX}/", f"{console.PREFIX}/"))
     if presence is not None:
         app.add_middleware(CountRequests, presence=presence)
     return app

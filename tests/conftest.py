@@ -30,6 +30,10 @@ for name in list(os.environ):
 PROCESS_FIXTURES = {"processes", "supervised"}
 
 
+# The console's tests drive a real browser: its fixtures (chromium, browser_page) live in tests/browser.py.
+pytest_plugins = ["tests.browser"]
+
+
 def pytest_collection_modifyitems(config, items):
     """`-m "not processes"` must leave out every test that starts a bot or supervisord."""
     unmarked = [item.nodeid for item in items

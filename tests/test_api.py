@@ -31,11 +31,13 @@ class Api:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
 
 
-def serve_api(tmp_path, db_url, conn, processes, **config_kwargs) -> Api:
-    """The real `botfleet api run` on a free port, for a config written by write_config(**config_kwargs),
-    with the users bob and eve (bob in testers) and two tokens: "all" scopes and a "reader"."""
+def serve_api(tmp_path, db_url, conn, processes, api_extra="", **config_kwargs) -> Api:
+    """The real `botfleet api run` on a free port, for a config written by write_config(**config_kwargs) (and
+    `api_extra`, lines of its api: section), with the users bob and eve (bob in testers) and two tokens: "all"
+    scopes and a "reader"."""
     port = free_port()
-    config_kwargs["fleet_extra"] = config_kwargs.get("fleet_extra", "") + f"api:\n  listen: 127.0.0.1:{port}\n"
+    config_kwargs["fleet_extra"] = (config_kwargs.get("fleet_extra", "") + f"api:\n  listen: 127.0.0.1:{port}\n"
+                                    + api_extra)
     folder = write_config(tmp_path / "config", **config_kwargs)
     sync_config(conn, load(folder))
     directory.add_user(conn, "bob")

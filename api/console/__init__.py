@@ -26,7 +26,8 @@ from api.console.session import (
 )
 from common import __version__
 
-router = APIRouter(prefix="/console", include_in_schema=False)
+PREFIX = "/console"
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 STATIC = {
     "htmx-2.0.11.min.js": "htmx-2.0.11.min.js",

@@ -1,0 +1,148 @@
+"""The web console in a real browser (Debian's chromium, driven by Playwright) against the real API process
+and a real PostgreSQL: sign-in, live counts on a type's graph, what a read-only token may do, refusals of
+forged and cross-site changes, and the pages under a reverse proxy's sub-path. Each test keeps a screenshot of
+what it checked under its output folder."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from api.console.session import COOKIE
+from common.access.fleet_lock import read_lock
+from tests.browser import screenshot, sign_in
+from tests.conftest import free_port
+from tests.test_api import new_ticket, serve_api
+
+pytestmark = pytest.mark.processes
+
+# The pipe type of tests/conftest.py, served by the API alone: no bot runs, so tickets stay where they are made.
+
+@pytest.fixture
+def console(tmp_path, db_url, conn, processes):
+    api = serve_api(tmp_path, db_url, conn, processes)
+    api.console_url = api.base_url + "/console"
+    return api
+
+
+def open_count(page, state: int) -> int:
+    return int(page.text_content(f'#graph .count-open[data-state="{state}"]'))
+
+
+def test_sign_in_takes_a_live_token_and_refuses_a_bad_one(console, browser_page, tmp_path):
+    page = browser_page
+    page.goto(console.console_url + "/types")
+    page.wait_for_url("**/console/signin?next=*")
+    page.fill("input[name=token]", "not-a-token")
+    page.click("button[type=submit]")
+    assert "unknown or revoked" in page.text_content("[role=alert]")
+    screenshot(page, tmp_path, "signin-refused")
+    page.fill("input[name=token]", console.tokens["reader"])
+    page.click("button[type=submit]")
+    page.wait_for_url("**/console/types")  # back where the person was going
+    assert page.is_visible("text=testms/pipe")
+    cookie = next(c for c in page.context.cookies() if c["name"] == COOKIE)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    screenshot(page, tmp_path, "signed-in")
+
+
+def test_a_ticket_created_over_the_api_changes_its_states_count_on_the_graph_without_a_reload(
+        console, browser_page, tmp_path):
+    page = browser_page
+    sign_in(page, console.console_url, console.tokens["reader"])
+    page.goto(console.console_url + "/types/testms/pipe")
+    before = open_count(page, 1)
+    page.evaluate("window.notReloaded = true")
+    with console.client() as client:
+        created = new_ticket(client)
+    page.wait_for_function(f"""() => Number(document.querySelector('#graph .count-open[data-state="1"]')
+                                            .textContent) === {before + 1}""")
+    assert page.evaluate("window.notReloaded === true"), "the page was loaded again"
+    screenshot(page, tmp_path, "graph-live-count")
+    # The state's box leads to its tickets, among them the new one.
+    page.click('#graph #state-1 a')
+    page.wait_for_url("**/console/tickets?*state=1*")
+    assert page.is_visible(f'a[href$="/tickets/{created["id"]}"]')
+    screenshot(page, tmp_path, "tickets-of-state")
+
+
+def test_a_read_token_sees_no_action_and_a_forged_change_is_refused(console, browser_page, tmp_path, conn):
+    page = browser_page
+    sign_in(page, console.console_url, console.tokens["reader"])
+    assert page.is_visible("text=read only")
+    assert page.locator("form[hx-post$='/lock']").count() == 0
+    page.goto(console.console_url + "/types/testms/pipe")
+    assert page.locator("form[hx-post$='/settings']").count() == 0
+    screenshot(page, tmp_path, "read-only")
+    # The same POST the admin's button makes, sent from the console's own page with the reader's cookie.
+    status = page.evaluate(f"""async () => (await fetch("{console.console_url}/lock", {{
+        method: "POST", headers: {{"Content-Type": "application/x-www-form-urlencoded"}},
+        body: "action=lock&reason=forged"}})).status""")
+    assert status == 403
+    assert read_lock(conn).state == "open"
+
+
+class _Forger(BaseHTTPRequestHandler):
+    """Another site, whose page posts a form to the console as soon as it loads."""
+
+    target = ""
+
+    def do_GET(self):
+        body = (f'<form id="f" method="post" action="{self.target}"><input name="action" value="lock">'
+                f'<input name="reason" value="cross-site"></form><script>f.submit()</script>').encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_cross_site_post_is_refused(console, browser_page, tmp_path, conn):
+    page = browser_page
+    sign_in(page, console.console_url, console.tokens["all"])  # an admin: only the origin is wrong
+    _Forger.target = console.console_url + "/lock"
+    other = ThreadingHTTPServer(("127.0.0.1", free_port()), _Forger)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        # localhost is another site than 127.0.0.1: the browser keeps the Strict cookie to itself.
+        page.goto(f"http://localhost:{other.server_port}/")
+        page.wait_for_url(console.console_url + "/lock")
+        assert page.is_visible("text=sign in first")
+        screenshot(page, tmp_path, "cross-site-refused")
+    finally:
+        other.shutdown()
+    assert read_lock(conn).state == "open"
+    # A browser that does send the cookie still says where the request came from, and that is refused too.
+    response = httpx.post(console.console_url + "/lock", data={"action": "lock", "reason": "cross-site"},
+                          cookies={COOKIE: console.tokens["all"]}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status_code == 403 and "cross-site request" in response.text
+    assert read_lock(conn).state == "open"
+    # The same change from the console's own page is made.
+    page.goto(console.console_url + "/")
+    page.fill("#lock input[name=reason]", "maintenance")
+    page.click("#lock button[type=submit]")
+    page.wait_for_selector("text=Fleet ops only")
+    assert read_lock(conn).state == "ops_only"
+
+
+def test_the_console_works_under_a_sub_path(tmp_path, db_url, conn, processes, browser_page):
+    api = serve_api(tmp_path, db_url, conn, processes, api_extra="  root_path: /ops/botfleet\n")
+    console_url = api.base_url + "/ops/botfleet/console"
+    page = browser_page
+    sign_in(page, console_url, api.tokens["reader"])
+    page.click("header nav >> text=Types")
+    page.wait_for_url(console_url + "/types")
+    page.click("text=testms/pipe")
+    page.wait_for_url(console_url + "/types/testms/pipe")
+    before = open_count(page, 1)
+    with api.client() as client:
+        new_ticket(client)
+    page.wait_for_function(f"""() => Number(document.querySelector('#graph .count-open[data-state="1"]')
+                                            .textContent) === {before + 1}""")
+    links = page.eval_on_selector_all("a[href^='/']", "els => els.map(e => e.getAttribute('href'))")
+    assert links and all(link.startswith("/ops/botfleet/") for link in links), links
+    screenshot(page, tmp_path, "sub-path")
