@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-# Debian packages the tests need beside Python's: tmux is the real terminal the Ctrl-C tests type into.
-DEBIAN_PACKAGES := tmux
+# Debian packages the tests need beside Python's: tmux is the real terminal the Ctrl-C tests type into; chromium the
+# real browser the console's tests drive (Playwright launches it: nothing is downloaded).
+DEBIAN_PACKAGES := tmux chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install debian-packages up up-daemon down test bench chaos status

@@ -1,7 +1,11 @@
 """A real browser for the console's tests: Debian's chromium (never a downloaded one), driven by Playwright."""
 
+import http.client
 import os
 import shutil
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,54 @@ def screenshot(page, tmp_path: Path, name: str) -> Path:
         Path(wanted).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(wanted) / path.name)
     return path
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """A reverse proxy serving the API under a prefix, which it strips, as nginx's `proxy_pass .../;` does.
+    HTTP/1.0 to the browser: a streamed answer (the console's live updates) simply ends with the connection."""
+
+    prefix, upstream = "", ("127.0.0.1", 0)
+    HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer"}
+
+    def _relay(self):
+        if not (self.path == self.prefix or self.path.startswith(self.prefix + "/")):
+            self.send_error(404, "outside the proxied prefix")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP_BY_HOP}
+        headers["X-Forwarded-Prefix"] = self.prefix
+        upstream.request(self.command, self.path[len(self.prefix):] or "/", body=body or None, headers=headers)
+        answer = upstream.getresponse()
+        self.send_response(answer.status, answer.reason)
+        for key, value in answer.getheaders():
+            if key.lower() not in self.HOP_BY_HOP:
+                self.send_header(key, value)
+        self.end_headers()
+        try:
+            while chunk := answer.read1(65536):
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the page went away
+        finally:
+            upstream.close()
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _relay
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def reverse_proxy(prefix: str, upstream_port: int):
+    """http://127.0.0.1:PORT{prefix}/... served by the API on upstream_port at /..., until the block ends."""
+    handler = type("Proxy", (_ProxyHandler,), {"prefix": prefix, "upstream": ("127.0.0.1", upstream_port)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{prefix}"
+    finally:
+        server.shutdown()
+        server.server_close()

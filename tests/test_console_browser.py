@@ -11,7 +11,7 @@ import pytest
 
 from api.console.session import COOKIE
 from common.access.fleet_lock import read_lock
-from tests.browser import screenshot, sign_in
+from tests.browser import reverse_proxy, screenshot, sign_in
 from tests.conftest import free_port
 from tests.test_api import new_ticket, serve_api
 
@@ -129,10 +129,13 @@ def test_a_cross_site_post_is_refused(console, browser_page, tmp_path, conn):
     assert read_lock(conn).state == "ops_only"
 
 
-def test_the_console_works_under_a_sub_path(tmp_path, db_url, conn, processes, browser_page):
+def test_the_console_works_under_a_sub_path_behind_a_reverse_proxy(tmp_path, db_url, conn, processes, browser_page):
     api = serve_api(tmp_path, db_url, conn, processes, api_extra="  root_path: /ops/botfleet\n")
-    console_url = api.base_url + "/ops/botfleet/console"
-    page = browser_page
+    with reverse_proxy("/ops/botfleet", int(api.base_url.rsplit(":", 1)[1])) as proxied:
+        check_the_console_under(proxied + "/console", api, browser_page, tmp_path)
+
+
+def check_the_console_under(console_url, api, page, tmp_path):
     sign_in(page, console_url, api.tokens["reader"])
     page.click("header nav >> text=Types")
     page.wait_for_url(console_url + "/types")
