@@ -13,6 +13,7 @@ from common.fleet.stats_history import (
     bot_history,
     bucket_delta,
     counter_delta,
+    minute_slots,
     points,
     quantile,
     snapshot,
@@ -194,3 +195,12 @@ def test_points_of_snapshots_a_minute_missed_is_counted_per_minute():
     assert points(snapshots) == [Point(t0 + timedelta(minutes=1), 6.0, pytest.approx(0.075)),
                                  Point(t0 + timedelta(minutes=3), 2.0, None)]
     assert points(snapshots[:1]) == []
+
+
+def test_minute_slots_put_points_on_their_minutes_and_none_where_there_is_none():
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    one, three = Point(t0 + timedelta(minutes=1), 6.0, None), Point(t0 + timedelta(minutes=3), 2.0, 0.01)
+    assert minute_slots([one, three], until=t0 + timedelta(minutes=4, seconds=30), minutes=5) == [
+        None, one, None, three, None]
+    assert minute_slots([one, three], until=t0 + timedelta(minutes=3), minutes=2) == [None, three]
+    assert minute_slots([], until=t0, minutes=3) == [None, None, None]

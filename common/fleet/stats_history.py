@@ -7,7 +7,7 @@ histogram_quantile() would compute it from the same totals scraped once a minute
 
 import itertools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from common.store import sql
 from common.store.botstats import HOP_BUCKETS_S, INF, cumulative
@@ -55,6 +55,14 @@ def points(snapshots: list[Snapshot]) -> list[Point]:
         result.append(Point(at=after.at, done=counter_delta(before.transitions, after.transitions) / minutes,
                             hop_p50_s=quantile(0.5, cumulative(hops, HOP_BUCKETS_S))))
     return result
+
+
+def minute_slots(points: list[Point], until: datetime, minutes: int = HISTORY_MINUTES) -> list[Point | None]:
+    """The points on a time axis for a sparkline: one slot per minute, the last one `until`'s minute, None in a
+    minute without a point (no snapshot then, or the bot's first), so that a gap shows as one, not as a squeeze."""
+    last = until.replace(second=0, microsecond=0)
+    by_minute = {point.at: point for point in points}
+    return [by_minute.get(last - timedelta(minutes=back)) for back in range(minutes - 1, -1, -1)]
 
 
 def counter_delta(before: int, after: int) -> int:
