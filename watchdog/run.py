@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.config.names import hostname, process_names
 from common.errors import BotfleetError, SchemaBehindError
-from common.fleet import supervisor
+from common.fleet import stats_history, supervisor
 from common.store import sql
 from common.store.connect import close_quietly, connect
 from common.store.connections import fleet_need
@@ -244,11 +244,16 @@ class Watchdog:
             self.starts_s.append(now - float(own["start"]))
 
     def _housekeeping(self, conn, bots):
-        """What no check needs at once: verdicts of bots moved off this host, and (the leader's) registrations
-        dead for ten hung thresholds, month-old events, replaced watchdogs. Once a minute, not every check:
-        an idle fleet's watchdog should cost its checks and nothing more."""
+        """What no check needs at once: verdicts of bots moved off this host, the minute's snapshot of the bots'
+        stats for the console, and (the leader's) registrations dead for ten hung thresholds, month-old events,
+        replaced watchdogs. Once a minute, not every check: an idle fleet's watchdog should cost its checks and
+        nothing more."""
         self.next_housekeeping_mono = time.monotonic() + HOUSEKEEPING_EVERY_S
         conn.execute(sql.FORGET_OTHER_HEALTH, {"host": self.host, "names": [bot["name"] for bot in bots]})
+        # Every watchdog, not only the leader: the snapshot is keyed by the minute, so a second writer in the same
+        # minute writes nothing, and a minute the leader's housekeeping skips (its period is a minute plus a check)
+        # or loses to a lease changing hands is written by another host.
+        stats_history.snapshot(conn)
         if self.is_leader:
             conn.execute(sql.RETIRE_DEAD_PROCESSES, {"dead_after_s": 10 * self.limits.hung_after_s})
             conn.execute(sql.PRUNE_WATCHDOG_EVENTS)

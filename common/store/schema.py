@@ -247,6 +247,16 @@ bot_stats = Table(
     Column("notifications_rejected", BigInteger, nullable=False, server_default=text("0")),
 )
 
+# bot_stats as it stood in each minute of business time (`at`: the minute), an hour of it: the console draws a bot's
+# last minutes from the differences of consecutive rows (common/fleet/stats_history.py).
+bot_stats_history = Table(
+    "bot_stats_history", metadata,
+    Column("bot_name", Text, primary_key=True),
+    Column("at", TZ, primary_key=True),
+    Column("transitions", BigInteger, nullable=False),
+    Column("hop_buckets", JSONB, nullable=False),
+)
+
 # One row: the oldest code revision (SCHEMA_HEAD) that can run against this schema. Migrations that
 # only add leave it; migrations that remove or change set it to themselves (expand, then contract).
 botfleet_schema = Table(

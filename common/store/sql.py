@@ -509,6 +509,30 @@ ON CONFLICT (bot_name) DO UPDATE SET
     handler_sum_s = bot_stats.handler_sum_s + excluded.handler_sum_s
 """
 
+# -- Console: bot stats history ------------------------------------------------------------------------
+
+# A snapshot of every configured bot's totals, keyed by the minute of business time, and what is older than an
+# hour dropped (the console draws the last 30 minutes). Every watchdog runs it with its housekeeping: the first
+# in a minute writes the row, the others find it there and write nothing, so the series needs no lease, and a
+# lease changing hands mid-minute cannot write a minute twice. A bot removed from the config keeps its bot_stats
+# row, but is not snapshotted: its line would be flat for ever.
+SNAPSHOT_BOT_STATS = """
+WITH pruned AS (
+    DELETE FROM bot_stats_history WHERE at < (SELECT botfleet_now()) - interval '60 minutes'
+)
+INSERT INTO bot_stats_history (bot_name, at, transitions, hop_buckets)
+SELECT s.bot_name, date_trunc('minute', (SELECT botfleet_now())), s.transitions, s.hop_buckets
+FROM bot_stats s JOIN bots b ON b.name = s.bot_name
+ON CONFLICT (bot_name, at) DO NOTHING
+"""
+
+# The snapshots of the last `minutes` minutes and the one before them (the first difference needs it), in order.
+BOT_STATS_HISTORY = """
+SELECT bot_name, at, transitions, hop_buckets FROM bot_stats_history
+WHERE at >= date_trunc('minute', (SELECT botfleet_now())) - %(minutes)s * interval '1 minute'
+ORDER BY bot_name, at
+"""
+
 # Release tickets still in hand at shutdown so another replica can take them at once.
 # The tickets it knows it holds, and any other of its state's that it leased (a claim whose answer was
 # lost); found through their ids and their state, not a scan of the whole table.
