@@ -293,3 +293,26 @@ def registered(conn, count):
         row = conn.execute("SELECT count(*) AS n FROM bot_processes WHERE stopped_at IS NULL").fetchone()
         return row["n"] >= count
     return check
+
+
+@pytest.fixture(scope="module")
+def shipped(server_url, template_db, tmp_path_factory):
+    """The shipped config, on free ports, run by supervisord against a database of its own."""
+    project = tmp_path_factory.mktemp("shipped")
+    shutil.copytree(ROOT / "config", project / "config")
+    fleet_yaml = project / "config" / "fleet.yaml"
+    text = fleet_yaml.read_text()
+    for shipped_listen in ("127.0.0.1:9108", "127.0.0.1:8080"):
+        assert shipped_listen in text
+        text = text.replace(shipped_listen, f"127.0.0.1:{free_port()}")
+    fleet_yaml.write_text(text)
+    with scratch_database(server_url, "botfleet_shipped", template_db) as url:
+        fleet = Fleet(project, url)
+        with connect(url, autocommit=True) as conn:
+            sync_config(conn, fleet.config)
+        fleet.start(timeout_s=120)
+        try:
+            wait_until(lambda: fleet.check()[0] == 0, 120, lambda: f"`botfleet check` to be OK: {fleet.check()}")
+            yield fleet
+        finally:
+            fleet.stop()

@@ -11,6 +11,9 @@ import pytest
 
 from api.console.session import COOKIE
 from common.access.fleet_lock import read_lock
+from common.access.tokens import create_token
+from common.store.connect import connect
+from common.tickets.create import create_ticket
 from tests.browser import reverse_proxy, screenshot, sign_in
 from tests.conftest import free_port
 from tests.test_api import new_ticket, serve_api
@@ -149,3 +152,36 @@ def check_the_console_under(console_url, api, page, tmp_path):
     links = page.eval_on_selector_all("a[href^='/']", "els => els.map(e => e.getAttribute('href'))")
     assert links and all(link.startswith("/ops/botfleet/") for link in links), links
     screenshot(page, tmp_path, "sub-path")
+
+
+@pytest.mark.process_faults  # the whole shipped fleet under supervisord: with the other process tests
+def test_the_fleet_page_lists_every_bot_of_the_shipped_fleet_and_a_types_graph_counts_its_tickets(
+        shipped, browser_page, tmp_path):
+    config = shipped.config
+    with connect(shipped.db_url, autocommit=True) as conn:
+        token = create_token(conn, "console-admin", "read,submit,update,admin")
+        for n in range(3):  # something to count on the pictures
+            create_ticket(conn, config, "helpdesk", "incident", {"summary": f"printer {n} on fire"},
+                          creator="carol")
+    console_url = f"http://{config.api_listen}/console"
+    page = browser_page
+    sign_in(page, console_url, token)
+    bots = set(config.bots)
+    page.wait_for_function(f"""() => {{
+        const rows = [...document.querySelectorAll('#bots tr[data-bot]')];
+        return rows.filter(r => r.querySelector('.health').textContent.trim() === 'healthy').length >= {len(bots)};
+    }}""")
+    shown = set(page.eval_on_selector_all("#bots tr[data-bot]", "rows => rows.map(r => r.dataset.bot)"))
+    assert shown == bots
+    assert "OK" in page.text_content("#verdict")
+    assert page.locator(".watchdog").count() == 1
+    states = page.eval_on_selector_all("#bots tr[data-bot] td.supervisord", "cells => cells.map(c => c.textContent)")
+    assert set(states) == {"RUNNING"}, states
+    screenshot(page, tmp_path, "console-fleet")
+    page.goto(console_url + "/types/helpdesk/incident")
+    incident = config.types[("helpdesk", "incident")]
+    for code in incident.states:
+        assert page.locator(f"#graph #state-{code}").count() == 1
+    page.wait_for_function("""() => [...document.querySelectorAll('#graph .count-open')]
+                                    .some(el => Number(el.textContent) > 0)""")
+    screenshot(page, tmp_path, "console-type-graph")

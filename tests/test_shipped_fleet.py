@@ -2,45 +2,19 @@
 turns its loops for its heartbeats; and business time shifted by an hour, then by a day, moves every due ticket
 once while no process is restarted and `botfleet check` stays OK, since liveness runs on real time."""
 
-import shutil
 
 import pytest
 
 from common.people import directory
 from common.store import clock
 from common.store.connect import connect
-from common.store.sync import sync_config
 from common.tickets.create import create_ticket
 from common.tickets.read import get_events, get_ticket
-from tests.conftest import scratch_database
-from tests.harness import ROOT, Fleet, free_port, wait_until
+from tests.harness import wait_until
 
 pytestmark = [pytest.mark.processes, pytest.mark.process_faults]
 
 TURNS_PER_HEARTBEAT = 2  # a heartbeat's turn, and now and then a sweep's or a message's: never a spin
-
-
-@pytest.fixture(scope="module")
-def shipped(server_url, template_db, tmp_path_factory):
-    """The shipped config, on free ports, run by supervisord against a database of its own."""
-    project = tmp_path_factory.mktemp("shipped")
-    shutil.copytree(ROOT / "config", project / "config")
-    fleet_yaml = project / "config" / "fleet.yaml"
-    text = fleet_yaml.read_text()
-    for shipped_listen in ("127.0.0.1:9108", "127.0.0.1:8080"):
-        assert shipped_listen in text
-        text = text.replace(shipped_listen, f"127.0.0.1:{free_port()}")
-    fleet_yaml.write_text(text)
-    with scratch_database(server_url, "botfleet_shipped", template_db) as url:
-        fleet = Fleet(project, url)
-        with connect(url, autocommit=True) as conn:
-            sync_config(conn, fleet.config)
-        fleet.start(timeout_s=120)
-        try:
-            wait_until(lambda: fleet.check()[0] == 0, 120, lambda: f"`botfleet check` to be OK: {fleet.check()}")
-            yield fleet
-        finally:
-            fleet.stop()
 
 
 def processes_now(conn) -> dict:

@@ -2,6 +2,8 @@
 heartbeat age, restarts by reason, work over the last minutes), each host's watchdog, `botfleet check`'s
 verdict, and the fleet's lock, which an admin may set and open here."""
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -10,10 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from api.console.render import page, templates
 from api.console.session import Refused, Viewer, actor, allowed, viewer
+from api.console.sparkline import sparkline_svg
 from common.access.fleet_lock import lock_fleet, read_lock, unlock_fleet
 from common.config.names import hostname, process_names
 from common.errors import BotfleetError
 from common.fleet import supervisor
+from common.fleet.stats_history import HISTORY_MINUTES, bot_history, minute_slots
 from common.fleet.verdict import OK, judge
 from common.store import sql
 
@@ -32,6 +36,49 @@ class BotRow:
     hosts: list = field(default_factory=list)  # one dict per host that runs it
 
 
+# The history moves once a minute (the watchdogs' snapshots): drawn again at most this often, whatever the pages.
+SPARKS_TTL_S = 30.0
+
+
+class Sparks:
+    """Each bot's sparklines of tickets done per minute and hop p50, drawn once per SPARKS_TTL_S per process."""
+
+    def __init__(self):
+        self._drawn: dict = {}
+        self._until_mono = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, conn) -> dict:
+        with self._lock:
+            if time.monotonic() >= self._until_mono:
+                self._drawn = self._draw(bot_history(conn))
+                self._until_mono = time.monotonic() + SPARKS_TTL_S
+            return self._drawn
+
+    @staticmethod
+    def _draw(history: dict) -> dict:
+        ends = [p.at for points in history.values() for p in points]
+        if not ends:
+            return {}
+        until = max(ends)
+        drawn = {}
+        for bot, points in history.items():
+            slots = minute_slots(points, until, HISTORY_MINUTES)
+            done = [None if p is None else p.done for p in slots]
+            hops = [None if p is None or p.hop_p50_s is None else p.hop_p50_s * 1000 for p in slots]
+            last_hop = next((h for h in reversed(hops) if h is not None), None)
+            drawn[bot] = {
+                "done": sparkline_svg(done, title=f"{bot}: tickets done per minute, last {HISTORY_MINUTES} min "
+                                                  f"(now {done[-1] or 0:g})"),
+                "hop": sparkline_svg(hops, title=f"{bot}: hop p50 in ms per minute" + (
+                    f" (last {last_hop:.1f} ms)" if last_hop is not None else "")),
+                "last_hop_ms": last_hop}
+        return drawn
+
+
+SPARKS = Sparks()
+
+
 def fleet_view(pool, config) -> dict:
     """Everything the fleet page shows, read on one connection of `pool` (and this host's supervisord)."""
     states = supervisor.process_states(config.paths.supervisor_socket)
@@ -41,6 +88,7 @@ def fleet_view(pool, config) -> dict:
         watchdogs = conn.execute(sql.CONSOLE_WATCHDOGS).fetchall()
         code, line = judge(conn.execute(sql.HEALTH_CHECK).fetchall(), config.watchdog.stale_after_s)
         lock = read_lock(conn)
+        sparks = SPARKS.get(conn)
     bots: dict[str, BotRow] = {}
     for row in rows:
         bot = bots.get(row["name"])
@@ -56,7 +104,7 @@ def fleet_view(pool, config) -> dict:
                           "heartbeat_age_s": row["heartbeat_age_s"], "processes": row["processes"],
                           "restarts_in_a_row": row["restarts_in_a_row"]})
     return {"bots": list(bots.values()), "watchdogs": watchdogs, "verdict_ok": code == OK, "verdict": line,
-            "lock": lock, "here": here, "supervisord_answers": states is not None, "sparks": {}}
+            "lock": lock, "here": here, "supervisord_answers": states is not None, "sparks": sparks}
 
 
 def fleet_context(view, root: str, who=None) -> dict:
