@@ -24,7 +24,7 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import api, floor, idle, pipeline  # noqa: E402
+from bench import api, console, floor, idle, pipeline  # noqa: E402
 from common.config.load import load  # noqa: E402
 from common.store import sql  # noqa: E402
 from common.store.connect import connect
@@ -39,9 +39,11 @@ METASERVICE, TICKET_TYPE = "bench", pipeline.TICKET_TYPE
 BOTS = pipeline.bot_names(METASERVICE)
 SIZES = {
     "full": {"idle_s": 60, "burst": 5000, "latency": 300, "closed": 1_000_000, "open": 10_000, "remind_open": 100_000,
-             "purge_batches": 50, "api_creates": 10_000, "api_gets": 2_000, "worker_asks": 2_000},
+             "purge_batches": 50, "api_creates": 10_000, "api_gets": 2_000, "worker_asks": 2_000,
+             "console_requests": 200},
     "quick": {"idle_s": 20, "burst": 1000, "latency": 100, "closed": 100_000, "open": 1_000, "remind_open": 10_000,
-              "purge_batches": 10, "api_creates": 2_000, "api_gets": 500, "worker_asks": 500},
+              "purge_batches": 10, "api_creates": 2_000, "api_gets": 500, "worker_asks": 500,
+              "console_requests": 50},
 }
 LATENCY_SPACING_S = 0.020
 SWEEP_DUE = 10  # tickets due in the "a little due" sweep
@@ -527,6 +529,8 @@ def main():
             url, tmp, size["api_creates"], size["api_gets"], size["worker_asks"])
         figures["sweep_ms"] = measure_sweep(url, size["closed"], size["open"])
         figures["scrape_ms"] = measure_scrape(url)
+        say(f"console pages on the same table ({size['console_requests']} requests each)")
+        figures.update(console.measure_pages(url, tmp / "console", size["console_requests"], say))
         figures["reminder_sweep_ms"], figures["reminder_floor_ms"] = measure_reminder_sweep(
             url, size["remind_open"], REMINDERS_DUE)
         figures["purge_batch_ms"], figures["purge_batch_max_ms"], figures["purge_per_s"] = measure_purge(
@@ -552,7 +556,9 @@ def main():
                  "reminder_floor_ms", "reminder_vs_floor",
                  "purge_batch_ms", "purge_batch_max_ms", "purge_per_s", "bot_rss_mb", "scrape_ms",
                  "hop_floor_ms", "hop_vs_floor", "bot_rss_floor_mb", "bot_rss_vs_floor", "idle_cpu_pct",
-                 "connections_per_bot"):
+                 "connections_per_bot", "console_page_p95_ms", "console_fleet_p95_ms", "console_type_p95_ms",
+                 "console_list_p95_ms", "console_list_state_p95_ms", "console_list_search_p95_ms",
+                 "console_ticket_p95_ms"):
         print(f"{name}={figures[name]:.{0 if name.endswith('_per_s') else 2}f}")
 
 
