@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEBIAN_PACKAGES := tmux chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install debian-packages up up-daemon down test bench chaos status
+.PHONY: install debian-packages up up-daemon down test bench chaos status screenshots
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ test: install debian-packages
 	$(BIN)/botfleet config check
 	$(BIN)/botfleet supervisor render --check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The README's pictures of the console, made by its browser test on the whole shipped fleet.
+screenshots: install debian-packages
+	BOTFLEET_SCREENSHOTS=docs/console $(BIN)/pytest -q -p no:cacheprovider tests/test_console_browser.py -k shipped
 
 bench: install
 	$(BIN)/python bench/run.py
