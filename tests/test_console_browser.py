@@ -185,3 +185,7 @@ def test_the_fleet_page_lists_every_bot_of_the_shipped_fleet_and_a_types_graph_c
     page.wait_for_function("""() => [...document.querySelectorAll('#graph .count-open')]
                                     .some(el => Number(el.textContent) > 0)""")
     screenshot(page, tmp_path, "console-type-graph")
+    # The system's dark mode, followed without a setting of the console's own.
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(20, 23, 28)"
+    screenshot(page, tmp_path, "console-type-graph-dark")
