@@ -49,7 +49,7 @@ def serve_api(tmp_path, db_url, conn, processes, api_extra="", **config_kwargs) 
     base_url = f"http://127.0.0.1:{port}"
     wait_answering(server, base_url)
     api = Api(base_url, tokens)
-    api.config_dir = folder
+    api.config_dir, api.process = folder, server
     return api
 
 
