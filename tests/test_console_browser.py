@@ -18,7 +18,7 @@ from tests.browser import reverse_proxy, screenshot, sign_in
 from tests.conftest import free_port
 from tests.test_api import new_ticket, serve_api
 
-pytestmark = pytest.mark.processes
+pytestmark = [pytest.mark.processes, pytest.mark.browser]
 
 # The pipe type of tests/conftest.py, served by the API alone: no bot runs, so tickets stay where they are made.
 
