@@ -23,12 +23,12 @@ router = APIRouter()
 JOB_STATUSES = (SLEEPING, NOT_STARTED, RUNNING, SUCCEEDED, FAILED)
 JOBS_SHOWN = 100
 # Open jobs read to pick those of one open status: the queue, not the history.
-OPEN_JOBS_READ = 2000
+OPEN_JOBS_READ = 1000
 LOG_LINES = 500
 STATUS_WINDOW = 10_000  # instances counted by how they finished: the newest this many
 INSTANCES_SHOWN = 50
 INBOX_SHOWN = 100
-UNREAD_WINDOW = 1000  # a user's newest messages among which the unread are counted
+UNREAD_WINDOW = 200  # a user's newest messages among which the unread are counted
 BIGINT_MAX = 2**63 - 1
 
 
@@ -52,22 +52,24 @@ def job_scan(job_types, status: str | None, shown: int) -> JobScan:
     return JobScan(shown, tuple((k.metaservice, k.name, s.code) for k in job_types for s in k.states.values()))
 
 
-def recent_jobs(conn, config, status: str | None, shown: int = JOBS_SHOWN) -> list:
-    """The latest jobs (of a status), latest action first: the newest open ones and the latest closed ones."""
+def recent_jobs(conn, config, status: str | None, shown: int = JOBS_SHOWN) -> tuple[list, bool]:
+    """The latest jobs (of a status), latest action first: the newest open ones and the latest closed ones;
+    and whether the open jobs read were only the newest of them (OPEN_JOBS_READ)."""
     kinds = config.job_types()
     scan = job_scan(kinds, status, shown)
-    ids = []
+    ids, cut = [], False
     if scan.open_jobs:
         ids += [r["id"] for r in conn.execute(sql.CONSOLE_OPEN_JOB_IDS, {
             "metaservices": [k.metaservice for k in kinds], "ticket_types": [k.name for k in kinds],
             "limit": scan.open_jobs})]
+        cut = status is not None and len(ids) == scan.open_jobs
     if scan.closed_in:
         metaservices, ticket_types, states = zip(*scan.closed_in, strict=True)
         ids += [r["id"] for r in conn.execute(sql.CONSOLE_CLOSED_JOB_IDS, {
             "metaservices": list(metaservices), "ticket_types": list(ticket_types), "states": list(states),
             "limit": shown})]
     found = [job for job in operations_by_id(conn, config, ids) if status is None or job.status == status]
-    return sorted(found, key=lambda job: (job.last_action, job.id), reverse=True)[:shown]
+    return sorted(found, key=lambda job: (job.last_action, job.id), reverse=True)[:shown], cut
 
 
 def _job_status(status: str | None) -> str | None:
@@ -89,9 +91,9 @@ def jobs_page(request: Request, who: Annotated[Viewer, Depends(viewer)], status:
     config = request.app.state.config
     status = _job_status(status)
     with request.app.state.pool.connection() as conn:
-        jobs = recent_jobs(conn, config, status)
+        jobs, cut = recent_jobs(conn, config, status)
     return page(request, "jobs.html", who, nav="jobs", jobs=jobs, status=status, statuses=JOB_STATUSES,
-                shown=JOBS_SHOWN, job_types=config.job_types())
+                shown=JOBS_SHOWN, cut=cut, open_read=OPEN_JOBS_READ, job_types=config.job_types())
 
 
 @router.get("/jobs/{job_id}")
@@ -175,7 +177,7 @@ def people_page(request: Request, who: Annotated[Viewer, Depends(viewer)]):
     with request.app.state.pool.connection() as conn:
         users = list_users(conn)
         unread = _unread(conn)
-    return page(request, "people.html", who, nav="people", users=users, unread=unread, window=UNREAD_WINDOW)
+    return page(request, "people.html", who, nav="people", users=users, unread=unread, unread_window=UNREAD_WINDOW)
 
 
 @router.get("/people/{name}")
@@ -187,4 +189,4 @@ def person_page(name: str, request: Request, who: Annotated[Viewer, Depends(view
         messages = inbox(conn, name, include_read=True, limit=INBOX_SHOWN)
         unread = _unread(conn, name)[name]
     return page(request, "person.html", who, nav="people", user=user, messages=messages, unread=unread,
-                shown=INBOX_SHOWN, window=UNREAD_WINDOW)
+                shown=INBOX_SHOWN, unread_window=UNREAD_WINDOW)
