@@ -1070,6 +1070,81 @@ FROM ticket_types WHERE %(metaservice)s::text IS NULL OR (metaservice = %(metase
 ORDER BY metaservice, name
 """
 
+# -- the console: work and people ---------------------------------------------------------------------
+
+# The newest open jobs of the job types (arrays in pairs), by id: read from the open part of the claim
+# index, so closed jobs, however many, are never looked at.
+CONSOLE_OPEN_JOB_IDS = """
+WITH open_jobs AS MATERIALIZED (
+    SELECT t.id FROM tickets t
+    JOIN unnest(%(metaservices)s::text[], %(ticket_types)s::text[]) AS k(metaservice, ticket_type)
+      ON t.metaservice = k.metaservice AND t.ticket_type = k.ticket_type
+    WHERE t.closed_at IS NULL
+)
+SELECT id FROM open_jobs ORDER BY id DESC LIMIT %(limit)s
+"""
+
+# The latest closed jobs in some final states (arrays in triples): the newest of each state from the closed
+# index, then the newest of those.
+CONSOLE_CLOSED_JOB_IDS = """
+SELECT c.id FROM unnest(%(metaservices)s::text[], %(ticket_types)s::text[], %(states)s::int[])
+     AS k(metaservice, ticket_type, state)
+CROSS JOIN LATERAL (
+    SELECT t.id, t.closed_at FROM tickets t
+    WHERE t.metaservice = k.metaservice AND t.ticket_type = k.ticket_type AND t.state = k.state
+      AND t.closed_at IS NOT NULL
+    ORDER BY t.closed_at DESC LIMIT %(limit)s) c
+ORDER BY c.closed_at DESC, c.id DESC LIMIT %(limit)s
+"""
+
+# A job's log, its newest events (the log shows them oldest first).
+CONSOLE_JOB_EVENTS = """
+SELECT * FROM (SELECT id, kind, from_state, to_state, at, actor, detail FROM ticket_events
+               WHERE ticket_id = %(id)s ORDER BY id DESC LIMIT %(limit)s) e
+ORDER BY id
+"""
+
+# What workers gave up on or went silent over, per external state: a row per state, a small table.
+CONSOLE_WORKER_STATE_STATS = """
+SELECT metaservice, ticket_type, state, abandoned, stalled FROM worker_state_stats ORDER BY 1, 2, 3
+"""
+
+# Instances by how they finished, over the latest %(window)s instances (newest by the primary key): one
+# overdue but not yet swept counts as timed out, as reading it would make it.
+CONSOLE_STATUS_COUNTS = """
+SELECT o.object_name,
+       count(*) FILTER (WHERE i.finish_reason = 'completed') AS completed,
+       count(*) FILTER (WHERE i.finish_reason = 'stopped') AS stopped,
+       count(*) FILTER (WHERE i.finish_reason = 'timed_out'
+                        OR (i.finish_reason IS NULL AND i.deadline_at <= (SELECT botfleet_now()))) AS timed_out,
+       count(*) FILTER (WHERE i.finish_reason IS NULL AND i.deadline_at > (SELECT botfleet_now())) AS open,
+       count(*) AS instances
+FROM (SELECT object_id, finish_reason, deadline_at FROM status_instances ORDER BY id DESC LIMIT %(window)s) i
+JOIN status_objects o ON o.id = i.object_id
+GROUP BY o.object_name
+"""
+
+# The newest instances (of one object, or all) with the statuses set on each, oldest set first.
+CONSOLE_STATUS_INSTANCES = """
+SELECT i.id, i.token::text AS token, o.object_name, i.created_at, i.deadline_at, i.finished_at,
+       coalesce(i.finish_reason, CASE WHEN i.deadline_at <= (SELECT botfleet_now()) THEN 'timed_out' END)
+           AS finish_reason, i.stop_status,
+       coalesce((SELECT array_agg(e.status_name ORDER BY e.at, e.id) FROM status_events e WHERE e.instance_id = i.id),
+                '{}') AS set_statuses
+FROM status_instances i JOIN status_objects o ON o.id = i.object_id
+WHERE %(object_name)s::text IS NULL OR o.object_name = %(object_name)s
+ORDER BY i.id DESC LIMIT %(limit)s
+"""
+
+# Each user's unread messages among their latest %(window)s (the user's part of the notifications index).
+CONSOLE_UNREAD = """
+SELECT u.name, c.unread, c.seen FROM users u
+CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE n.read_at IS NULL) AS unread, count(*) AS seen
+                    FROM (SELECT read_at FROM notifications WHERE user_name = u.name
+                          ORDER BY id DESC LIMIT %(window)s) n) c
+WHERE %(name)s::text IS NULL OR u.name = %(name)s
+"""
+
 # -- retention -----------------------------------------------------------------------------------------
 
 # A final state's bot removes a batch of its tickets closed longer than the retention, with their events,
@@ -1399,6 +1474,7 @@ LIMIT %(limit)s
 """
 
 OPERATION = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = %(id)s"
+OPERATIONS_BY_ID = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = ANY(%(ids)s)"
 # GET /job: a job type's open jobs, oldest first (a NULL limit: all).
 OPEN_JOBS = f"""
 SELECT {_OPERATION_COLUMNS} FROM tickets t

@@ -78,6 +78,13 @@ def get_operation(conn, config, job_id) -> Operation:
     return _operation(config, conn.execute(sql.OPERATION, {"id": job_id}).fetchone())
 
 
+def operations_by_id(conn, config, ids) -> list[Operation]:
+    """The jobs of `ids` as /operations shows them, in no particular order (an id that is gone is left out)."""
+    if not ids:
+        return []
+    return [_operation(config, row) for row in conn.execute(sql.OPERATIONS_BY_ID, {"ids": list(ids)}).fetchall()]
+
+
 def unsettled_jobs(conn, config, metaservice, ticket_type, *, worker=None, only=True, limit=100) -> list[Operation]:
     """The open jobs of a type, oldest first; with `only`, those left to settle by a restarted worker: pending
     (sleeping or notstarted), held by the worker named, or held by an owner whose hold lapsed."""
