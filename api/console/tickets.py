@@ -19,7 +19,7 @@ from common.store import sql
 from common.tickets import bulk
 from common.tickets.manual import accept_ticket, close_ticket, patch_ticket, send_ticket, set_assigned_user
 from common.tickets.read import get_events, get_ticket
-from common.tickets.search import STATUSES, TicketFilter, count_tickets, ticket_page
+from common.tickets.search import STATUSES, TicketFilter, count_of_page, ticket_page
 
 router = APIRouter()
 
@@ -123,7 +123,7 @@ def tickets_page(request: Request, who: Annotated[Viewer, Depends(viewer)]):
     before = parse_int(values.get("before"), "before")
     with request.app.state.pool.connection() as conn:
         found = ticket_page(conn, ticket_filter, before=before, limit=PAGE_SIZE)
-        count = count_tickets(conn, ticket_filter, searched_from=found.searched_from)
+        count = count_of_page(conn, ticket_filter, found)
     fields = filter_values(values)
     context = {"nav": "tickets", "found": found, "count": count, "fields": fields, "before": before,
                "kind": _kind(config, ticket_filter), "ticket_filter": ticket_filter, "types": _types(config),

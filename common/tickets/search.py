@@ -12,7 +12,7 @@ from common.tickets.outcomes import Ticket
 
 # A payload search (JSON containment, text) has no index to use: each page reads at most this many ids,
 # newest first, and says so; the next page searches the ids below.
-SEARCH_WINDOW = 50_000
+SEARCH_WINDOW = 20_000
 # Counts up to this are exact; past it the planner's estimate is shown, marked as one.
 EXACT_COUNT_CAP = 10_000
 # An exact count is tried only when the planner expects at most this many rows...
@@ -73,6 +73,9 @@ class Page:
     next_before: int | None  # the cursor of the next page; None on the last
     searched_from: int | None = None  # a payload search read the ids from here up (None: no window)
     searched_to: int | None = None
+    # Every match is on this page (the first page, not full, no window left below): its length is the count.
+    complete: bool = False
+    limit: int = 0
 
 
 def ticket_page(conn, ticket_filter: TicketFilter, *, before: int | None = None, limit: int = 50,
@@ -97,7 +100,8 @@ def ticket_page(conn, ticket_filter: TicketFilter, *, before: int | None = None,
         next_before = searched_from
     else:
         next_before = None
-    return Page(tickets, next_before, searched_from, searched_to)
+    complete = before is None and len(rows) <= limit and next_before is None
+    return Page(tickets, next_before, searched_from, searched_to, complete, limit)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,14 @@ class Count:
     n: int
     exact: bool
     over_cap: bool = False  # exact counting stopped at EXACT_COUNT_CAP: n is the estimate
+
+
+def count_of_page(conn, ticket_filter: TicketFilter, page: Page, **limits) -> Count:
+    """How many match the page's filter: the page's own length when it holds them all, else count_tickets
+    (within the page's search window: the matches among the ids it searched)."""
+    if page.complete or (page.searched_from is not None and len(page.tickets) < page.limit):
+        return Count(len(page.tickets), exact=True)
+    return count_tickets(conn, ticket_filter, searched_from=page.searched_from, **limits)
 
 
 def count_tickets(conn, ticket_filter: TicketFilter, *, searched_from: int | None = None,
