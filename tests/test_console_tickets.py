@@ -258,3 +258,17 @@ def test_accepting_acts_as_the_tokens_user_and_for_another_needs_admin(console, 
         assert accepted.status_code == 200, accepted.text
     assert events_of(conn, ticket_id)[-1]["kind"] == "accepted"
     assert conn.execute("SELECT assigned_user FROM tickets WHERE id = %s", [ticket_id]).fetchone()["assigned_user"] == "bob"
+
+
+def test_the_list_says_when_its_count_is_an_estimate():
+    from api.console.render import templates
+    from common.tickets.search import Count, Page
+
+    def shown(count):
+        html = templates.get_template("tickets_rows.html").render(
+            root="/console", who=None, config=None, found=Page([], None), count=count, fields={}, before=None,
+            next_url=None, kind=None, ticket_filter=TicketFilter())
+        return count_of(html)
+    assert shown(Count(1234, exact=True)) == "1,234 tickets"
+    assert shown(Count(1_000_000, exact=False)) == "about 1,000,000 tickets (estimate)"
+    assert shown(Count(35_000, exact=False, over_cap=True)) == "more than 10,000: about 35,000 tickets (estimate)"
