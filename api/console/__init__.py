@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.console import fleet, types, work
+from api.console import fleet, tickets, types, work
 from api.console.live import FLEET, LiveHub, type_topic
 from api.console.render import HERE, STATIC_MAX_AGE_S, page
 from api.console.session import (
@@ -123,6 +123,7 @@ async def live_fleet(request: Request, who: Annotated[Viewer, Depends(viewer)]):
 
 router.include_router(fleet.router)
 router.include_router(types.router)
+router.include_router(tickets.router)
 router.include_router(work.router)
 
 

@@ -37,10 +37,15 @@ templates.env.filters["seconds"] = seconds
 templates.env.globals["version"] = __version__
 
 
+def is_partial(request: Request) -> bool:
+    """A request made by htmx for a part of a page (not a boosted link, which wants the whole page)."""
+    return request.headers.get("hx-request") == "true" and not request.headers.get("hx-boosted")
+
+
 def page(request: Request, name: str, who: Viewer | None, status_code: int = 200, headers=None, **context):
     """A template rendered for `who`; a request made by htmx for a part of a page gets that part only when the
     template says which (`partial`), so one template serves both."""
     return templates.TemplateResponse(request, name, {
         "root": console_path(request), "who": who, "config": request.app.state.config,
-        "partial": request.headers.get("hx-request") == "true" and not request.headers.get("hx-boosted"),
+        "partial": is_partial(request),
         **context}, status_code=status_code, headers=headers)

@@ -77,6 +77,8 @@ Index("ix_tickets_closed", tickets.c.metaservice, tickets.c.ticket_type, tickets
       postgresql_where=text("closed_at IS NOT NULL"))
 Index("ix_tickets_waiting_for", tickets.c.waiting_for, postgresql_where=text("waiting_for IS NOT NULL"))
 Index("ix_tickets_parent_id", tickets.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
+# The list's "created between" (the console): without it a day's tickets are looked for among millions.
+Index("ix_tickets_created_at", tickets.c.created_at)
 # One open error ticket per ticket: a later reason is added to it (sql.FOLD_ERROR_REASON).
 Index("uq_tickets_open_error", tickets.c.parent_id, unique=True, postgresql_where=text(
     "metaservice = 'botfleet' AND ticket_type = 'error' AND closed_at IS NULL AND parent_id IS NOT NULL"))
@@ -313,6 +315,7 @@ webhook_outbox = Table(
 )
 Index("ix_webhook_outbox_pending", webhook_outbox.c.ticket_id, webhook_outbox.c.url, webhook_outbox.c.id,
       postgresql_where=text("state = 'pending'"))
+Index("ix_webhook_outbox_ticket_id", webhook_outbox.c.ticket_id)  # a ticket's deliveries (the console)
 Index("ix_webhook_outbox_done_at", webhook_outbox.c.done_at, postgresql_where=text("done_at IS NOT NULL"))
 
 # Status models (seed 001): the objects and statuses of config/status_models (synced), instances known by
@@ -414,6 +417,7 @@ notifications = Table(
     Column("email_note", Text),  # why it was not mailed: dropped or merged
 )
 Index("ix_notifications_user_name", notifications.c.user_name, notifications.c.id)
+Index("ix_notifications_ticket_id", notifications.c.ticket_id, postgresql_where=text("ticket_id IS NOT NULL"))
 Index("ix_notifications_email_due_at", notifications.c.email_due_at, postgresql_where=text("email_state = 'pending'"))
 
 

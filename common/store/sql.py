@@ -1920,6 +1920,87 @@ SELECT current_setting('max_connections')::int AS max_connections,
                    AND split_part(application_name, ':', 1) = ANY(%(fleet_names)s)))::int AS used_by_others
 """
 
+# -- the console: tickets -----------------------------------------------------------------------------
+
+# The conditions of the console's ticket list, bulk actions and counts, one per filter given. The statements
+# below join only those asked for, so each combination is a statement of its own and the planner sees plain
+# predicates (the partial indexes' `closed_at IS NULL`, `state = $n`), never `($n IS NULL OR ...)`, which a
+# cached generic plan could not use an index for.
+CONSOLE_TICKET_CONDITIONS = {
+    "metaservice": "metaservice = %(metaservice)s",
+    "ticket_type": "ticket_type = %(ticket_type)s",
+    "state": "state = %(state)s",
+    "open": "closed_at IS NULL",
+    "closed": "closed_at IS NOT NULL",
+    "group": "group_role = %(group)s",
+    "assignee": "assigned_user = %(assignee)s",
+    "creator": "creator = %(creator)s",
+    "created_from": "created_at >= %(created_from)s",
+    "created_to": "created_at < %(created_to)s",
+    "contains": "payload @> %(contains)s::jsonb",
+    "q": "payload::text ILIKE %(q_pattern)s",
+    "before": "id < %(before)s",
+    # A payload search reads at most the newest ids of a window (no index serves it): these ids and above.
+    "window_from": "id >= %(window_from)s",
+    # A bulk action acts on the tickets seen at its preview: none created after it.
+    "max_id": "id <= %(max_id)s",
+    "after": "id > %(after)s",
+}
+
+
+def console_ticket_where(names) -> str:
+    return " AND ".join(CONSOLE_TICKET_CONDITIONS[name] for name in names) or "true"
+
+
+def console_ticket_page(names) -> str:
+    """A page of the list, newest first: the ids below the cursor (keyset), `limit` of them."""
+    return f"SELECT {_READ_COLUMNS} FROM tickets WHERE {console_ticket_where(names)} ORDER BY id DESC LIMIT %(limit)s"
+
+
+def console_ticket_count(names) -> str:
+    """How many match, counting at most `cap`: a count that stops early stays cheap on a big table."""
+    return f"SELECT count(*) AS n FROM (SELECT 1 FROM tickets WHERE {console_ticket_where(names)} LIMIT %(cap)s) c"
+
+
+def console_ticket_estimate(names) -> str:
+    """The planner's estimate of how many match (its plan as JSON: the top node's "Plan Rows")."""
+    return f"EXPLAIN (FORMAT JSON) SELECT 1 FROM tickets WHERE {console_ticket_where(names)}"
+
+
+def console_bulk_count(names) -> str:
+    """What a bulk action would act on: how many match now, and the newest id then (its bound later)."""
+    return (f"SELECT count(*) AS n, (SELECT max(id) FROM tickets) AS max_id FROM tickets "
+            f"WHERE {console_ticket_where(names)}")
+
+
+def console_bulk_lock(names) -> str:
+    """The next batch of a bulk action, by id, each row locked as sql.LOCK_TICKET does; a row another session
+    is changing right now is passed over (and reported as left) rather than waited for."""
+    return (f"SELECT {TICKET_COLUMNS}, lease_expires_at > {LIVE_NOW} AS leased FROM tickets "
+            f"WHERE {console_ticket_where(names)} ORDER BY id LIMIT %(batch)s FOR UPDATE SKIP LOCKED")
+
+
+# A count tried under a time budget (its transaction's statement_timeout), the estimate shown past it.
+CONSOLE_COUNT_BUDGET = "SELECT set_config('statement_timeout', %(budget)s, true)"
+
+CONSOLE_MAX_TICKET_ID = "SELECT coalesce(max(id), 0) AS max_id FROM tickets"
+
+# A ticket's children, the messages it caused, its webhook deliveries: each read by ticket_id, newest kept.
+CONSOLE_TICKET_CHILDREN = """
+SELECT id, metaservice, ticket_type, state, closed_at, created_at FROM tickets
+WHERE parent_id = %(id)s ORDER BY id LIMIT %(limit)s
+"""
+
+CONSOLE_TICKET_NOTIFICATIONS = """
+SELECT id, user_name, kind, text, created_at, read_at, email_state, email_error, email_sent_at FROM notifications
+WHERE ticket_id = %(id)s ORDER BY id DESC LIMIT %(limit)s
+"""
+
+CONSOLE_TICKET_WEBHOOKS = """
+SELECT id, url, from_state, to_state, at, state, attempts, last_error, done_at, next_try_at FROM webhook_outbox
+WHERE ticket_id = %(id)s ORDER BY id DESC LIMIT %(limit)s
+"""
+
 # -- the console (api/console/) ------------------------------------------------------------------------
 
 # Each bot on each host that runs it: the host's last verdict, its processes' newest heartbeat (real time),

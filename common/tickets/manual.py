@@ -42,20 +42,14 @@ def _on_unleased(db, ticket_id, act, *, actor, wait_s=LEASE_WAIT_S) -> Ticket:
                     row = conn.execute(sql.LOCK_TICKET, {"id": ticket_id}).fetchone()
                     if row is None:
                         raise TicketNotFound(ticket_id)
-                    ticket = Ticket.from_row(row)
-                    if ticket.closed_at is not None:
-                        raise BotfleetError(f"ticket {ticket_id} is closed (state {ticket.state})")
+                    if row["closed_at"] is not None:
+                        raise BotfleetError(f"ticket {ticket_id} is closed (state {row['state']})")
                     holder = None
-                    if (ticket.lease_owner or "").startswith(sql.WORKER_LEASE_PREFIX):
-                        conn.execute(sql.RELEASE_HOLD, {"ticket_id": ticket_id, "kind": "released", "actor": actor})
-                        act(conn, Ticket.from_row(conn.execute(sql.LOCK_TICKET, {"id": ticket_id}).fetchone()))
-                    elif not row["leased"]:
-                        if ticket.lease_owner is not None:  # an expired lease of a dead process
-                            conn.execute(sql.DROP_EXPIRED_LEASE, {"id": ticket_id})
-                            ticket.lease_owner = None
+                    ticket = take_unleased(conn, row, actor)
+                    if ticket is not None:
                         act(conn, ticket)
                     else:
-                        holder = f"being processed by {ticket.lease_owner}"
+                        holder = f"being processed by {row['lease_owner']}"
             except psycopg.errors.LockNotAvailable:  # someone's transaction (psql, a tool) holds a row it needs
                 holder = "locked by another session"
             if holder is None:
@@ -64,6 +58,22 @@ def _on_unleased(db, ticket_id, act, *, actor, wait_s=LEASE_WAIT_S) -> Ticket:
             raise BotfleetError(f"ticket {ticket_id} is {holder} (waited {wait_s:g}s); try again shortly")
         time.sleep(pause_s)
         pause_s = min(2 * pause_s, 0.5)
+
+
+def take_unleased(conn, row, actor) -> Ticket | None:
+    """The ticket of a row locked by the caller (sql.LOCK_TICKET's columns), made ready for a change by hand:
+    taken back from an external worker at once (people come first), a dead process's expired lease dropped;
+    None while a live bot holds it."""
+    ticket = Ticket.from_row(row)
+    if (ticket.lease_owner or "").startswith(sql.WORKER_LEASE_PREFIX):
+        conn.execute(sql.RELEASE_HOLD, {"ticket_id": ticket.id, "kind": "released", "actor": actor})
+        return Ticket.from_row(conn.execute(sql.LOCK_TICKET, {"id": ticket.id}).fetchone())
+    if row["leased"]:
+        return None
+    if ticket.lease_owner is not None:  # an expired lease of a dead process
+        conn.execute(sql.DROP_EXPIRED_LEASE, {"id": ticket.id})
+        ticket.lease_owner = None
+    return ticket
 
 
 def move_plan(config, ticket, to) -> Plan:
@@ -116,13 +126,21 @@ def accept_ticket(db, config, ticket_id, user, *, actor=None, wait_s=LEASE_WAIT_
 def close_ticket(db, config, ticket_id, reason: str, *, actor="manual", wait_s=LEASE_WAIT_S) -> Ticket:
     """Close an open ticket no bot holds, where it stands (a recurring ticket that must stop, a request
     withdrawn); its 'closed' event records who and why, and whoever waits for it is woken."""
+    check_close_reason(reason)
+    def close(conn, ticket):
+        add_ticket_to_proceeded_list(conn, config, [Step(ticket, close_plan(ticket, reason))], None, actor)
+    return _on_unleased(db, ticket_id, close, actor=actor, wait_s=wait_s)
+
+
+def check_close_reason(reason) -> None:
     if not isinstance(reason, str) or not reason.strip():
         raise BotfleetError("closing a ticket by hand needs a reason")
-    def close(conn, ticket):
-        step_plan = Plan(to_state=ticket.state, kind="closed", detail={"reason": storable_text(reason)}, closes=True,
-                         attempts=ticket.attempts)
-        add_ticket_to_proceeded_list(conn, config, [Step(ticket, step_plan)], None, actor)
-    return _on_unleased(db, ticket_id, close, actor=actor, wait_s=wait_s)
+
+
+def close_plan(ticket, reason: str) -> Plan:
+    """The plan of closing a ticket by hand where it stands; its 'closed' event says why."""
+    return Plan(to_state=ticket.state, kind="closed", detail={"reason": storable_text(reason)}, closes=True,
+                attempts=ticket.attempts)
 
 
 def merge_patch(target: dict, patch: dict) -> dict:
