@@ -189,3 +189,35 @@ def test_the_fleet_page_lists_every_bot_of_the_shipped_fleet_and_a_types_graph_c
     page.emulate_media(color_scheme="dark")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(20, 23, 28)"
     screenshot(page, tmp_path, "console-type-graph-dark")
+
+
+
+def test_a_bulk_close_of_a_filter_closes_exactly_the_matching_tickets(console, browser_page, tmp_path, conn):
+    with console.client() as client:
+        # More than a page would need to show: the bulk action is on everything the filter matches.
+        matching = [new_ticket(client, payload={"site": "berlin", "n": n})["id"] for n in range(3)]
+        matching.append(new_ticket(client, payload={"site": "berlin"}, group="testers")["id"])
+        others = [new_ticket(client, payload={"site": "paris"})["id"], new_ticket(client)["id"]]
+    page = browser_page
+    sign_in(page, console.console_url, console.tokens["all"])
+    page.goto(console.console_url + "/tickets")
+    page.fill("#filters [name=contains]", '{"site": "berlin"}')
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**/tickets?*contains=*")  # the filter is in the address, for a bookmark or a reload
+    page.wait_for_function("document.querySelectorAll('#tickets tr[data-ticket-id]').length === 4")
+    rows = page.eval_on_selector_all("#tickets tr[data-ticket-id]", "rs => rs.map(r => Number(r.dataset.ticketId))")
+    assert set(rows) == set(matching)
+    page.fill("#bulk [name=reason]", "site closed")
+    page.click("#bulk-close")
+    question = page.wait_for_selector("#bulk-question").text_content()
+    assert "Close 4 open tickets" in question, question
+    screenshot(page, tmp_path, "bulk-confirm")
+    page.click("#bulk-confirm-button")
+    result = page.wait_for_selector("#bulk-result").text_content()
+    assert "4 tickets closed" in result, result
+    screenshot(page, tmp_path, "bulk-result")
+    closed = {row["id"] for row in conn.execute("SELECT id FROM tickets WHERE closed_at IS NOT NULL")}
+    assert closed == set(matching) and not closed & set(others)
+    events = conn.execute("SELECT ticket_id, actor, detail FROM ticket_events WHERE kind = 'closed'").fetchall()
+    assert sorted(e["ticket_id"] for e in events) == sorted(matching)  # one event each
+    assert {e["actor"] for e in events} == {"console:ci"}
