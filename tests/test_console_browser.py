@@ -221,3 +221,21 @@ def test_a_bulk_close_of_a_filter_closes_exactly_the_matching_tickets(console, b
     events = conn.execute("SELECT ticket_id, actor, detail FROM ticket_events WHERE kind = 'closed'").fetchall()
     assert sorted(e["ticket_id"] for e in events) == sorted(matching)  # one event each
     assert {e["actor"] for e in events} == {"console:ci"}
+
+
+def test_times_are_shown_in_the_browsers_time_zone_with_utc_on_hover(console, chromium, tmp_path):
+    with console.client() as client:
+        ticket = new_ticket(client)
+    context = chromium.new_context(timezone_id="Asia/Tokyo", locale="en-GB")
+    try:
+        page = context.new_page()
+        sign_in(page, console.console_url, console.tokens["reader"])
+        page.goto(f"{console.console_url}/tickets/{ticket['id']}")
+        created = page.wait_for_selector("time[data-local]")
+        shown, utc = created.text_content(), created.get_attribute("title")
+        assert "GMT+9" in shown and utc.endswith(" UTC"), (shown, utc)
+        hour_utc = int(utc.split(" ")[1].split(":")[0])
+        assert f"{(hour_utc + 9) % 24:02d}:" in shown, (shown, utc)
+        screenshot(page, tmp_path, "ticket-in-tokyo")
+    finally:
+        context.close()

@@ -1,6 +1,6 @@
 """Pages rendered on the server with Jinja2: the templates beside this module, and what every page needs."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import Request
@@ -23,9 +23,9 @@ def when(value) -> Markup:
         return Markup("&ndash;")
     if not isinstance(value, datetime):
         return escape(value)
-    utc = value.isoformat(timespec="seconds")
+    utc = value.astimezone(UTC)  # the database answers in its session's time zone, whatever that is
     return Markup('<time datetime="{0}" title="{1}">{1}</time>').format(
-        utc, value.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        utc.isoformat(timespec="seconds"), utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
 def seconds(value) -> str:
