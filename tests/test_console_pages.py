@@ -7,8 +7,10 @@ import pytest
 from api.console import STATIC
 from api.console.session import COOKIE
 from common.access.fleet_lock import read_lock
+from common.fleet.stats_history import snapshot
 from common.tickets.settings import type_settings
 from tests.test_api import serve_api
+from tests.test_stats_history import FIRST, Bot, next_minute
 
 pytestmark = pytest.mark.processes
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
@@ -99,3 +101,26 @@ def test_an_open_live_page_does_not_hold_up_the_apis_stop(api):
         api.process.wait(timeout=10)  # not the graceful shutdown's timeout, which is none here: for ever
         assert "Application shutdown complete" in api.process.log_path.read_text()
         assert all(True for _ in lines)  # the stream ended with the process
+
+
+def test_the_fleet_page_shows_restarts_by_reason_and_each_bots_last_minutes(api, conn, synced):
+    first = Bot(conn, FIRST)
+    next_minute(conn)
+    first.add(10, [0.003] * 10)
+    snapshot(conn)
+    next_minute(conn)
+    first.add(30, [0.04] * 30)
+    snapshot(conn)
+    conn.execute("INSERT INTO watchdog_restart_totals (bot, reason, restarts) VALUES (%s, 'hung', 2), (%s, 'crash', 1)",
+                 (FIRST, FIRST))
+    with signed_in(api, "reader") as client:
+        page = client.get("/")
+    assert page.status_code == 200
+    row = page.text[page.text.index(f'data-bot="{FIRST}"'):]
+    row = row[:row.index("</tr>")]
+    assert 'title="restarts: hung">hung 2' in row and 'title="restarts: crash">crash 1' in row
+    assert f"{FIRST}: tickets done per minute, last 30 min (now 30)" in row
+    assert 'class="spark"' in row and ("<polyline" in row or "<circle" in row)
+    assert "35 ms" in row  # the last minute's hop p50: 30 hops in (20 ms, 50 ms], half way
+    other = page.text[page.text.index('data-bot="testms-pipe-2-second"'):]
+    assert "no data yet" in other[:other.index("</tr>")]

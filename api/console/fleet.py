@@ -96,7 +96,7 @@ def fleet_view(pool, config) -> dict:
             bot = bots[row["name"]] = BotRow(row["name"], row["metaservice"], row["ticket_type"], row["state"],
                                              row["state_name"], row["enabled"], row["restarts"])
         supervised = None
-        if row["host"] == here and states is not None:
+        if row["host"] in (here, None) and states is not None:  # None: no watchdog yet; maybe this host's
             found = [states.get(name) for name in process_names(row["name"], row["replicas"])]
             supervised = next((s for s in found if s != supervisor.RUNNING), found[0] if found else None)
         bot.hosts.append({"host": row["host"], "supervisord": supervised, "health": row["health"],

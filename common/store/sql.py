@@ -2004,7 +2004,8 @@ WHERE ticket_id = %(id)s ORDER BY id DESC LIMIT %(limit)s
 # -- the console (api/console/) ------------------------------------------------------------------------
 
 # Each bot on each host that runs it: the host's last verdict, its processes' newest heartbeat (real time),
-# and its restarts by reason (every host's: the counter is the fleet's).
+# and its restarts by reason (every host's: the counter is the fleet's). Processes are counted by host, and
+# a bot on no known host by its processes on any.
 CONSOLE_FLEET_BOTS = f"""
 SELECT b.name, b.metaservice, b.ticket_type, b.state, b.state_name, b.enabled, b.replicas, h.host,
        bh.health, bh.reason AS health_reason, extract(epoch FROM {LIVE_NOW} - bh.at)::float8 AS health_age_s,
@@ -2013,12 +2014,13 @@ SELECT b.name, b.metaservice, b.ticket_type, b.state, b.state_name, b.enabled, b
        (SELECT coalesce(jsonb_object_agg(r.reason, r.restarts), '{{}}') FROM watchdog_restart_totals r
         WHERE r.bot = b.name) AS restarts
 FROM bots b
-CROSS JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host)
+-- A bot no host's watchdog has run yet is still listed, on no host.
+LEFT JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host) ON true
 LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host
 LEFT JOIN LATERAL (SELECT count(*) AS processes,
                           extract(epoch FROM {LIVE_NOW} - max(bp.heartbeat_at))::float8 AS heartbeat_age_s
                    FROM bot_processes bp
-                   WHERE bp.bot_name = b.name AND bp.host = h.host AND bp.stopped_at IS NULL) p ON true
+                   WHERE bp.bot_name = b.name AND (h.host IS NULL OR bp.host = h.host) AND bp.stopped_at IS NULL) p ON true
 ORDER BY b.metaservice, b.ticket_type, b.state, b.name, h.host
 """
 
