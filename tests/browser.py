@@ -19,7 +19,9 @@ SCREENSHOTS_ENV = "BOTFLEET_SCREENSHOTS"
 WAIT_MS = 15_000  # Playwright's own waits poll until this deadline
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in the main thread while it
+# lives, and a later test's asyncio.run() would find it there.
+@pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright
 

@@ -4,6 +4,7 @@ state's box shows (every open ticket counted once: held, parked, due or waiting)
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from api.console.graph import StateCounts
 from api.console.live import FLEET, LiveHub, topics_of_channel, type_topic
@@ -17,6 +18,12 @@ TIMEOUTS = SessionTimeouts(lock_timeout_s=2, statement_timeout_s=4)
 TICK_S = 0.2
 STORM_S = 2.0
 PAGES = 25
+
+
+def run(coroutine):
+    """asyncio.run on a thread of its own: the main thread may hold another loop (Playwright's, say)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def test_channels_map_to_the_topics_they_touch():
@@ -69,8 +76,8 @@ async def _storm(db_url, config, pages: int) -> tuple[int, int, list]:
 
 
 def test_a_storm_of_notifications_is_read_once_per_tick_whatever_the_open_pages(db_url, synced):
-    one_during, one_quiet, _ = asyncio.run(_storm(db_url, synced, 1))
-    many_during, many_quiet, got = asyncio.run(_storm(db_url, synced, PAGES))
+    one_during, one_quiet, _ = run(_storm(db_url, synced, 1))
+    many_during, many_quiet, got = run(_storm(db_url, synced, PAGES))
     most = STORM_S / TICK_S + 3  # a read per tick, and the ticks at the storm's edges
     assert 1 <= one_during <= most and 1 <= many_during <= most, (one_during, many_during)
     assert one_quiet == many_quiet == 0  # nothing notified, nothing read
@@ -80,7 +87,7 @@ def test_a_storm_of_notifications_is_read_once_per_tick_whatever_the_open_pages(
 
 
 def test_no_page_open_holds_no_connection_and_reads_nothing(db_url, synced):
-    async def run():
+    async def check():
         async def render(hub, topics):
             raise AssertionError("read with no page open")
         hub = LiveHub(synced, db_url, TIMEOUTS, {"type": render}, tick_s=TICK_S)
@@ -98,7 +105,7 @@ def test_no_page_open_holds_no_connection_and_reads_nothing(db_url, synced):
             assert time.monotonic() < deadline, "the listener kept its connection"
             await asyncio.sleep(0.05)
         await hub.stop()
-    asyncio.run(run())
+    run(check())
 
 
 async def _echo(hub, topics):
@@ -123,7 +130,7 @@ def test_each_open_ticket_is_counted_once_as_held_parked_due_or_waiting(db_url, 
             return await read_counts(aconn, config, [kind])
         finally:
             await aconn.close()
-    counts, health = asyncio.run(read())
+    counts, health = run(read())
     assert counts[kind.key] == {1: StateCounts(open=4, due=1, held=1, waiting=1, parked=1)}
     assert health[kind.key] == {code: None for code in kind.states}  # no watchdog has judged the bots
 
