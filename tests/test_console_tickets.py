@@ -234,13 +234,19 @@ def test_a_ticket_shows_its_history_family_notifications_webhooks_and_its_action
         sent = client.post(f"/tickets/{parent}/send", data={"to_state": "3"}, headers={"HX-Request": "true"})
         assert sent.status_code == 200 and "<html" not in sent.text and "3 third" in sent.text
         assert client.post(f"/tickets/{parent}/assign", data={"user": "bob"}).status_code == 200
-        assert "bob" in client.post(f"/tickets/{parent}/payload", data={"payload": '{"order": 8}'}).text
-        assert client.post(f"/tickets/{parent}/payload", data={"payload": "{nope"}).status_code == 422
+        # The page showed the payload before a bot added a key; the person's edit leaves the bot's key be.
+        shown = '{"order": 7, "tags": ["a"]}'
+        patch_ticket(conn, console.config, parent, payload={"seen_by_bot": True}, actor="bot-x")
+        edited = client.post(f"/tickets/{parent}/payload", data={"payload": '{"order": 8}', "original": shown})
+        assert edited.status_code == 200 and "bob" in edited.text
+        assert client.post(f"/tickets/{parent}/payload", data={"payload": "{nope", "original": shown}).status_code == 422
+        assert client.post(f"/tickets/{parent}/payload", data={"payload": "{}", "original": "[]"}).status_code == 422
         assert client.post(f"/tickets/{parent}/close", data={"reason": ""}).status_code == 422
         closed = client.post(f"/tickets/{parent}/close", data={"reason": "done by hand"})
         assert closed.status_code == 200 and 'id="ticket-status">closed' in closed.text
     row = conn.execute("SELECT state, payload, assigned_user, closed_at FROM tickets WHERE id = %s", [parent]).fetchone()
-    assert (row["state"], row["payload"], row["assigned_user"]) == (3, {"order": 8}, "bob") and row["closed_at"]
+    assert (row["state"], row["assigned_user"]) == (3, "bob") and row["closed_at"]
+    assert row["payload"] == {"order": 8, "seen_by_bot": True}
     kinds = [(e["kind"], e["actor"]) for e in events_of(conn, parent)][-4:]
     assert kinds == [("transitioned", "console:ci"), ("assigned", "console:ci"), ("patched", "console:ci"),
                      ("closed", "console:ci")]

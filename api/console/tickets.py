@@ -294,23 +294,27 @@ def close(ticket_id: int, request: Request, who: Annotated[Viewer, Depends(viewe
 
 @router.post("/tickets/{ticket_id}/payload")
 def edit_payload(ticket_id: int, request: Request, who: Annotated[Viewer, Depends(viewer)],
-                 payload: Annotated[str, Form()] = ""):
-    """The payload as the person edited it: written as the merge patch that turns the old one into it."""
+                 payload: Annotated[str, Form()] = "", original: Annotated[str, Form()] = ""):
+    """The person's changes to the payload as the page showed it (`original`), written as a merge patch onto the
+    payload as it is now: a change a bot or another person made meanwhile to other keys is kept, not undone."""
     allowed(request, who, "update")
-    try:
-        wanted = json.loads(payload)
-    except ValueError as exc:
-        raise Refused(f"payload: not JSON ({exc})", 422) from None
-    if not isinstance(wanted, dict):
-        raise Refused("payload: a JSON object", 422)
+    wanted, shown = _json_object(payload, "payload"), _json_object(original, "original")
+    patch = patch_between(shown, wanted)
 
     def change(pool, config):
-        with pool.connection() as conn:
-            old = get_ticket(conn, ticket_id).payload
-        patch = patch_between(old, wanted)
         if patch:
             patch_ticket(pool, config, ticket_id, payload=patch, actor=actor(who))
     return _acted(request, who, ticket_id, change)
+
+
+def _json_object(text: str, name: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise Refused(f"{name}: not JSON ({exc})", 422) from None
+    if not isinstance(value, dict):
+        raise Refused(f"{name}: a JSON object", 422)
+    return value
 
 
 def patch_between(old: dict, new: dict) -> dict:
