@@ -247,8 +247,9 @@ def test_a_ticket_shows_its_history_family_notifications_webhooks_and_its_action
     row = conn.execute("SELECT state, payload, assigned_user, closed_at FROM tickets WHERE id = %s", [parent]).fetchone()
     assert (row["state"], row["assigned_user"]) == (3, "bob") and row["closed_at"]
     assert row["payload"] == {"order": 8, "seen_by_bot": True}
-    kinds = [(e["kind"], e["actor"]) for e in events_of(conn, parent)][-4:]
-    assert kinds == [("transitioned", "console:ci"), ("assigned", "console:ci"), ("patched", "console:ci"),
+    kinds = [(e["kind"], e["actor"]) for e in events_of(conn, parent)][-5:]
+    assert kinds == [("transitioned", "console:ci"), ("assigned", "console:ci"), ("patched", "bot-x"),
+                     ("patched", "console:ci"),
                      ("closed", "console:ci")]
 
 
