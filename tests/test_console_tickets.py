@@ -265,6 +265,13 @@ def test_accepting_acts_as_the_tokens_user_and_for_another_needs_admin(console, 
         assert accepted.status_code == 200, accepted.text
     assert events_of(conn, ticket_id)[-1]["kind"] == "accepted"
     assert conn.execute("SELECT assigned_user FROM tickets WHERE id = %s", [ticket_id]).fetchone()["assigned_user"] == "bob"
+    # An admin bound to no user accepts for a member of the group, and not for someone outside it.
+    other = make(conn, console)
+    with browser(console) as admin:
+        assert "Accept for" in admin.get(f"/tickets/{other}").text
+        assert admin.post(f"/tickets/{other}/accept", data={"user": "eve"}).status_code == 409
+        assert admin.post(f"/tickets/{other}/accept", data={"user": "bob"}).status_code == 200
+    assert conn.execute("SELECT assigned_user FROM tickets WHERE id = %s", [other]).fetchone()["assigned_user"] == "bob"
 
 
 def test_the_list_says_when_its_count_is_an_estimate():
