@@ -49,7 +49,7 @@ test: install debian-packages
 
 # The README's pictures of the console, made by its browser test on the whole shipped fleet.
 screenshots: install debian-packages
-	BOTFLEET_SCREENSHOTS=docs/console $(BIN)/pytest -q -p no:cacheprovider tests/test_console_browser.py -k shipped
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest -q -p no:cacheprovider tests/test_console_browser.py -k shipped
 
 bench: install
 	$(BIN)/python bench/run.py
