@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 # Debian packages the tests need beside Python's: tmux is the real terminal the Ctrl-C tests type into; chromium the
-# real browser the console's tests drive (Playwright launches it: nothing is downloaded).
-DEBIAN_PACKAGES := tmux chromium
+# real browser the console's tests drive (Playwright launches it: nothing is downloaded); Zabbix 6.0's server schema,
+# agent and PHP for its frontend, which the template is imported into; prometheus for promtool.
+DEBIAN_PACKAGES := tmux chromium zabbix-server-pgsql zabbix-agent prometheus \
+	php8.2-cli php8.2-pgsql php8.2-mbstring php8.2-xml php8.2-gd php8.2-bcmath
+# The Zabbix frontend's files, unpacked from its package: installing it would pull in Apache.
+ZABBIX_FRONTEND := .cache/zabbix-frontend
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install debian-packages up up-daemon down test bench chaos status screenshots
@@ -14,12 +18,21 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 install: $(STAMP)
 
 # Installed with apt-get only when one is missing, so a machine that has them needs neither root nor a network.
-debian-packages:
-	@missing="$$(for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || echo $$p; done)"; \
+# A package that cannot be installed at all leaves its tests skipped, each naming what is missing.
+debian-packages: $(ZABBIX_FRONTEND)/usr/share/zabbix/api_jsonrpc.php
+	@missing="$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing $$missing (apt-get)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing \
+			|| echo "could not install every Debian package: the tests that need one are skipped"; \
 	fi
+
+$(ZABBIX_FRONTEND)/usr/share/zabbix/api_jsonrpc.php:
+	@mkdir -p $(ZABBIX_FRONTEND)/deb
+	@cd $(ZABBIX_FRONTEND)/deb && { ls zabbix-frontend-php_*.deb >/dev/null 2>&1 || apt-get download zabbix-frontend-php \
+		|| { $(SUDO) apt-get update -qq && apt-get download zabbix-frontend-php; }; } \
+		&& dpkg-deb -x zabbix-frontend-php_*.deb .. \
+		|| echo "could not unpack zabbix-frontend-php: the Zabbix import test is skipped"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
