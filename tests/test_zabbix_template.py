@@ -1,4 +1,4 @@
-"""The Zabbix template in zabbix/: a well-formed 7.0 export that reads only what the watchdog exports.
+"""The Zabbix template in zabbix/: a well-formed 6.0 export that reads only what the watchdog exports.
 
 The first half needs no database: it checks the export's structure and its internal references
 (keys, macros, dependencies), which a Zabbix import would otherwise be the first to reject. The
@@ -141,10 +141,12 @@ def seconds(duration: str) -> int:
 # -- the export on its own ---------------------------------------------------------------------------
 
 
-def test_is_a_zabbix_7_0_export_of_one_template(export, template):
-    assert export["version"] == "7.0"
+def test_is_a_zabbix_6_0_export_of_one_template(export, template):
+    """6.0 (Debian 12's) refuses any later version number; 6.2 to 7.0 convert a 6.0 file on import."""
+    assert export["version"] == "6.0"
+    assert "template_groups" not in export, "6.0 names the template's groups in groups:"
     assert template["template"] == template["name"] == TEMPLATE_NAME
-    group_names = {g["name"] for g in export["template_groups"]}
+    group_names = {g["name"] for g in export["groups"]}
     assert template["groups"] and {g["name"] for g in template["groups"]} <= group_names
 
 
@@ -153,6 +155,19 @@ def test_every_uuid_is_32_hex_and_unique(export):
     assert len(found) > 10
     assert [u for u in found if not re.fullmatch(r"[0-9a-f]{32}", u)] == []
     assert len(found) == len(set(found)), "a uuid is used twice"
+
+
+def test_every_entity_a_re_import_matches_has_a_uuid(export, template):
+    """6.0 matches templates, groups, items, prototypes, triggers, discovery rules, value maps and graphs
+    by uuid, and refuses an import that lacks one."""
+    def lacking(kind, found):
+        return [f"{kind} {e.get('name', e.get('key'))}" for e in found if "uuid" not in e]
+    missing = lacking("group", export["groups"]) + lacking("template", [template])
+    missing += lacking("item", template.get("items", [])) + lacking("discovery rule", rules(template))
+    missing += lacking("item prototype", prototypes(template)) + lacking("trigger", triggers(export, template))
+    missing += lacking("value map", template.get("valuemaps", [])) + lacking("graph", export.get("graphs", []))
+    missing += lacking("graph prototype", [g for rule in rules(template) for g in rule.get("graph_prototypes", [])])
+    assert missing == []
 
 
 def test_master_item_reads_metrics_through_the_host_and_port_macros(template):
@@ -211,7 +226,7 @@ def test_preprocessing_parameters_are_lists_of_strings_zabbix_can_parse(template
             parameters = step.get("parameters", [])
             assert isinstance(parameters, list) and all(isinstance(p, str) for p in parameters), (entity["key"], step)
             if step["type"] == "PROMETHEUS_PATTERN":
-                pattern, request, output = parameters  # Zabbix 6.4+ takes exactly three
+                pattern, request, output = parameters  # 6.0.14 (Debian 12's) and later take exactly three
                 assert PATTERN.fullmatch(pattern), pattern
                 assert request in ("value", "label", "function")
                 assert (output == "") == (request == "value"), "value takes no third parameter, the others need one"
