@@ -32,7 +32,7 @@ def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     source = tmp_path_factory.mktemp("src") / "botfleet"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "var", "__pycache__", "*.egg-info",
-                                                                   "build", ".pytest_cache"))
+                                                                   "build", ".pytest_cache", ".cache"))
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                              "--target", str(target), str(source)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
