@@ -31,6 +31,7 @@ COUNTER_HELP = {
     "reminders": "Acceptance rounds and reminders a bot sent",
     "notifications_rejected": "Messages from other bots a bot could not handle (logged with their sender)",
 }
+RESTART_REASONS = ["hung", "fatal", "exited", "crash", "operator"]  # README's Monitoring section
 
 
 class FleetCollector:
@@ -117,7 +118,7 @@ class FleetCollector:
             "botfleet_watchdog_restarts_total", "Restarts of a bot's processes by reason: hung, fatal and exited "
             "(the watchdog's), crash (supervisord's, after the process died) and operator (after a clean stop)",
             labels=["bot", "reason"])
-        for r in conn.execute(sql.METRIC_RESTARTS).fetchall():
+        for r in conn.execute(sql.METRIC_RESTARTS, {"reasons": RESTART_REASONS}).fetchall():
             restarts.add_metric([r["bot"], r["reason"]], r["restarts"])
         yield restarts
         in_a_row = GaugeMetricFamily("botfleet_bot_restarts_in_a_row", "The watchdog's restarts in a row of a "
@@ -181,6 +182,12 @@ class FleetCollector:
         for state in ("open", "ops_only", "closed"):
             locked.add_metric([state], 1.0 if lock["state"] == state else 0.0)
         yield locked
+        # Business time (botfleet_now()), the clock every other timestamp here reads.
+        since = GaugeMetricFamily("botfleet_fleet_lock_since_timestamp_seconds",
+                                  "When the fleet's lock took the state it is in")
+        if lock["set_at"] is not None:
+            since.add_metric([], lock["set_at"].timestamp())
+        yield since
 
     def _status_models(self, conn):
         instances = GaugeMetricFamily("botfleet_status_instances", "Instances of a status model (seed 001): open, or "
@@ -215,12 +222,19 @@ class FleetCollector:
                                          labels=STATE_LABELS)
         oldest = GaugeMetricFamily("botfleet_tickets_oldest_open_timestamp_seconds",
                                    "When the longest-waiting open ticket entered its state", labels=STATE_LABELS)
+        due = GaugeMetricFamily("botfleet_tickets_due", "Open tickets of a state due now that no process holds",
+                                labels=STATE_LABELS)
+        oldest_due = GaugeMetricFamily("botfleet_tickets_oldest_due_timestamp_seconds",
+                                       "Since when the longest-waiting due ticket of a state has been due",
+                                       labels=STATE_LABELS)
         for row in conn.execute(sql.METRIC_OPEN_TICKETS).fetchall():
             labels = [row["metaservice"], row["ticket_type"], str(row["state"])]
             open_tickets.add_metric(labels, row["open"])
             oldest.add_metric(labels, row["oldest"])
-        yield open_tickets
-        yield oldest
+            due.add_metric(labels, row["due"])
+            if row["oldest_due"] is not None:
+                oldest_due.add_metric(labels, row["oldest_due"])
+        yield from (open_tickets, oldest, due, oldest_due)
 
 
 def registry_for(collector) -> CollectorRegistry:

@@ -895,15 +895,29 @@ LEFT JOIN bot_stats s ON s.bot_name = b.name
 GROUP BY b.name, s.bot_name ORDER BY b.name
 """
 
-# Only open tickets (the partial claim index), so a million closed ones cost nothing.
+# Only open tickets (the partial claim index), so a million closed ones cost nothing. Due: its bot should
+# have it now and nobody holds it (a held ticket's due_at is its lease's end), so an old one is work left
+# waiting, where an old open ticket may only wait for a person or a timer. A ticket freed from a dead
+# process is due from 'epoch': it counts as due since it entered its state.
 METRIC_OPEN_TICKETS = """
 SELECT metaservice, ticket_type, state, count(*) AS open,
-       extract(epoch FROM min(state_entered_at))::float8 AS oldest
+       extract(epoch FROM min(state_entered_at))::float8 AS oldest,
+       count(*) FILTER (WHERE due_at <= (SELECT botfleet_now())) AS due,
+       extract(epoch FROM min(greatest(due_at, state_entered_at))
+                          FILTER (WHERE due_at <= (SELECT botfleet_now())))::float8 AS oldest_due
 FROM tickets WHERE closed_at IS NULL
 GROUP BY metaservice, ticket_type, state
 """
 
-METRIC_RESTARTS = "SELECT bot, reason, restarts FROM watchdog_restart_totals"
+# Every bot's count for every reason, 0 where none was recorded: a counter that appears only with its first
+# restart would hide that restart from increase() and rate().
+METRIC_RESTARTS = """
+SELECT bot, reason, restarts FROM watchdog_restart_totals
+UNION ALL
+SELECT b.name, r.reason, 0 FROM bots b CROSS JOIN unnest(%(reasons)s::text[]) AS r(reason)
+WHERE NOT EXISTS (SELECT 1 FROM watchdog_restart_totals t WHERE t.bot = b.name AND t.reason = r.reason)
+ORDER BY 1, 2
+"""
 
 # Each host's newest completed check, for every host the fleet expects a watchdog on (NULL: none yet), and
 # whether its newest watchdog found its supervisord answering (NULL: no watchdog yet).
