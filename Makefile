@@ -60,9 +60,10 @@ test: install debian-packages
 	$(BIN)/botfleet supervisor render --check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The README's pictures of the console, made by its browser test on the whole shipped fleet.
+# The README's pictures: the console and the Prometheus alerts page, made by their tests on the whole shipped fleet.
 screenshots: install debian-packages
-	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest -q -p no:cacheprovider tests/test_console_browser.py -k shipped
+	README_SCREENSHOTS=docs/console $(BIN)/pytest -q -p no:cacheprovider tests/test_console_browser.py -k shipped
+	README_SCREENSHOTS=docs/monitoring $(BIN)/pytest -q -p no:cacheprovider tests/test_prometheus_rules.py -k real_prometheus
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -15,7 +15,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-quic",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # `make screenshots` sets this: the README's pictures are the ones a test run made.
-SCREENSHOTS_ENV = "CONSOLE_SCREENSHOTS"  # not BOTFLEET_: the tests drop those from their environment
+SCREENSHOTS_ENV = "README_SCREENSHOTS"  # not BOTFLEET_: the tests drop those from their environment
 WAIT_MS = 15_000  # Playwright's own waits poll until this deadline
 
 
