@@ -47,7 +47,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
         app.state.tokens = TokenCache(app.state.pool)
         with app.state.pool.connection() as conn:  # the objects it creates instances of, with their statuses
             sync_status_models(conn, config.status_models)
-        live = console.start_live(app, timeouts)
+        live = console.start_live(app, url, timeouts)
         beating = None
         if presence is not None:
             await asyncio.to_thread(presence.register, app.state.pool)
@@ -77,7 +77,7 @@ def create_app(config, url: str, spec=None) -> FastAPI:
     app.include_router(statusek.router)
     app.include_router(statusek_compat.router)  # the same, as the upstream service answers
     app.include_router(workers.router)
-    console.install(app, url)  # the web console, /console/, for people
+    console.install(app)  # the web console, /console/, for people
     # FastAPI's own max_body_size answers a too large Content-Length in plain text; this answers in the
     # API's error shape, as every refusal does.
     app.add_middleware(BodyLimit, max_bytes=config.max_payload_bytes + ENVELOPE_BYTES)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from api.console.graph import StateCounts
 from api.console.live import FLEET, LiveHub, topics_of_channel, type_topic
-from api.console.types import read_counts
+from api.console.types import read_graphs
 from common.store import sql
 from common.store.connect import SessionTimeouts
 from common.store.pool import async_connection
@@ -127,7 +127,7 @@ def test_each_open_ticket_is_counted_once_as_held_parked_due_or_waiting(db_url, 
     async def read():
         aconn = await async_connection(db_url, application_name="test", timeouts=TIMEOUTS)
         try:
-            return await read_counts(aconn, config, [kind])
+            return await read_graphs(aconn, config, [kind])
         finally:
             await aconn.close()
     counts, health = run(read())

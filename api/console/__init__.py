@@ -142,17 +142,16 @@ def _sign_in(request: Request, exc: SignInNeeded):
     return RedirectResponse(sign_in_url(request), status_code=303)
 
 
-def install(app: FastAPI, url: str) -> None:
+def install(app: FastAPI) -> None:
     """The console's routes and error pages on `app`; its live hub starts and stops with the app (start_live)."""
     app.include_router(router)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(SignInNeeded, _sign_in)
     app.state.graphs = types.Graphs(app.state.config)
-    app.state.live_url = url
 
 
-def start_live(app: FastAPI, timeouts) -> LiveHub:
-    hub = LiveHub(app.state.config, app.state.live_url, timeouts,
+def start_live(app: FastAPI, url: str, timeouts) -> LiveHub:
+    hub = LiveHub(app.state.config, url, timeouts,
                   {"type": types.render_topics, "fleet": fleet.render_topics})
     hub.pool, hub.graphs = app.state.pool, app.state.graphs
     hub.start()

@@ -18,6 +18,7 @@ from common.config.names import hostname, process_names
 from common.errors import BotfleetError
 from common.fleet import supervisor
 from common.fleet.stats_history import HISTORY_MINUTES, bot_history, minute_slots
+from common.fleet.status import worst_state
 from common.fleet.verdict import OK, judge
 from common.store import sql
 
@@ -97,25 +98,18 @@ def fleet_view(pool, config) -> dict:
                                              row["state_name"], row["enabled"], row["restarts"])
         supervised = None
         if row["host"] in (here, None) and states is not None:  # None: no watchdog yet; maybe this host's
-            found = [states.get(name) for name in process_names(row["name"], row["replicas"])]
-            supervised = next((s for s in found if s != supervisor.RUNNING), found[0] if found else None)
+            supervised = worst_state([states.get(name) for name in process_names(row["name"], row["replicas"])])
         bot.hosts.append({"host": row["host"], "supervisord": supervised, "health": row["health"],
-                          "reason": row["health_reason"], "health_age_s": row["health_age_s"],
-                          "heartbeat_age_s": row["heartbeat_age_s"], "processes": row["processes"],
+                          "reason": row["health_reason"], "heartbeat_age_s": row["heartbeat_age_s"],
                           "restarts_in_a_row": row["restarts_in_a_row"]})
     return {"bots": list(bots.values()), "watchdogs": watchdogs, "verdict_ok": code == OK, "verdict": line,
-            "lock": lock, "here": here, "supervisord_answers": states is not None, "sparks": sparks}
-
-
-def fleet_context(view, root: str, who=None) -> dict:
-    return {**view, "root": root, "who": who}
+            "lock": lock, "here": here, "sparks": sparks}
 
 
 async def render_topics(hub, topics) -> dict:
     """The live renderer of the fleet topic: the fleet table, read once for all open fleet pages."""
     view = await run_in_threadpool(fleet_view, hub.pool, hub.config)
-    html = templates.get_template("fleet_live.html").render(
-        fleet_context(view, f"{hub.config.api_root_path}/console"))
+    html = templates.get_template("fleet_live.html").render(root=f"{hub.config.api_root_path}/console", **view)
     return {topic: html for topic in topics}
 
 

@@ -56,7 +56,6 @@ class LiveHub:
         self.refresh_s = {"type": TYPE_REFRESH_S, "fleet": config.heartbeat_interval_s, **(refresh_s or {})}
         self.watched: dict[str, Watched] = {}
         self.latest: dict[str, str] = {}
-        self.reads = 0  # how many times topics were read: the benchmark and the tests count them
         self.conn = None  # the listening connection, which the renderers read on too (one statement at a time)
         self._wanted = asyncio.Event()
         self._closing = asyncio.Event()
@@ -129,7 +128,6 @@ class LiveHub:
             by_kind.setdefault(topic.split(":", 1)[0], []).append(topic)
             self.watched[topic].dirty, self.watched[topic].read_mono = False, now_mono
         for kind, topics in by_kind.items():
-            self.reads += 1
             for topic, html in (await self.renderers[kind](self, topics)).items():
                 self._publish(topic, html)
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import acting_user
 from api.console.render import is_partial, page
 from api.console.session import NotFound, Refused, Viewer, actor, allowed, viewer
+from api.console.types import shown_types
 from api.errors import ApiError
 from common.errors import BotfleetError, TicketNotFound
 from common.store import sql
@@ -106,13 +107,8 @@ def query_of(fields: dict, **more) -> str:
     return urlencode({k: v for k, v in {**fields, **more}.items() if v not in ("", None)})
 
 
-def type_of(config, metaservice, name):
-    """A type of the config or botfleet's own; None for one it does not know (any more)."""
-    return config.types.get((metaservice, name)) or config.builtin_types.get((metaservice, name))
-
-
 def _kind(config, ticket_filter: TicketFilter):
-    return type_of(config, ticket_filter.metaservice, ticket_filter.ticket_type)
+    return config.find_type(ticket_filter.metaservice, ticket_filter.ticket_type)
 
 
 @router.get("/tickets")
@@ -126,13 +122,9 @@ def tickets_page(request: Request, who: Annotated[Viewer, Depends(viewer)]):
         count = count_of_page(conn, ticket_filter, found)
     fields = filter_values(values)
     context = {"nav": "tickets", "found": found, "count": count, "fields": fields, "before": before,
-               "kind": _kind(config, ticket_filter), "ticket_filter": ticket_filter, "types": _types(config),
+               "kind": _kind(config, ticket_filter), "ticket_filter": ticket_filter, "types": shown_types(config),
                "next_url": None if found.next_before is None else f"?{query_of(fields, before=found.next_before)}"}
     return page(request, "tickets_rows.html" if is_partial(request) else "tickets.html", who, **context)
-
-
-def _types(config) -> list:
-    return sorted(config.types.values(), key=lambda t: t.key)
 
 
 def _bulk_request(request: Request, who: Viewer, values: dict):
@@ -159,7 +151,7 @@ def _bulk_request(request: Request, who: Viewer, values: dict):
     raise Refused(f"action: {action!r} is not send or close", 422)
 
 
-def _describe(config, ticket_filter: TicketFilter, fields: dict) -> str:
+def _describe(fields: dict) -> str:
     shown = {k: v for k, v in fields.items() if v and k != "status"}
     return ", ".join(f"{k} {v}" for k, v in shown.items()) or "no filter: every open ticket"
 
@@ -178,7 +170,7 @@ async def bulk_preview(request: Request, who: Annotated[Viewer, Depends(viewer)]
     config = request.app.state.config
     fields = filter_values(values)
     return page(request, "bulk_confirm.html", who, preview=found, act=action, fields=fields,
-                kind=_kind(config, ticket_filter), described=_describe(config, ticket_filter, fields))
+                kind=_kind(config, ticket_filter), described=_describe(fields))
 
 
 @router.post("/tickets/bulk")
@@ -216,7 +208,7 @@ def ticket_view(pool, config, ticket_id: int) -> dict:
         children = conn.execute(sql.CONSOLE_TICKET_CHILDREN, related).fetchall()
         notifications = conn.execute(sql.CONSOLE_TICKET_NOTIFICATIONS, related).fetchall()
         webhooks = conn.execute(sql.CONSOLE_TICKET_WEBHOOKS, related).fetchall()
-    kind = type_of(config, ticket.metaservice, ticket.ticket_type)
+    kind = config.find_type(ticket.metaservice, ticket.ticket_type)
     return {"ticket": ticket, "kind": kind, "events": events, "children": children, "notifications": notifications,
             "webhooks": webhooks, "payload_json": json.dumps(ticket.payload, indent=2, ensure_ascii=False,
                                                              sort_keys=True),

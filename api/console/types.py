@@ -12,7 +12,7 @@ from api.console.render import page
 from api.console.session import NotFound, Refused, Viewer, allowed, console_path, viewer
 from common.errors import BotfleetError
 from common.store import sql
-from common.tickets.settings import set_type_settings, type_settings
+from common.tickets.settings import set_type_settings
 
 router = APIRouter()
 
@@ -54,20 +54,30 @@ def _keys(types) -> dict:
     return {"metaservices": [t.metaservice for t in types], "ticket_types": [t.name for t in types]}
 
 
-async def read_counts(conn, config, types) -> tuple[dict, dict]:
-    """({type key: {code: StateCounts}}, {type key: {code: health}}) for `types`, two statements for all."""
+async def read_counts(conn, types) -> dict:
+    """{type key: {code: StateCounts}} for `types`, one statement for all."""
     counts: dict = {t.key: {} for t in types}
-    health: dict = {t.key: {} for t in types}
     cursor = await conn.execute(sql.CONSOLE_STATE_COUNTS, _keys(types))
     for row in await cursor.fetchall():
         counts[(row["metaservice"], row["ticket_type"])][row["state"]] = graph.StateCounts(
             open=row["open"], due=row["due"], held=row["held"], waiting=row["waiting"], parked=row["parked"])
+    return counts
+
+
+async def read_health(conn, config, types) -> dict:
+    """{type key: {code: its bot's health}} for `types`, one statement for all."""
+    health: dict = {t.key: {} for t in types}
     cursor = await conn.execute(sql.CONSOLE_STATE_HEALTH, {**_keys(types),
                                                           "stale_after_s": config.watchdog.stale_after_s})
     for row in await cursor.fetchall():
         health[(row["metaservice"], row["ticket_type"])][row["state"]] = (
             row["health"] if row["enabled"] else "disabled")
-    return counts, health
+    return health
+
+
+async def read_graphs(conn, config, types) -> tuple[dict, dict]:
+    """(counts, health) of `types`, as a graph shows them."""
+    return await read_counts(conn, types), await read_health(conn, config, types)
 
 
 async def render_topics(hub, topics) -> dict:
@@ -77,7 +87,7 @@ async def render_topics(hub, topics) -> dict:
     types = [wanted[topic] for topic in topics if topic in wanted]
     if not types:
         return {}
-    counts, health = await read_counts(hub.conn, config, types)
+    counts, health = await read_graphs(hub.conn, config, types)
     graphs = hub.graphs
     return {type_topic(*t.key): graphs.svg(t, counts[t.key], health[t.key]) for t in types}
 
@@ -87,21 +97,20 @@ async def types_page(request: Request, who: Annotated[Viewer, Depends(viewer)]):
     config = request.app.state.config
     types = shown_types(config)
     async with request.app.state.aio_pool.connection() as conn:
-        counts, health = await read_counts(conn, config, types)
+        counts = await read_counts(conn, types)
     totals = {t.key: sum(c.open for c in counts[t.key].values()) for t in types}
     return page(request, "types.html", who, nav="types", types=types, totals=totals)
 
 
 @router.get("/types/{metaservice}/{name}")
-async def type_page(metaservice: str, name: str, request: Request, who: Annotated[Viewer, Depends(viewer)],
-                    saved: str | None = None):
+async def type_page(metaservice: str, name: str, request: Request, who: Annotated[Viewer, Depends(viewer)]):
     config = request.app.state.config
     kind = find_type(config, metaservice, name)
     async with request.app.state.aio_pool.connection() as conn:
-        counts, health = await read_counts(conn, config, [kind])
+        counts, health = await read_graphs(conn, config, [kind])
         cursor = await conn.execute(sql.TYPE_SETTINGS, {"metaservice": metaservice, "ticket_type": name})
         settings = await cursor.fetchone()
-    return page(request, "type.html", who, nav="types", kind=kind, settings=settings, saved=saved,
+    return page(request, "type.html", who, nav="types", kind=kind, settings=settings,
                 svg=request.app.state.graphs.svg(kind, counts[kind.key], health[kind.key]),
                 counts=counts[kind.key], health=health[kind.key],
                 bots={spec.state: spec for spec in config.bots.values() if (spec.metaservice, spec.ticket_type) == kind.key},
@@ -119,13 +128,7 @@ def save_settings(metaservice: str, name: str, request: Request, who: Annotated[
     changes = {"lifetime": lifetime.strip() or None, "notification_frequency": notification_frequency.strip() or None}
     try:
         with request.app.state.pool.connection() as conn:
-            set_type_settings(conn, config, kind.key, **changes)
+            settings = set_type_settings(conn, config, kind.key, **changes)
     except BotfleetError as exc:
         raise Refused(str(exc), status_code=422) from None
-    return page(request, "type_settings.html", who, kind=kind, saved=True,
-                settings=_settings_row(request, kind))
-
-
-def _settings_row(request, kind):
-    with request.app.state.pool.connection() as conn:
-        return type_settings(conn, request.app.state.config, kind.key)[0]
+    return page(request, "type_settings.html", who, kind=kind, saved=True, settings=settings)

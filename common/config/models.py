@@ -251,12 +251,13 @@ class FleetConfig:
         """Silence after which a process counts as hung or dead: its missed heartbeats, in seconds."""
         return self.heartbeat_interval_s * self.watchdog.hung_after_missed_heartbeats
 
-    def _find_type(self, metaservice, name) -> TicketType | None:
+    def find_type(self, metaservice, name) -> TicketType | None:
+        """A type of this config or a built-in one; None when there is none."""
         return self.types.get((metaservice, name)) or self.builtin_types.get((metaservice, name))
 
     def ticket_type(self, metaservice, name) -> TicketType:
         """A type of this config or a built-in one; an error naming it when there is none."""
-        found = self._find_type(metaservice, name)
+        found = self.find_type(metaservice, name)
         if found is None:
             raise BotfleetError(f"unknown ticket type {metaservice}/{name}")
         return found
@@ -267,7 +268,7 @@ class FleetConfig:
 
     def state_name(self, metaservice, ticket_type, code) -> str | None:
         """The name of a state, or None for a type or state this config does not know (any more)."""
-        kind = self._find_type(metaservice, ticket_type)
+        kind = self.find_type(metaservice, ticket_type)
         state = kind.states.get(code) if kind else None
         return state.name if state else None
 

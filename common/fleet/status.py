@@ -20,7 +20,7 @@ def collect(conn, config) -> dict:
             "state_code": row["state"], "enabled": row["enabled"],
             # As supervisord sees it: one process's state, or the worst of the replicas'; None when
             # supervisord does not run or does not know the bot.
-            "state": _worst(process_states),
+            "state": worst_state(process_states),
             # None where every host runs every bot; else the hosts that do, this one or others.
             "hosts": config.hosts_of(row["name"]) if known else None,
             "on_this_host": row["name"] in local or not known,
@@ -52,7 +52,8 @@ def _health(by_host) -> str | None:
     return ",".join(f"{word}@{host}" for host, word in words.items())
 
 
-def _worst(process_states):
+def worst_state(process_states):
+    """The state of a bot whose replicas are in these (None: unknown): the first not RUNNING, else RUNNING."""
     known = [s for s in process_states if s is not None]
     if not known:
         return None

@@ -1487,7 +1487,6 @@ ORDER BY CASE WHEN %(sort)s = 'created' THEN o.created_at ELSE o.last_action END
 LIMIT %(limit)s
 """
 
-OPERATION = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = %(id)s"
 OPERATIONS_BY_ID = f"SELECT {_OPERATION_COLUMNS} FROM tickets t WHERE t.id = ANY(%(ids)s)"
 # GET /job: a job type's open jobs, oldest first (a NULL limit: all).
 OPEN_JOBS = f"""
@@ -2018,21 +2017,19 @@ WHERE ticket_id = %(id)s ORDER BY id DESC LIMIT %(limit)s
 # -- the console (api/console/) ------------------------------------------------------------------------
 
 # Each bot on each host that runs it: the host's last verdict, its processes' newest heartbeat (real time),
-# and its restarts by reason (every host's: the counter is the fleet's). Processes are counted by host, and
-# a bot on no known host by its processes on any.
+# and its restarts by reason (every host's: the counter is the fleet's). A bot on no known host takes the
+# heartbeat of its processes on any.
 CONSOLE_FLEET_BOTS = f"""
 SELECT b.name, b.metaservice, b.ticket_type, b.state, b.state_name, b.enabled, b.replicas, h.host,
-       bh.health, bh.reason AS health_reason, extract(epoch FROM {LIVE_NOW} - bh.at)::float8 AS health_age_s,
-       coalesce(bh.restarts_in_a_row, 0) AS restarts_in_a_row,
-       p.processes, p.heartbeat_age_s,
+       bh.health, bh.reason AS health_reason, coalesce(bh.restarts_in_a_row, 0) AS restarts_in_a_row,
+       p.heartbeat_age_s,
        (SELECT coalesce(jsonb_object_agg(r.reason, r.restarts), '{{}}') FROM watchdog_restart_totals r
         WHERE r.bot = b.name) AS restarts
 FROM bots b
 -- A bot no host's watchdog has run yet is still listed, on no host.
 LEFT JOIN LATERAL unnest({_BOT_HOSTS}) AS h(host) ON true
 LEFT JOIN bot_health bh ON bh.bot_name = b.name AND bh.host = h.host
-LEFT JOIN LATERAL (SELECT count(*) AS processes,
-                          extract(epoch FROM {LIVE_NOW} - max(bp.heartbeat_at))::float8 AS heartbeat_age_s
+LEFT JOIN LATERAL (SELECT extract(epoch FROM {LIVE_NOW} - max(bp.heartbeat_at))::float8 AS heartbeat_age_s
                    FROM bot_processes bp
                    WHERE bp.bot_name = b.name AND (h.host IS NULL OR bp.host = h.host) AND bp.stopped_at IS NULL) p ON true
 ORDER BY b.metaservice, b.ticket_type, b.state, b.name, h.host

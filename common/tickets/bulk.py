@@ -2,7 +2,7 @@
 allows, or close them with a reason. Each ticket gets its own event naming who did it, written in batches by
 the same path as a bot's outcomes (record.py), so graph rules, waiters, webhooks and timers are the same."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from common.errors import BotfleetError
 from common.store import sql
@@ -49,7 +49,6 @@ def close_plans(reason: str):
 @dataclass
 class BulkResult:
     changed: int = 0
-    held: list = field(default_factory=list)  # ids a live bot held when their batch came: left as they were
     left: int = 0  # matching tickets not changed (held, or locked by another session at that moment)
 
 
@@ -70,9 +69,7 @@ def act_on_matching(pool, config, ticket_filter: TicketFilter, plan_of, *, max_i
             steps = []
             for row in rows:
                 ticket = take_unleased(conn, row, actor)
-                if ticket is None:
-                    result.held.append(row["id"])
-                else:
+                if ticket is not None:  # else a live bot holds it: left as it is, counted in `left`
                     steps.append(Step(ticket, plan_of(ticket)))
             if steps:
                 result.changed += len(add_ticket_to_proceeded_list(conn, config, steps, None, actor).applied)

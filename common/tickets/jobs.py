@@ -75,7 +75,8 @@ def list_operations(conn, config, *, sort="last_action", limit=100) -> list[Oper
 
 def get_operation(conn, config, job_id) -> Operation:
     """One job as /operations shows it (its ticket must exist and be a job)."""
-    return _operation(config, conn.execute(sql.OPERATION, {"id": job_id}).fetchone())
+    [job] = operations_by_id(conn, config, [job_id])
+    return job
 
 
 def operations_by_id(conn, config, ids) -> list[Operation]:
